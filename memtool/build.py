@@ -1,0 +1,68 @@
+"""The one boundary where configs become objects: tasks from their sections, models from plain arguments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from memtool.config import RunConfig, build_config
+from memtool.errors import UserError
+from memtool.registry import MODELS, TASKS, load_all
+from memtool.tasks.base import Task
+
+
+def build_task(config: RunConfig, state: dict[str, Any] | None = None) -> Task:
+    """The configured task; ``state`` (from a checkpoint) fixes how it encodes data, e.g. the vocabulary."""
+    task_class = TASKS.get(config.task.name)
+    return task_class(config.task.params, config.data, seed=config.seed, state=state)
+
+
+def model_arguments(config: RunConfig, task: Task) -> dict[str, Any]:
+    """Plain constructor arguments: the config's model parameters plus the sizes the task's data fixes."""
+    model_class = MODELS.get(config.model.name)
+    dims = task.model_dims()
+    needed = getattr(model_class, "data_dims", ())
+    missing = [name for name in needed if name not in dims]
+    if missing:
+        raise UserError(
+            f"model {config.model.name!r} needs {', '.join(missing)}, "
+            f"which task {config.task.name!r} does not provide"
+        )
+    return {**config.model.params.model_dump(), **{name: dims[name] for name in needed}}
+
+
+def create_model(name: str, arguments: dict[str, Any]) -> nn.Module:
+    load_all()
+    return MODELS.get(name)(**arguments)
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UserError(
+            "device: 'cuda' was asked for, but torch sees no CUDA device; use --device cpu or auto"
+        )
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def restore(
+    payload: dict[str, Any], overrides: list[str] = (), device: str | None = None
+) -> tuple[RunConfig, Task, nn.Module]:
+    """Rebuild a checkpoint's config, task and model (in eval mode), applying ``--set`` overrides."""
+    config = build_config(payload["config"], overrides, source=payload["path"], device=device)
+    task = build_task(config, payload["task_state"])
+    model = create_model(payload["model_name"], payload["model_args"])
+    try:
+        model.load_state_dict(payload["model_state"])
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[0]
+        raise UserError(
+            f"{payload['path']}: weights do not fit model {payload['model_name']!r}: {first}"
+        ) from None
+    if payload.get("warmup_active") and hasattr(model, "set_warmup"):
+        model.set_warmup(True)
+    model.to(resolve_device(config.device)).eval()
+    return config, task, model

@@ -1,0 +1,229 @@
+"""Typed run configuration: YAML → validated, frozen objects, with ``--set key.path=value`` overrides.
+
+Every mistake is reported at load, before training starts, as one line naming the file, the field and the
+value. Model parameters are checked against the registered model's constructor; task and data parameters
+against the task's own schemas.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, create_model
+
+from memtool.errors import UserError
+from memtool.registry import MODELS, TASKS, load_all
+
+
+class Strict(BaseModel):
+    """Unknown keys and wrong types are errors; the object is frozen once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class LrDecay(Strict):
+    every_epochs: PositiveInt
+    factor: float = Field(0.5, gt=0, le=1)
+
+
+class Warmup(Strict):
+    """A first phase with its own constant learning rate, during which the model runs in a simpler mode.
+
+    For MemN2N this is linear start (LS): the softmax is removed from the memory layers.
+    """
+
+    epochs: PositiveInt  # the most epochs the phase lasts
+    lr: PositiveFloat | None = None  # None: train.lr
+    until_plateau: bool = False  # end earlier, once validation loss stops falling
+    patience: PositiveInt = 1
+
+
+class TrainConfig(Strict):
+    batch_size: PositiveInt = 32
+    epochs: PositiveInt = 10
+    max_steps: PositiveInt | None = None  # a cap on optimizer steps; overrides epochs when reached first
+    lr: PositiveFloat = 0.01
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    momentum: float = Field(0.0, ge=0, lt=1)
+    lr_decay: LrDecay | None = None
+    loss_reduction: Literal["mean", "sum"] = "mean"  # sum: the MemN2N authors sum the loss over a batch
+    clip_norm: PositiveFloat | None = 40.0
+    clip_per_parameter: bool = True  # the MemN2N authors clip each weight matrix on its own
+    warmup: Warmup | None = None
+    restarts: PositiveInt = 1  # train this many times (seed, seed+1, ...) and keep the best on validation
+    eval_batch_size: PositiveInt = 512
+    checkpoint_every_steps: PositiveInt | None = None
+    checkpoint_every_seconds: PositiveFloat = 30.0
+    threads: PositiveInt | None = None  # torch intra-op threads; None keeps torch's default
+
+
+class Section(BaseModel):
+    """A ``model``/``task`` section: a registered name plus that component's validated parameters."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    name: str
+    params: Any
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    seed: int
+    device: Literal["auto", "cpu", "cuda"]
+    model: Section
+    task: Section
+    data: Any  # the task's Data schema instance
+    train: TrainConfig
+    source: str = "<config>"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config, every default filled in, ready to write as YAML and load again."""
+        return {
+            "seed": self.seed,
+            "device": self.device,
+            "model": {"name": self.model.name, **self.model.params.model_dump(mode="json")},
+            "task": {"name": self.task.name, **self.task.params.model_dump(mode="json")},
+            "data": self.data.model_dump(mode="json"),
+            "train": self.train.model_dump(mode="json"),
+        }
+
+
+class _Top(Strict):
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    model: dict[str, Any]
+    task: dict[str, Any]
+    data: dict[str, Any] = Field(default_factory=dict)
+    train: dict[str, Any] = Field(default_factory=dict)
+
+
+_SIGNATURE_SCHEMAS: dict[type, type[BaseModel]] = {}
+
+
+def constructor_schema(cls: type) -> type[BaseModel]:
+    """A pydantic schema of a model class's keyword parameters, minus the sizes its task supplies.
+
+    The constructor is the single source of truth for names, types and defaults (torchtune validates
+    configs against the real constructor the same way).
+    """
+    if cls not in _SIGNATURE_SCHEMAS:
+        supplied = set(getattr(cls, "data_dims", ()))
+        hints = inspect.get_annotations(cls.__init__, eval_str=True)
+        fields: dict[str, Any] = {}
+        for name, parameter in inspect.signature(cls.__init__).parameters.items():
+            if name == "self" or name in supplied:
+                continue
+            default = ... if parameter.default is inspect.Parameter.empty else parameter.default
+            fields[name] = (hints[name], default)
+        _SIGNATURE_SCHEMAS[cls] = create_model(
+            f"{cls.__name__}Params", __config__=ConfigDict(extra="forbid", frozen=True), **fields
+        )
+    return _SIGNATURE_SCHEMAS[cls]
+
+
+def _format_error(source: str, prefix: str, error: ValidationError) -> list[str]:
+    lines = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
+        value = item.get("input")
+        shown = "" if item["type"] == "missing" or isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"{location}: {item['msg']}{shown}")
+    return lines
+
+
+def set_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply one ``key.path=value`` override; the value is parsed as YAML (``3``, ``true``, ``[1, 2]``)."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"--set {assignment!r}: expected KEY.PATH=VALUE, e.g. train.lr=0.005")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    parts = key.strip().split(".")
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise UserError(f"--set {assignment!r}: {'.'.join(parts[: depth + 1])} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise UserError(f"{path}: malformed YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a UTF-8 text file") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping of sections (model, task, data, train), got {raw!r:.60}")
+    return raw
+
+
+def load_config(path: Path, overrides: list[str] = (), **top_level: Any) -> RunConfig:
+    """Read a YAML file, apply ``--set`` overrides and top-level flags (seed, device), validate."""
+    raw = read_yaml(path)
+    return build_config(raw, overrides, source=str(path), **top_level)
+
+
+def build_config(
+    raw: dict[str, Any], overrides: list[str] = (), source: str = "<config>", **top_level: Any
+) -> RunConfig:
+    load_all()
+    raw = copy.deepcopy(raw)
+    for assignment in overrides:
+        set_override(raw, assignment)
+    raw.update({key: value for key, value in top_level.items() if value is not None})
+
+    problems: list[str] = []
+    try:
+        top = _Top.model_validate(raw)
+    except ValidationError as error:
+        raise UserError(f"{source}: " + "; ".join(_format_error(source, "", error))) from None
+
+    def component(section: str, registry: Any, values: dict[str, Any]) -> Section | None:
+        name = values.get("name")
+        if not isinstance(name, str):
+            problems.append(
+                f"{section}.name: required, one of {', '.join(e.name for e in registry.entries())}"
+            )
+            return None
+        if name not in registry:
+            known = ", ".join(e.name for e in registry.entries())
+            problems.append(f"{section}.name: unknown {registry.kind} {name!r}; known: {known}")
+            return None
+        target = registry.get(name)
+        schema = constructor_schema(target) if registry is MODELS else target.Params
+        params = {key: value for key, value in values.items() if key != "name"}
+        try:
+            return Section(name=name, params=schema.model_validate(params))
+        except ValidationError as error:
+            problems.extend(_format_error(source, section, error))
+            return None
+
+    model = component("model", MODELS, top.model)
+    task = component("task", TASKS, top.task)
+    data = None
+    if task is not None:
+        try:
+            data = TASKS.get(task.name).Data.model_validate(top.data)
+        except ValidationError as error:
+            problems.extend(_format_error(source, "data", error))
+    try:
+        train = TrainConfig.model_validate(top.train)
+    except ValidationError as error:
+        problems.extend(_format_error(source, "train", error))
+    if problems:
+        raise UserError(f"{source}: " + "; ".join(problems))
+    return RunConfig(top.seed, top.device, model, task, data, train, source)

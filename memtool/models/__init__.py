@@ -1,0 +1,3 @@
+"""Model families. Importing this package registers every family under its name."""
+
+from memtool.models import memn2n  # noqa: F401

@@ -1,0 +1,221 @@
+"""End-to-end memory networks (Sukhbaatar, Szlam, Weston, Fergus 2015, arXiv 1503.08895).
+
+Read beside the paper: Sec. 2 (one layer, multiple layers), Sec. 4.1 (position encoding, temporal
+encoding), Sec. 4.2 (linear start, random noise). Sentences x_i and the question q are embedded by
+matrices A, C and B; the match ``p = Softmax(u·m_i)`` attends over the memories, ``o = Σ p_i c_i`` is read
+out, and ``u ← u + o`` carries the state to the next hop; ``â = Softmax(W(o + u))`` answers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from memtool.registry import register_model
+
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+@dataclass
+class MemN2NOutput:
+    logits: Tensor  # (batch, vocab): answer scores over the word vocabulary
+    attention: Tensor  # (batch, hops, memories): p at each hop (raw scores during linear start)
+
+
+def position_encoding_terms(embedding_dim: int) -> tuple[Tensor, Tensor]:
+    """Split the paper's PE weight ``l_kj = (1 - j/J) - (k/d)(1 - 2j/J)`` into ``a_k - (j/J) b_k``.
+
+    With ``a_k = 1 - k/d`` and ``b_k = 1 - 2k/d`` the encoding ``Σ_j l_j ⊙ A x_j`` becomes
+    ``a ⊙ Σ_j A x_j - b ⊙ Σ_j (j/J) A x_j``: two reductions instead of a (batch, memories, words, d) product.
+    """
+    k = torch.arange(1, embedding_dim + 1, dtype=torch.float32) / embedding_dim
+    return 1 - k, 1 - 2 * k
+
+
+def position_encoding(sentence_length: int, embedding_dim: int) -> Tensor:
+    """The full (words, d) PE matrix of one sentence of J words, for reading and tests."""
+    a, b = position_encoding_terms(embedding_dim)
+    j = torch.arange(1, sentence_length + 1, dtype=torch.float32) / sentence_length
+    return a.unsqueeze(0) - j.unsqueeze(1) * b.unsqueeze(0)
+
+
+def _embedding(vocab_size: int, dim: int, std: float) -> nn.Embedding:
+    table = nn.Embedding(vocab_size, dim, padding_idx=0)  # index 0 is the nil word: kept at zero
+    nn.init.normal_(table.weight, std=std)
+    with torch.no_grad():
+        table.weight[0].zero_()
+    return table
+
+
+def _temporal(rows: int, dim: int, std: float) -> nn.Parameter:
+    return nn.Parameter(torch.randn(rows, dim) * std)
+
+
+@register_model("memn2n")
+class MemN2N(nn.Module):
+    """End-to-end memory network (MemN2N): K hops of soft attention over sentence memories."""
+
+    data_dims = ("vocab_size", "memory_size")
+
+    def __init__(
+        self,
+        vocab_size: int,
+        memory_size: int,
+        embedding_dim: PositiveInt = 20,
+        hops: PositiveInt = 3,
+        weight_tying: Literal["adjacent", "layerwise"] = "adjacent",
+        sentence_encoding: Literal["position", "bow"] = "position",
+        temporal_encoding: bool = True,
+        random_noise: Annotated[float, Field(ge=0, lt=1)] = 0.0,
+        match: Literal["dot", "cosine", "mlp"] = "dot",
+        answer: Literal["linear", "mlp"] = "linear",
+        mlp_hidden: PositiveInt = 64,
+        init_std: Annotated[float, Field(gt=0)] = 0.1,
+    ) -> None:
+        super().__init__()
+        self.hops = hops
+        self.weight_tying = weight_tying
+        self.sentence_encoding = sentence_encoding
+        self.temporal_encoding = temporal_encoding
+        self.random_noise = random_noise
+        self.match = match
+        self.memory_size = memory_size
+        self.linear_start = False  # Sec. 4.2: softmax removed from the memory layers while True
+        d = embedding_dim
+
+        # Adjacent tying (Sec. 2.2): A^{k+1} = C^k, B = A^1, W^T = C^K, so K+1 tables E_0..E_K serve as
+        # A^k = E_{k-1} and C^k = E_k. Layer-wise: one A and one C for every hop, plus B, H and W.
+        tables = hops + 1 if weight_tying == "adjacent" else 3
+        self.embeddings = nn.ModuleList(_embedding(vocab_size, d, init_std) for _ in range(tables))
+        # Random noise inserts up to ceil(noise·n) blank time slots, so temporal rows must cover them.
+        time_rows = memory_size + math.ceil(random_noise * memory_size)
+        self.temporal = nn.ParameterList(
+            _temporal(time_rows, d, init_std) for _ in range(tables - (weight_tying == "layerwise"))
+        )
+        self.hop_map = nn.Linear(d, d, bias=False) if weight_tying == "layerwise" else None  # H
+        if self.hop_map is not None:
+            nn.init.normal_(self.hop_map.weight, std=init_std)
+
+        if match == "cosine":
+            self.cosine_scale = nn.Parameter(torch.tensor(5.0))  # cosine lies in [-1, 1]: too flat alone
+        elif match == "mlp":
+            self.match_memory = nn.Linear(d, mlp_hidden, bias=False)
+            self.match_query = nn.Linear(d, mlp_hidden)
+            self.match_out = nn.Linear(mlp_hidden, 1, bias=False)
+
+        if answer == "mlp":
+            self.answer_layer: nn.Module | None = nn.Sequential(
+                nn.Linear(d, mlp_hidden), nn.ReLU(), nn.Linear(mlp_hidden, vocab_size)
+            )
+        elif weight_tying == "layerwise":
+            self.answer_layer = nn.Linear(d, vocab_size, bias=False)
+            nn.init.normal_(self.answer_layer.weight, std=init_std)
+        else:
+            self.answer_layer = None  # W^T = C^K
+
+        pe_a, pe_b = position_encoding_terms(d)
+        self.register_buffer("pe_a", pe_a, persistent=False)
+        self.register_buffer("pe_b", pe_b, persistent=False)
+
+    def set_warmup(self, active: bool) -> None:
+        """The engine's warmup phase is linear start here."""
+        self.linear_start = active
+
+    # -- encoding ------------------------------------------------------------------------------------
+    def _encode(self, table: nn.Embedding, words: Tensor, position: Tensor | None) -> Tensor:
+        """Embed (..., words) token ids into (..., d): bag of words, or PE-weighted (Sec. 4.1)."""
+        embedded = table(words)  # (..., words, d)
+        total = embedded.sum(-2)
+        if position is None:
+            return total
+        weighted = (position.unsqueeze(-2) @ embedded).squeeze(-2)  # Σ_j (j/J) A x_j
+        return self.pe_a * total - self.pe_b * weighted
+
+    def _position_ratio(self, words: Tensor) -> Tensor | None:
+        """j/J for every word slot; J is the sentence's own length (up to its last known word)."""
+        if self.sentence_encoding == "bow":
+            return None
+        j = torch.arange(1, words.shape[-1] + 1, device=words.device, dtype=self.pe_a.dtype)
+        length = ((words != 0) * j).amax(-1, keepdim=True).clamp(min=1)
+        return j / length
+
+    def _time_index(self, memory_count: Tensor, slots: int) -> Tensor:
+        """Temporal-encoding row of each memory: 0 for the most recent sentence (reverse order).
+
+        Random noise (RN, Sec. 4.2), in training only: per story, insert ``randint(0, ceil(noise·n))`` blank
+        time slots at random places, so the model cannot rely on exact relative times.
+        """
+        count = memory_count.unsqueeze(1)  # (batch, 1)
+        order = torch.arange(slots, device=memory_count.device).unsqueeze(0)  # (1, memories)
+        if not (self.training and self.random_noise > 0):
+            return (count - 1 - order).clamp(min=0)
+        batch = memory_count.shape[0]
+        rows = self.temporal[0].shape[0]
+        most_blank = torch.ceil(self.random_noise * memory_count.float())
+        blanks = torch.floor(torch.rand(batch, device=count.device) * (most_blank + 1)).long().unsqueeze(1)
+        keys = torch.rand(batch, rows, device=count.device)
+        keys.masked_fill_(torch.arange(rows, device=count.device).unsqueeze(0) >= count + blanks, 2.0)
+        chosen = keys.argsort(-1)[:, :slots]  # the first n are the kept slots, in random order
+        chosen = torch.where(order < count, chosen, rows).sort(-1).values
+        return torch.where(order < count, count + blanks - 1 - chosen, 0)
+
+    # -- attention -----------------------------------------------------------------------------------
+    def _scores(self, memory: Tensor, query: Tensor) -> Tensor:
+        """Match of each memory (batch, memories, d) with the query (batch, d) → (batch, memories)."""
+        if self.match == "dot":
+            return (memory @ query.unsqueeze(-1)).squeeze(-1)
+        if self.match == "cosine":
+            cosine = nn.functional.cosine_similarity(memory, query.unsqueeze(1), dim=-1, eps=1e-6)
+            return self.cosine_scale * cosine
+        hidden = torch.tanh(self.match_memory(memory) + self.match_query(query).unsqueeze(1))
+        return self.match_out(hidden).squeeze(-1)
+
+    def _table(self, role: str, hop: int) -> tuple[nn.Embedding, Tensor | None]:
+        """The embedding and temporal tables playing ``role`` (A or C) at ``hop`` (0-based)."""
+        if self.weight_tying == "adjacent":
+            index = hop if role == "A" else hop + 1
+        else:
+            index = 0 if role == "A" else 1
+        temporal = self.temporal[index] if self.temporal_encoding else None
+        return self.embeddings[index], temporal
+
+    def forward(self, story: Tensor, memory_count: Tensor, question: Tensor) -> MemN2NOutput:
+        """story (batch, memories, words), memory_count (batch,), question (batch, words)."""
+        slots = story.shape[1]
+        mask = torch.arange(slots, device=story.device).unsqueeze(0) < memory_count.unsqueeze(1)
+        story_position = self._position_ratio(story)
+        time = self._time_index(memory_count, slots) if self.temporal_encoding else None
+
+        encoded: dict[int, Tensor] = {}  # adjacent tying shares C^k with A^{k+1}: encode each table once
+
+        def memories(role: str, hop: int) -> Tensor:
+            table, temporal = self._table(role, hop)
+            key = id(table)
+            if key not in encoded:
+                vectors = self._encode(table, story, story_position)
+                encoded[key] = vectors if temporal is None else vectors + temporal[time]
+            return encoded[key]
+
+        query_table = self.embeddings[0] if self.weight_tying == "adjacent" else self.embeddings[2]
+        u = self._encode(query_table, question, self._position_ratio(question))  # (batch, d)
+        attention = []
+        for hop in range(self.hops):
+            scores = self._scores(memories("A", hop), u)
+            if self.linear_start:
+                weights = scores * mask
+            else:
+                weights = scores.masked_fill(~mask, torch.finfo(scores.dtype).min).softmax(-1) * mask
+            read = (weights.unsqueeze(1) @ memories("C", hop)).squeeze(1)  # o = Σ p_i c_i
+            u = read + (self.hop_map(u) if self.hop_map is not None else u)
+            attention.append(weights)
+
+        # adjacent tying with a linear answer: W = (C^K)^T
+        logits = self.answer_layer(u) if self.answer_layer is not None else u @ self.embeddings[-1].weight.T
+        # The nil word is never an answer; masking its logit also keeps its tied embedding row at zero.
+        logits = logits.index_fill(1, torch.tensor([0], device=logits.device), torch.finfo(logits.dtype).min)
+        return MemN2NOutput(logits=logits, attention=torch.stack(attention, 1))

@@ -1,0 +1,3 @@
+"""Tasks. Importing this package registers every task under its name."""
+
+from memtool.tasks import babi  # noqa: F401

@@ -1,0 +1,323 @@
+"""bAbI question answering as a memtool task: tensorised once, batched without per-example loops."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, PositiveInt, model_validator
+from torch import Tensor, nn
+
+from memtool.config import Strict
+from memtool.errors import UserError
+from memtool.registry import register_task
+from memtool.tasks.babi.generator import GENERATED_TASKS, TASK_NAMES, generate_split
+from memtool.tasks.babi.text import Story, find_task_files, parse_lines, read_task_file
+from memtool.tasks.base import Batch, EvalResult
+from memtool.views import AttentionView, InspectRequest
+
+NIL = "<nil>"  # word 0: padding, and the id of any word the vocabulary has not seen
+
+
+class BabiParams(Strict):
+    tasks: list[PositiveInt] | Literal["all"] = "all"  # bAbI task numbers; "all": every task found
+    memory_size: PositiveInt = 50  # only the most recent sentences are kept in memory
+
+
+class GeneratorParams(Strict):
+    tasks: list[Literal[GENERATED_TASKS]] = Field(default_factory=lambda: list(GENERATED_TASKS))  # type: ignore[valid-type]
+    train_stories: PositiveInt = 200
+    test_stories: PositiveInt = 200
+    questions_per_story: PositiveInt = 5  # fewer questions: shorter stories, an easier task
+    seed: int | None = None  # None: the run's seed
+
+
+class BabiData(Strict):
+    source: Literal["files", "generated"] = "files"
+    path: str | None = "data/babi/en"  # a directory of qaN_*_train.txt / qaN_*_test.txt
+    validation_fraction: float = Field(0.1, ge=0, lt=1)
+    validation_split: Literal["random", "tail"] = "random"  # tail: the last 10% of the file, as single-task
+    generator: GeneratorParams = Field(default_factory=GeneratorParams)
+
+    @model_validator(mode="after")
+    def _path_for_files(self) -> BabiData:
+        if self.source == "files" and not self.path:
+            raise ValueError("data.path is required when data.source is 'files'")
+        return self
+
+
+@dataclass
+class Split:
+    """One split as tensors. Sentences of every story are stacked once; a question's memory is the window
+    ``sentences[memory_end - memory_count : memory_end]``, so stories shared by questions are stored once."""
+
+    sentences: Tensor  # (sentences + 1, words); row 0 is the blank padding sentence
+    sentence_lengths: Tensor  # (sentences + 1,)
+    memory_end: Tensor  # (questions,)
+    memory_count: Tensor  # (questions,)
+    story_start: Tensor  # (questions,) the row of the question's story's first sentence
+    questions: Tensor  # (questions, words)
+    question_lengths: Tensor  # (questions,)
+    answers: Tensor  # (questions,)
+    tasks: Tensor  # (questions,) bAbI task number
+    supporting: Tensor  # (questions, facts): memory-window index of each supporting fact, -1 for none
+    unknown_words: int  # tokens that mapped to the nil word
+
+    def __len__(self) -> int:
+        return int(self.answers.shape[0])
+
+    def select(self, rows: Tensor) -> Split:
+        per_question = (
+            "memory_end",
+            "memory_count",
+            "story_start",
+            "questions",
+            "question_lengths",
+            "answers",
+            "tasks",
+            "supporting",
+        )
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        values.update({name: values[name][rows] for name in per_question})
+        return Split(**values)
+
+    def to(self, device: torch.device) -> Split:
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return Split(**{k: v.to(device) if isinstance(v, Tensor) else v for k, v in values.items()})
+
+
+class Vocabulary:
+    def __init__(self, words: Sequence[str]) -> None:
+        self.words = list(words)
+        self.index = {word: i for i, word in enumerate(self.words)}
+
+    @classmethod
+    def build(cls, stories: Sequence[Story]) -> Vocabulary:
+        seen: set[str] = set()
+        for story in stories:
+            for sentence in story.sentences:
+                seen.update(sentence)
+            for question in story.questions:
+                seen.update(question.words)
+                seen.add(question.answer)
+        seen.discard(NIL)
+        return cls([NIL, *sorted(seen)])
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def encode(self, words: Sequence[str]) -> list[int]:
+        return [self.index.get(word, 0) for word in words]
+
+    def unknown(self, words: Sequence[str]) -> list[str]:
+        return [word for word in words if word not in self.index]
+
+
+def _pad(rows: list[list[int]], width: int | None = None) -> Tensor:
+    width = max([len(row) for row in rows] + [1]) if width is None else width
+    out = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
+
+
+def tensorise(stories: Sequence[Story], vocab: Vocabulary, memory_size: int) -> Split:
+    """Encode stories once; every later batch is a gather from these tensors."""
+    sentences: list[list[int]] = [[]]
+    ends, counts, starts, questions, answers, tasks, supporting = [], [], [], [], [], [], []
+    unknown = 0
+    for story in stories:
+        first_row = len(sentences)
+        for sentence in story.sentences:
+            encoded = vocab.encode(sentence)
+            unknown += encoded.count(0)
+            sentences.append(encoded)
+        for question in story.questions:
+            count = min(question.sentences_before, memory_size)
+            start = question.sentences_before - count
+            ends.append(first_row + question.sentences_before)
+            counts.append(count)
+            starts.append(first_row)
+            encoded = vocab.encode(question.words)
+            unknown += encoded.count(0)
+            questions.append(encoded)
+            answers.append(vocab.index.get(question.answer, 0))
+            tasks.append(story.task)
+            supporting.append([s - start if s >= start else -1 for s in question.supporting])
+    if not answers:
+        raise UserError("the bAbI data holds no questions")
+    facts = max([len(s) for s in supporting] + [1])
+    support = torch.full((len(supporting), facts), -1, dtype=torch.long)
+    for i, row in enumerate(supporting):
+        support[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    sentence_tensor = _pad(sentences)
+    question_tensor = _pad(questions)
+    return Split(
+        sentences=sentence_tensor,
+        sentence_lengths=torch.tensor([len(sentence) for sentence in sentences]),  # unknown words count too
+        memory_end=torch.tensor(ends),
+        memory_count=torch.tensor(counts),
+        story_start=torch.tensor(starts),
+        questions=question_tensor,
+        question_lengths=torch.tensor([len(q) for q in questions]),
+        answers=torch.tensor(answers),
+        tasks=torch.tensor(tasks),
+        supporting=support,
+        unknown_words=unknown,
+    )
+
+
+def batch_from_split(split: Split, rows: Tensor) -> Batch:
+    """Gather the memory windows of ``rows`` and trim padding to this batch's longest story and sentence."""
+    count = split.memory_count[rows]
+    slots = max(int(count.max()), 1)
+    offsets = torch.arange(slots, device=count.device)
+    window = split.memory_end[rows].unsqueeze(1) - count.unsqueeze(1) + offsets
+    window = torch.where(offsets < count.unsqueeze(1), window, 0)  # padding slots read the blank row 0
+    words = max(int(split.sentence_lengths[window].max()), 1)
+    question_words = max(int(split.question_lengths[rows].max()), 1)
+    return Batch(
+        inputs={
+            "story": split.sentences[window, :words],
+            "memory_count": count,
+            "question": split.questions[rows, :question_words],
+        },
+        targets=split.answers[rows],
+        index=rows,
+    )
+
+
+@register_task("babi")
+class BabiTask:
+    """bAbI QA: stories, questions and one-word answers; error % per bAbI task (files or generated)."""
+
+    Params = BabiParams
+    Data = BabiData
+
+    def __init__(self, params: BabiParams, data: BabiData, seed: int, state: dict[str, Any] | None = None):
+        self.params = params
+        self.data = data
+        train_stories, test_stories = self._load(seed)
+        self.task_numbers = sorted({story.task for story in train_stories + test_stories})
+        self.vocab = Vocabulary(state["vocabulary"]) if state else Vocabulary.build(train_stories)
+        full_train = tensorise(train_stories, self.vocab, params.memory_size)
+        train_rows, valid_rows = self._validation_rows(full_train, seed)
+        self.splits = {
+            "train": full_train.select(train_rows),
+            "valid": full_train.select(valid_rows),
+            "test": tensorise(test_stories, self.vocab, params.memory_size),
+        }
+
+    # -- loading -------------------------------------------------------------------------------------
+    def _wanted(self, available: Sequence[int]) -> list[int]:
+        if self.params.tasks == "all":
+            return sorted(available)
+        missing = sorted(set(self.params.tasks) - set(available))
+        if missing:
+            raise UserError(f"task.tasks: no data for bAbI task(s) {missing}; available: {sorted(available)}")
+        return sorted(self.params.tasks)
+
+    def _load(self, seed: int) -> tuple[list[Story], list[Story]]:
+        if self.data.source == "generated":
+            gen = self.data.generator
+            data_seed = seed if gen.seed is None else gen.seed
+            loaded: dict[str, list[Story]] = {"train": [], "test": []}
+            for task in self._wanted(gen.tasks):
+                for split, count in (("train", gen.train_stories), ("test", gen.test_stories)):
+                    lines = generate_split(task, split, count, data_seed, gen.questions_per_story)
+                    loaded[split] += parse_lines(lines, task, f"<generated task {task} {split}>")
+            return loaded["train"], loaded["test"]
+        directory = Path(self.data.path or "")
+        if not directory.is_dir():
+            raise UserError(
+                f"data.path: bAbI directory {str(directory)!r} not found; "
+                "run `memtool data download babi` or pass --set data.path=DIR"
+            )
+        train_files, test_files = find_task_files(directory, "train"), find_task_files(directory, "test")
+        if not train_files and not test_files:
+            raise UserError(f"data.path: no qaN_*_train.txt / qaN_*_test.txt files in {str(directory)!r}")
+        wanted = self._wanted(sorted(set(train_files) | set(test_files)))
+        train = [s for task in wanted if task in train_files for s in read_task_file(train_files[task], task)]
+        test = [s for task in wanted if task in test_files for s in read_task_file(test_files[task], task)]
+        return train, test
+
+    def _validation_rows(self, split: Split, seed: int) -> tuple[Tensor, Tensor]:
+        """Hold out a fraction of training questions, per bAbI task so every task is validated."""
+        train_rows, valid_rows = [], []
+        generator = torch.Generator().manual_seed(seed)
+        for task in self.task_numbers:
+            rows = torch.nonzero(split.tasks == task).squeeze(1)
+            held = int(len(rows) * self.data.validation_fraction)
+            if self.data.validation_split == "random":
+                rows = rows[torch.randperm(len(rows), generator=generator)]
+            train_rows.append(rows[: len(rows) - held])
+            valid_rows.append(rows[len(rows) - held :])
+        return torch.cat(train_rows).sort().values, torch.cat(valid_rows).sort().values
+
+    # -- the Task protocol ---------------------------------------------------------------------------
+    def model_dims(self) -> dict[str, Any]:
+        return {"vocab_size": len(self.vocab), "memory_size": self.params.memory_size}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"vocabulary": self.vocab.words}
+
+    def to(self, device: torch.device) -> None:
+        self.splits = {name: split.to(device) for name, split in self.splits.items()}
+
+    def split_size(self, split: str) -> int:
+        return len(self.splits[split])
+
+    def batches(self, split: str, batch_size: int, order: Tensor | None = None) -> Iterator[Batch]:
+        data = self.splits[split]
+        if order is None:
+            order = torch.arange(len(data), device=data.answers.device)
+        for start in range(0, len(order), batch_size):
+            yield batch_from_split(data, order[start : start + batch_size].to(data.answers.device))
+
+    def inspect(self, model: nn.Module, request: InspectRequest) -> AttentionView:
+        from memtool.tasks.babi.inspect import inspect_babi  # the view code imports this module
+
+        return inspect_babi(self, model, request)
+
+    def loss(self, output: Any, batch: Batch) -> tuple[Tensor, Tensor]:
+        loss = nn.functional.cross_entropy(output.logits, batch.targets)
+        wrong = (output.logits.argmax(-1) != batch.targets).sum()
+        return loss, wrong
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str, batch_size: int) -> EvalResult:
+        was_training = model.training
+        model.eval()
+        data = self.splits[split]
+        if len(data) == 0:
+            model.train(was_training)
+            return EvalResult({"error": float("nan"), "loss": float("nan"), "examples": 0})
+        device = next(model.parameters()).device
+        losses, wrongs = [], []
+        for batch in self.batches(split, batch_size):
+            batch = batch.to(device)
+            output = model(**batch.inputs)
+            losses.append(nn.functional.cross_entropy(output.logits, batch.targets, reduction="none"))
+            wrongs.append(output.logits.argmax(-1) != batch.targets)
+        model.train(was_training)
+        loss, wrong = torch.cat(losses).cpu(), torch.cat(wrongs).float().cpu()
+        tasks = data.tasks.cpu()
+        groups = {}
+        for task in sorted(set(tasks.tolist())):
+            rows = tasks == task
+            groups[str(task)] = {
+                "error": 100 * wrong[rows].mean().item(),
+                "loss": loss[rows].mean().item(),
+                "examples": int(rows.sum()),
+            }
+        metrics = {"error": 100 * wrong.mean().item(), "loss": loss.mean().item(), "examples": len(data)}
+        if len(groups) > 1:
+            metrics["mean_task_error"] = sum(g["error"] for g in groups.values()) / len(groups)
+            metrics["failed_tasks"] = sum(g["error"] > 5.0 for g in groups.values())
+        return EvalResult(metrics, groups)
+
+
+__all__ = ["TASK_NAMES", "BabiTask", "Split", "Vocabulary", "batch_from_split", "tensorise"]

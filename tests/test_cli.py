@@ -1,0 +1,192 @@
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from memtool.cli import app
+from tests.helpers import tiny_config
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny run on generated files, shared by the eval and inspect tests."""
+    root = tmp_path_factory.mktemp("cli")
+    from memtool.tasks.babi.generator import write_generated
+
+    write_generated(root / "babi", (1, 6), train_stories=30, test_stories=6, seed=0)
+    config = root / "tiny.yaml"
+    raw = tiny_config(data={"source": "files", "path": str(root / "babi")}, task={"tasks": "all"})
+    config.write_text(yaml.safe_dump(raw))
+    result = invoke("train", config, "--out", root / "run", "--seed", "1")
+    assert result.exit_code == 0, result.output
+    assert "test error (%)" in result.output and "results in" in result.output
+    return root / "run"
+
+
+def test_train_writes_a_complete_run_directory(trained_run: Path) -> None:
+    assert {"config.yaml", "metrics.jsonl", "best.pt", "last.pt", "summary.json", "versions.json"} <= {
+        p.name for p in trained_run.iterdir()
+    }
+    assert yaml.safe_load((trained_run / "config.yaml").read_text())["seed"] == 1  # --seed recorded
+
+
+def test_eval_json_has_metrics_and_per_task(trained_run: Path) -> None:
+    result = invoke("eval", trained_run, "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert set(payload["per_task"]) == {"1", "6"}
+    assert 0 <= payload["metrics"]["error"] <= 100
+    task_errors = [payload["per_task"][t]["error"] for t in ("1", "6")]
+    assert payload["metrics"]["mean_task_error"] == pytest.approx(sum(task_errors) / 2)
+
+
+def test_eval_table_and_other_data(trained_run: Path, tmp_path: Path) -> None:
+    result = invoke("eval", trained_run)
+    assert result.exit_code == 0 and "per task" in result.output
+    from memtool.tasks.babi.generator import write_generated
+
+    write_generated(tmp_path / "other", (1,), train_stories=5, test_stories=3, seed=9)
+    result = invoke("eval", trained_run, "--data", tmp_path / "other", "--json")
+    assert result.exit_code == 0, result.output
+    assert list(json.loads(result.stdout)["per_task"]) == ["1"]
+
+
+def test_inspect_memory_shows_attention_per_hop(trained_run: Path) -> None:
+    result = invoke("inspect-memory", trained_run, "--example", "2", "--task", "6")
+    assert result.exit_code == 0, result.output
+    for text in ("bAbI task 6", "hop 1", "hop 2", "question", "predicted", "top 3", "★"):
+        assert text in result.output
+    view = json.loads(invoke("inspect-memory", trained_run, "--example", "2", "--task", "6", "--json").stdout)
+    assert view["title"].startswith("bAbI task 6")
+    hops = torch.tensor(view["attention"]).T
+    torch.testing.assert_close(hops.sum(-1), torch.ones(len(hops)))
+    assert len(view["memories"]) == len(view["memory_labels"]) == len(view["attention"])
+    assert len(view["top_answers"]) == 3 and view["answer"] in ("yes", "no")
+
+
+def test_inspect_memory_on_a_users_story_reports_unknown_words(trained_run: Path, tmp_path: Path) -> None:
+    story = tmp_path / "story.txt"
+    story.write_text(
+        "Mary went to the kitchen.\nThe zebra danced in the garden.\nJohn moved to the office.\n"
+    )
+    result = invoke("inspect-memory", trained_run, "--story", story, "--question", "Where is Mary?", "--json")
+    assert result.exit_code == 0, result.output
+    view = json.loads(result.stdout)
+    assert view["memories"][1] == "the in the garden"
+    assert view["answer"] is None
+    assert "zebra" in view["notes"][0] and "danced" in view["notes"][0]
+
+
+def test_list_shows_models_tasks_and_configs() -> None:
+    result = invoke("list")
+    assert result.exit_code == 0
+    for text in ("memn2n", "babi", "quickstart.yaml", "memn2n_babi_1k_joint.yaml"):
+        assert text in result.output
+
+
+def _one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_bad_inputs_exit_2_with_one_clear_line(tmp_path: Path, trained_run: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {name: memn2n\n")
+    _one_line_error(invoke("train", bad), "bad.yaml", "malformed YAML")
+    bad.write_text(yaml.safe_dump(tiny_config(model={"name": "ntm2"})))
+    _one_line_error(invoke("train", bad), "model.name", "'ntm2'", "memn2n")
+    bad.write_text(yaml.safe_dump(tiny_config(train={"epochs": "many"})))
+    _one_line_error(invoke("train", bad), "train.epochs", "'many'")
+    bad.write_text(yaml.safe_dump(tiny_config(data={"source": "files", "path": str(tmp_path / "nowhere")})))
+    _one_line_error(invoke("train", bad), "data.path", "nowhere", "memtool data download babi")
+    _one_line_error(invoke("train", tmp_path / "missing.yaml"), "missing.yaml", "not found")
+    _one_line_error(invoke("train", bad, "--set", "train.lr"), "KEY.PATH=VALUE")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes((trained_run / "best.pt").read_bytes()[:500])
+    _one_line_error(invoke("eval", corrupt), "corrupt.pt", "corrupt or not a memtool checkpoint")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    _one_line_error(invoke("eval", foreign), "foreign.pt", "not a memtool checkpoint")
+    _one_line_error(invoke("eval", tmp_path), "no best.pt or last.pt")
+    _one_line_error(invoke("inspect-memory", trained_run, "--example", "99999"), "--example", "out of range")
+    _one_line_error(invoke("inspect-memory", trained_run, "--task", "3"), "--task", "no bAbI task 3")
+    _one_line_error(
+        invoke("inspect-memory", trained_run, "--story", tmp_path / "none.txt", "--question", "x"), "none.txt"
+    )
+    _one_line_error(invoke("eval", trained_run, "--set", "model.hops=zero"), "model.hops")
+
+
+def test_checkpoints_never_unpickle_code(tmp_path: Path) -> None:
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "memtool-checkpoint", "payload": Evil()}, path)
+    _one_line_error(invoke("eval", path), "evil.pt", "corrupt or not a memtool checkpoint")
+
+
+def test_resume_of_another_models_checkpoint_is_refused(trained_run: Path, tmp_path: Path) -> None:
+    config = tmp_path / "other.yaml"
+    raw = yaml.safe_load((trained_run / "config.yaml").read_text())
+    raw["model"]["match"] = "mlp"
+    config.write_text(yaml.safe_dump(raw))
+    _one_line_error(invoke("train", config, "--out", trained_run, "--resume"), "cannot resume", "model.match")
+
+
+def _archive(path: Path) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in {
+            "tasks_1-20_v1-2/en/qa1_single_train.txt": "1 Mary went to the hall.\n2 Where is Mary?\thall\t1",
+            "tasks_1-20_v1-2/en/qa1_single_test.txt": "1 John went to the hall.\n2 Where is John?\thall\t1",
+            "tasks_1-20_v1-2/hn/qa1_single-supporting-fact_train.txt": "1 x\n",
+            "tasks_1-20_v1-2/../escape.txt": "nope",
+        }.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_data_download_unpacks_a_local_archive(tmp_path: Path) -> None:
+    archive = _archive(tmp_path / "babi.tar.gz")
+    result = invoke("data", "download", "babi", "--to", tmp_path / "data", "--url", archive.as_uri())
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "data" / "en" / "qa1_single_train.txt").read_text().startswith("1 Mary")
+    assert (tmp_path / "data" / "hn").is_dir()
+    assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "data" / "escape.txt").exists()
+    _one_line_error(
+        invoke("data", "download", "babi", "--to", tmp_path / "d2", "--url", (tmp_path / "no.tgz").as_uri()),
+        "download failed",
+    )
+    (tmp_path / "junk.tgz").write_bytes(b"not a tar")
+    _one_line_error(
+        invoke(
+            "data", "download", "babi", "--to", tmp_path / "d3", "--url", (tmp_path / "junk.tgz").as_uri()
+        ),
+        "not a readable tar archive",
+    )
+
+
+def test_data_generate_writes_babi_files(tmp_path: Path) -> None:
+    result = invoke(
+        "data", "generate", "babi", "--to", tmp_path / "gen", "--train-stories", "2", "--test-stories", "1"
+    )
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "gen").glob("qa*_train.txt"))) == 5

@@ -1,0 +1,94 @@
+from pathlib import Path
+
+import pytest
+
+from memtool.config import build_config, load_config
+from memtool.errors import UserError
+from tests.helpers import tiny_config
+
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_validates_and_names_its_command(path: Path) -> None:
+    config = load_config(path)
+    assert config.model.name == "memn2n" and config.task.name == "babi"
+    first_line = path.read_text().splitlines()[0]
+    assert first_line.startswith(f"# memtool train configs/{path.name}")
+
+
+def test_shipped_configs_exist() -> None:
+    names = {p.name for p in CONFIGS}
+    assert {
+        "quickstart.yaml",
+        "memn2n_babi_task1.yaml",
+        "memn2n_babi_1k_joint.yaml",
+        "memn2n_babi_10k_joint.yaml",
+    } <= names
+
+
+def test_defaults_are_filled_and_the_resolved_dict_loads_again() -> None:
+    config = build_config(tiny_config())
+    resolved = config.to_dict()
+    assert resolved["model"]["weight_tying"] == "adjacent"
+    assert resolved["train"]["clip_norm"] == 40.0
+    assert build_config(resolved).to_dict() == resolved
+
+
+def test_set_overrides_parse_yaml_values() -> None:
+    config = build_config(
+        tiny_config(), ["train.lr=0.5", "model.hops=1", "task.tasks=[1, 2]", "data.source=files"]
+    )
+    assert config.train.lr == 0.5
+    assert config.model.params.hops == 1
+    assert config.task.params.tasks == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"train": {"lr": "fast"}}, r"train\.lr: .*got 'fast'"),
+        ({"train": {"learning_rate": 0.1}}, r"train\.learning_rate: Extra inputs are not permitted"),
+        ({"model": {"name": "memn3n"}}, r"model\.name: unknown model 'memn3n'; known: memn2n"),
+        ({"task": {"name": "babi", "tasks": [0]}}, r"task\.tasks"),
+        ({"model": {"name": "memn2n", "hops": 0}}, r"model\.hops: .*greater than or equal to 1"),
+        ({"model": {"name": "memn2n", "match": "euclid"}}, r"model\.match: .*'dot', 'cosine' or 'mlp'"),
+        ({"model": {"name": "memn2n", "vocab_size": 3}}, r"model\.vocab_size: Extra inputs"),
+        ({"data": {"source": "files", "path": None}}, r"data.path is required"),
+        ({"seed": "x"}, r"seed: .*got 'x'"),
+    ],
+)
+def test_bad_values_are_named_in_one_line(change: dict, message: str) -> None:
+    raw = tiny_config()
+    for key, value in change.items():
+        raw[key] = {**raw[key], **value} if isinstance(value, dict) and key in ("train", "data") else value
+    with pytest.raises(UserError, match=message) as caught:
+        build_config(raw, source="x.yaml")
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith("x.yaml: ")
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    raw = tiny_config(train={"lr": -1, "batch_size": 0})
+    with pytest.raises(UserError) as caught:
+        build_config(raw)
+    assert "train.lr" in str(caught.value) and "train.batch_size" in str(caught.value)
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  name: memn2n\n  hops: [1, 2\ntask: {}\n")
+    with pytest.raises(UserError, match=r"bad\.yaml: malformed YAML at line \d+, column \d+"):
+        load_config(path)
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(UserError, match=r"bad\.yaml: expected a mapping"):
+        load_config(path)
+    with pytest.raises(UserError, match=r"missing\.yaml: config file not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_bad_set_syntax() -> None:
+    with pytest.raises(UserError, match=r"expected KEY\.PATH=VALUE"):
+        build_config(tiny_config(), ["train.lr"])
+    with pytest.raises(UserError, match=r"train\.lr is not a section"):
+        build_config(tiny_config(), ["train.lr.x=1"])

@@ -1,0 +1,152 @@
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from memtool.checkpoint import load_checkpoint
+from memtool.config import build_config, load_config
+from memtool.engine import clip_gradients, train
+from memtool.errors import TrainingDiverged, UserError
+from memtool.run_state import SilentObserver
+from tests.helpers import tiny_config
+
+
+def _states_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+class CrashAt(SilentObserver):
+    """Dies like a SIGKILL would: abruptly, without the engine saving anything."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def stepped(self, progress, loss) -> None:
+        if progress.restart == 1 and progress.step == self.step:
+            raise SystemExit("killed")
+
+
+def test_a_run_resumed_after_a_crash_ends_exactly_like_an_uninterrupted_one(tmp_path: Path) -> None:
+    # two restarts, a warmup phase, LR decay and random noise: every piece of state must come back
+    raw = tiny_config(
+        train={
+            "epochs": 2,
+            "checkpoint_every_steps": 2,
+            "restarts": 2,
+            "warmup": {"epochs": 1},
+            "lr_decay": {"every_epochs": 1},
+        }
+    )
+    config = build_config(raw)
+    whole = train(config, tmp_path / "whole")
+    with pytest.raises(SystemExit):
+        train(config, tmp_path / "crashed", observer=CrashAt(step=11))  # mid-epoch 2 of restart 2
+    saved = load_checkpoint(tmp_path / "crashed" / "last.pt")
+    assert saved["training"]["progress"]["restart"] == 1
+    assert saved["training"]["progress"]["batches_done"] > 0  # a mid-epoch checkpoint
+    resumed = train(config, tmp_path / "crashed", resume=True)
+
+    for name in ("best.pt", "last.pt"):
+        a, b = load_checkpoint(tmp_path / "whole" / name), load_checkpoint(tmp_path / "crashed" / name)
+        assert _states_equal(a["model_state"], b["model_state"]), name
+    assert resumed.test.metrics == whole.test.metrics
+    lines = lambda run: [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    drop_time = lambda rows: [{k: v for k, v in r.items() if k != "elapsed"} for r in rows]  # noqa: E731
+    assert drop_time(lines("whole")) == drop_time(lines("crashed"))
+
+
+def test_run_directory_holds_config_metrics_checkpoints_and_versions(tmp_path: Path) -> None:
+    summary = train(build_config(tiny_config()), tmp_path / "run")
+    run = tmp_path / "run"
+    for name in ("config.yaml", "metrics.jsonl", "best.pt", "last.pt", "versions.json", "summary.json"):
+        assert (run / name).is_file(), name
+    assert load_config(run / "config.yaml").to_dict() == build_config(tiny_config()).to_dict()
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert "torch" in json.loads((run / "versions.json").read_text())
+    assert summary.test.metrics["examples"] == 50
+
+
+def test_refuses_to_overwrite_a_run_or_resume_a_changed_config(tmp_path: Path) -> None:
+    train(build_config(tiny_config()), tmp_path / "run")
+    with pytest.raises(UserError, match="already holds a run; pass --resume"):
+        train(build_config(tiny_config()), tmp_path / "run")
+    with pytest.raises(UserError, match=r"cannot resume with a different config; changed: model\.hops"):
+        train(build_config(tiny_config(model={"hops": 3})), tmp_path / "run", resume=True)
+    with pytest.raises(UserError, match="nothing to resume"):
+        train(build_config(tiny_config()), tmp_path / "empty", resume=True)
+
+
+def test_max_steps_caps_training(tmp_path: Path) -> None:
+    summary = train(build_config(tiny_config(train={"max_steps": 3, "epochs": 50})), tmp_path / "run")
+    assert summary.steps == 3
+
+
+def test_nan_loss_stops_training_without_saving_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from memtool.tasks.babi.task import BabiTask
+
+    original = BabiTask.loss
+    calls = {"n": 0}
+
+    def poisoned(self, output, batch):
+        calls["n"] += 1
+        loss, wrong = original(self, output, batch)
+        return (loss * math.nan if calls["n"] == 5 else loss), wrong
+
+    monkeypatch.setattr(BabiTask, "loss", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"loss became nan .* step 5"):
+        train(build_config(tiny_config(train={"checkpoint_every_steps": 2})), tmp_path / "run")
+    saved = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert saved["training"]["progress"]["step"] == 4
+    assert all(torch.isfinite(v).all() for v in saved["model_state"].values())
+
+
+def test_warmup_ends_on_plateau_or_after_its_epochs(tmp_path: Path) -> None:
+    raw = tiny_config(train={"epochs": 1, "warmup": {"epochs": 3}})
+    train(build_config(raw), tmp_path / "fixed")
+    phases = [json.loads(x)["phase"] for x in (tmp_path / "fixed" / "metrics.jsonl").read_text().splitlines()]
+    assert phases == ["warmup", "warmup", "warmup", "main"]
+    raw = tiny_config(train={"epochs": 1, "lr": 1e-9, "warmup": {"epochs": 10, "until_plateau": True}})
+    train(build_config(raw), tmp_path / "plateau")
+    phases = [
+        json.loads(x)["phase"] for x in (tmp_path / "plateau" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert phases.count("warmup") < 10 and phases[-1] == "main"
+
+
+def test_best_of_restarts_is_kept(tmp_path: Path) -> None:
+    summary = train(build_config(tiny_config(train={"restarts": 3, "epochs": 1})), tmp_path / "run")
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["restart"] for r in records] == [0, 1, 2]
+    best = min(records, key=lambda r: (r["valid_error"], r["valid_loss"]))
+    assert summary.best_restart == best["restart"]
+    assert summary.valid.metrics["error"] == pytest.approx(best["valid_error"])
+
+
+def test_clipping_is_per_weight_matrix_or_global() -> None:
+    a = torch.nn.Parameter(torch.zeros(3))
+    b = torch.nn.Parameter(torch.zeros(4))
+    a.grad, b.grad = torch.full((3,), 10.0), torch.full((4,), 0.1)
+    clip_gradients([a, b], 1.0, per_parameter=True)
+    assert a.grad.norm().item() == pytest.approx(1.0, rel=1e-4)
+    assert b.grad.norm().item() == pytest.approx(0.2)  # already under the cap: untouched
+    a.grad, b.grad = torch.full((3,), 10.0), torch.full((4,), 0.1)
+    clip_gradients([a, b], 1.0, per_parameter=False)
+    assert torch.cat([a.grad, b.grad]).norm().item() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_a_tiny_model_learns_a_tiny_task_perfectly(tmp_path: Path) -> None:
+    # one question per generated story: 1-3 sentences, answerable from the person's latest move
+    raw = tiny_config(
+        model={"embedding_dim": 20, "hops": 1, "random_noise": 0.0},
+        data={
+            "source": "generated",
+            "generator": {"tasks": [1], "train_stories": 1000, "test_stories": 100, "questions_per_story": 1},
+        },
+        train={"epochs": 15, "lr": 0.01, "optimizer": "adam", "loss_reduction": "mean"},
+    )
+    summary = train(build_config(raw), tmp_path / "run")
+    assert summary.test.metrics["error"] == 0.0
+    assert summary.test.metrics["examples"] == 100
