@@ -54,6 +54,11 @@ def restore(
     """Rebuild a checkpoint's config, task and model (in eval mode), applying ``--set`` overrides."""
     config = build_config(payload["config"], overrides, source=payload["path"], device=device)
     task = build_task(config, payload["task_state"])
+    return config, task, model_from_checkpoint(payload, resolve_device(config.device))
+
+
+def model_from_checkpoint(payload: dict[str, Any], device: torch.device) -> nn.Module:
+    """The checkpoint's model with its weights and mode (e.g. still in linear start), in eval mode."""
     model = create_model(payload["model_name"], payload["model_args"])
     try:
         model.load_state_dict(payload["model_state"])
@@ -64,5 +69,4 @@ def restore(
         ) from None
     if payload.get("warmup_active") and hasattr(model, "set_warmup"):
         model.set_warmup(True)
-    model.to(resolve_device(config.device)).eval()
-    return config, task, model
+    return model.to(device).eval()

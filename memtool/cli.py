@@ -100,6 +100,7 @@ def train(
 ) -> None:
     """Train a model; the run directory gets the resolved config, metrics.jsonl and best/last checkpoints."""
     from memtool.config import load_config
+    from memtool.engine import Interrupted
     from memtool.engine import train as run_training
 
     run_config = load_config(config, overrides or [], seed=seed, device=device.value if device else None)
@@ -107,12 +108,13 @@ def train(
     observer = render.TrainProgress(out)
     try:
         summary = run_training(run_config, run_dir, resume=resume, observer=observer)
+    except Interrupted as stopped:
+        observer.close()
+        out.print(f"[yellow]{stopped}[/] · continue with: memtool train {config} --out {run_dir} --resume")
+        raise typer.Exit(130) from None
     finally:
         observer.close()
     out.print(render.summary_renderable(summary))
-    if summary.interrupted:
-        out.print(f"[yellow]interrupted[/] · continue with: memtool train {config} --out {run_dir} --resume")
-        raise typer.Exit(130)
     out.print(f"results in [bold]{run_dir}[/] · look inside with: memtool inspect-memory {run_dir}")
 
 

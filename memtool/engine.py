@@ -23,7 +23,7 @@ import torch
 import yaml
 from torch import nn
 
-from memtool.build import build_task, create_model, model_arguments, resolve_device
+from memtool.build import build_task, create_model, model_arguments, model_from_checkpoint, resolve_device
 from memtool.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint, versions
 from memtool.config import RunConfig, TrainConfig
 from memtool.errors import TrainingDiverged, UserError
@@ -44,7 +44,11 @@ RESUMABLE_CHANGES = {
 
 
 class Interrupted(Exception):
-    """Training stopped on Ctrl-C after saving ``last.pt``."""
+    """Training stopped on Ctrl-C after saving ``last.pt``; ``--resume`` continues it."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(f"interrupted: saved {run_dir / LAST}")
+        self.run_dir = run_dir
 
 
 @contextmanager
@@ -213,14 +217,9 @@ class Trainer:
         self._clock = (progress.elapsed, time.monotonic())
         if saved:
             self._trim_metrics(progress)
-        interrupted = False
         with _graceful_interrupt() as stop:
             while progress.restart < self.train_config.restarts and not progress.finished:
-                try:
-                    self._train_restart(progress, saved, stop)
-                except Interrupted:
-                    interrupted = True
-                    break
+                self._train_restart(progress, saved, stop)
                 saved = None
                 if progress.restart + 1 < self.train_config.restarts:
                     progress = Progress(
@@ -232,7 +231,7 @@ class Trainer:
                     )
                 else:
                     progress.finished = True
-        return self._summary(progress, interrupted)
+        return self._summary(progress)
 
     def _train_restart(self, progress: Progress, saved: dict[str, Any] | None, stop: dict[str, bool]) -> None:
         tc = self.train_config
@@ -275,8 +274,7 @@ class Trainer:
                     last_save = now
                 if stop["stop"]:
                     self._save_last(model, optimizer, progress)
-                    self.observer.message(f"interrupted: saved {self.run_dir / LAST}; continue with --resume")
-                    raise Interrupted
+                    raise Interrupted(self.run_dir)
             self._end_epoch(model, optimizer, progress, lr)
             last_save = time.monotonic()
 
@@ -363,16 +361,9 @@ class Trainer:
         self._save_last(model, optimizer, progress)
         self.observer.evaluated(record)
 
-    def _summary(self, progress: Progress, interrupted: bool) -> Summary:
-        best_path = self.run_dir / BEST
-        if not best_path.is_file():
-            raise UserError(f"{self.run_dir}: no epoch finished, so there is no best checkpoint yet")
+    def _summary(self, progress: Progress) -> Summary:
         self._tick(progress)
-        payload = load_checkpoint(best_path)
-        model = create_model(payload["model_name"], payload["model_args"]).to(self.device)
-        model.load_state_dict(payload["model_state"])
-        if payload.get("warmup_active"):
-            model.set_warmup(True)
+        model = model_from_checkpoint(load_checkpoint(self.run_dir / BEST), self.device)
         valid = self.task.evaluate(model, "valid", self.train_config.eval_batch_size)
         test = self.task.evaluate(model, "test", self.train_config.eval_batch_size)
         summary = Summary(
@@ -383,12 +374,10 @@ class Trainer:
             valid=valid,
             train_seconds=progress.elapsed,
             steps=progress.step,
-            interrupted=interrupted,
         )
-        if not interrupted:
-            (self.run_dir / SUMMARY_FILE).write_text(
-                json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8"
-            )
+        (self.run_dir / SUMMARY_FILE).write_text(
+            json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8"
+        )
         return summary
 
 

@@ -59,7 +59,6 @@ class Summary:
     valid: EvalResult
     train_seconds: float
     steps: int
-    interrupted: bool = False
 
 
 class Observer(Protocol):

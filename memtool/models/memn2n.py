@@ -75,6 +75,7 @@ class MemN2N(nn.Module):
         match: Literal["dot", "cosine", "mlp"] = "dot",
         answer: Literal["linear", "mlp"] = "linear",
         mlp_hidden: PositiveInt = 64,
+        empty_slots_in_softmax: bool = False,
         init_std: Annotated[float, Field(gt=0)] = 0.1,
     ) -> None:
         super().__init__()
@@ -85,6 +86,9 @@ class MemN2N(nn.Module):
         self.random_noise = random_noise
         self.match = match
         self.memory_size = memory_size
+        # The authors' code keeps a story's unused memory slots (memory_size - n of them, all-nil, score 0)
+        # inside the softmax: attention can flow to "nothing", more so in short stories.
+        self.empty_slots_in_softmax = empty_slots_in_softmax
         self.linear_start = False  # Sec. 4.2: softmax removed from the memory layers while True
         d = embedding_dim
 
@@ -175,6 +179,16 @@ class MemN2N(nn.Module):
         hidden = torch.tanh(self.match_memory(memory) + self.match_query(query).unsqueeze(1))
         return self.match_out(hidden).squeeze(-1)
 
+    def _softmax(self, scores: Tensor, mask: Tensor, memory_count: Tensor) -> Tensor:
+        """p = Softmax(scores) over a story's memories; padding slots of the batch get exactly 0."""
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        if not self.empty_slots_in_softmax:
+            return scores.softmax(-1) * mask
+        # k empty slots of score 0 weigh like one extra slot of score log k: exact, and batch-independent
+        empty = (self.memory_size - memory_count).clamp(min=0).to(scores.dtype)
+        extra = torch.where(empty > 0, empty.log(), torch.finfo(scores.dtype).min).unsqueeze(1)
+        return torch.cat([scores, extra], 1).softmax(-1)[:, :-1] * mask
+
     def _table(self, role: str, hop: int) -> tuple[nn.Embedding, Tensor | None]:
         """The embedding and temporal tables playing ``role`` (A or C) at ``hop`` (0-based)."""
         if self.weight_tying == "adjacent":
@@ -206,10 +220,7 @@ class MemN2N(nn.Module):
         attention = []
         for hop in range(self.hops):
             scores = self._scores(memories("A", hop), u)
-            if self.linear_start:
-                weights = scores * mask
-            else:
-                weights = scores.masked_fill(~mask, torch.finfo(scores.dtype).min).softmax(-1) * mask
+            weights = scores * mask if self.linear_start else self._softmax(scores, mask, memory_count)
             read = (weights.unsqueeze(1) @ memories("C", hop)).squeeze(1)  # o = Σ p_i c_i
             u = read + (self.hop_map(u) if self.hop_map is not None else u)
             attention.append(weights)

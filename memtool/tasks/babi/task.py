@@ -300,7 +300,10 @@ class BabiTask:
         for batch in self.batches(split, batch_size):
             batch = batch.to(device)
             output = model(**batch.inputs)
-            losses.append(nn.functional.cross_entropy(output.logits, batch.targets, reduction="none"))
+            loss = nn.functional.cross_entropy(output.logits, batch.targets, reduction="none")
+            # an answer word the training data never had can't be predicted: it counts as wrong,
+            # but its (unbounded) loss would drown every other number
+            losses.append(loss.masked_fill(batch.targets == 0, float("nan")))
             wrongs.append(output.logits.argmax(-1) != batch.targets)
         model.train(was_training)
         loss, wrong = torch.cat(losses).cpu(), torch.cat(wrongs).float().cpu()
@@ -310,10 +313,12 @@ class BabiTask:
             rows = tasks == task
             groups[str(task)] = {
                 "error": 100 * wrong[rows].mean().item(),
-                "loss": loss[rows].mean().item(),
+                "loss": loss[rows].nanmean().item(),
                 "examples": int(rows.sum()),
             }
-        metrics = {"error": 100 * wrong.mean().item(), "loss": loss.mean().item(), "examples": len(data)}
+        metrics = {"error": 100 * wrong.mean().item(), "loss": loss.nanmean().item(), "examples": len(data)}
+        if data.unknown_words:
+            metrics["unknown_words"] = data.unknown_words  # tokens the training vocabulary lacks
         if len(groups) > 1:
             metrics["mean_task_error"] = sum(g["error"] for g in groups.values()) / len(groups)
             metrics["failed_tasks"] = sum(g["error"] > 5.0 for g in groups.values())
