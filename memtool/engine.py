@@ -28,7 +28,7 @@ from memtool.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint, ver
 from memtool.config import RunConfig, TrainConfig
 from memtool.errors import TrainingDiverged, UserError
 from memtool.run_state import EpochRecord, Progress, SilentObserver, Summary
-from memtool.tasks.base import Batch
+from memtool.tasks.base import Batch, EvalResult
 
 METRICS_FILE, CONFIG_FILE, SUMMARY_FILE = "metrics.jsonl", "config.yaml", "summary.json"
 # Keys that may differ when resuming: they change how a run is executed or how long, not what it computes.
@@ -330,36 +330,41 @@ class Trainer:
         progress.epoch += 1
         progress.batches_done = progress.epoch_wrong = progress.epoch_examples = 0
         progress.epoch_loss = 0.0
-        error, loss = valid.metrics["error"], valid.metrics["loss"]
-        if valid.metrics["examples"] and not math.isfinite(loss):
-            raise TrainingDiverged(f"validation loss became {loss} after epoch {progress.epoch}; stopped")
-        if math.isnan(error) or (error, loss) < (progress.best_error, progress.best_loss):
-            # no validation data (validation_fraction 0): the latest model is the best we know
-            progress.best_error, progress.best_loss, progress.best_restart = error, loss, progress.restart
-            save_checkpoint(
-                self.run_dir / BEST,
-                self._payload(
-                    model, {"valid": valid.metrics, "epoch": progress.epoch, "restart": progress.restart}
-                ),
+        if valid.metrics["examples"] and not math.isfinite(valid.metrics["loss"]):
+            raise TrainingDiverged(
+                f"validation loss became {valid.metrics['loss']} after epoch {progress.epoch}"
             )
-        if progress.phase == "warmup":
-            warmup = tc.warmup
-            if loss < progress.warmup_best_loss:
-                progress.warmup_best_loss, progress.warmup_stalls = loss, 0
-            else:
-                progress.warmup_stalls += 1
-            plateau = warmup.until_plateau and progress.warmup_stalls >= warmup.patience
-            if progress.epoch >= warmup.epochs or plateau:
-                progress.phase = "main"
-                model.set_warmup(False)
-                self.observer.message(
-                    f"warmup ended after {progress.epoch} epochs" + (" (plateau)" if plateau else "")
-                )
-        else:
-            progress.main_epochs += 1
+        self._keep_if_best(model, valid, progress)
         self._append_metrics(record)
-        self._save_last(model, optimizer, progress)
         self.observer.evaluated(record)
+        self._advance_phase(model, valid.metrics["loss"], progress)
+        self._save_last(model, optimizer, progress)
+
+    def _keep_if_best(self, model: nn.Module, valid: EvalResult, progress: Progress) -> None:
+        """best.pt: the lowest validation error (then loss) over every epoch of every restart."""
+        error, loss = valid.metrics["error"], valid.metrics["loss"]
+        # no validation data (validation_fraction 0): the latest model is the best we know
+        if math.isnan(error) or (error, loss) < (progress.best_error, progress.best_loss):
+            progress.best_error, progress.best_loss, progress.best_restart = error, loss, progress.restart
+            extra = {"valid": valid.metrics, "epoch": progress.epoch, "restart": progress.restart}
+            save_checkpoint(self.run_dir / BEST, self._payload(model, extra))
+
+    def _advance_phase(self, model: nn.Module, valid_loss: float, progress: Progress) -> None:
+        """Count the finished epoch; leave warmup after its epochs, or on a validation-loss plateau."""
+        if progress.phase == "main":
+            progress.main_epochs += 1
+            return
+        warmup = self.train_config.warmup
+        if valid_loss < progress.warmup_best_loss:
+            progress.warmup_best_loss, progress.warmup_stalls = valid_loss, 0
+        else:
+            progress.warmup_stalls += 1
+        plateau = warmup.until_plateau and progress.warmup_stalls >= warmup.patience
+        if progress.epoch >= warmup.epochs or plateau:
+            progress.phase = "main"
+            model.set_warmup(False)
+            reason = "validation loss stopped falling" if plateau else f"its {warmup.epochs} epochs"
+            self.observer.message(f"warmup ended after epoch {progress.epoch}: {reason}")
 
     def _summary(self, progress: Progress) -> Summary:
         self._tick(progress)

@@ -37,8 +37,11 @@ def metrics_table(result: EvalResult, title: str) -> RenderableType:
     for name, value in result.metrics.items():
         label = f"{name} (%)" if name in ("error", "mean_task_error") else name
         overall.add_row(label, _number(value))
-    if not result.groups:
-        return overall
+    return Group(overall, group_table(result)) if result.groups else overall
+
+
+def group_table(result: EvalResult) -> Table:
+    """One row per group (bAbI task), errors above 5% in red: the paper's "failed task" line."""
     groups = Table(title=result.group_label.replace("_", " "), header_style="bold")
     groups.add_column("task", justify="right")
     for name in ("error (%)", "loss", "examples"):
@@ -49,7 +52,7 @@ def metrics_table(result: EvalResult, title: str) -> RenderableType:
         groups.add_row(
             key, Text(f"{error:.1f}", style=style), _number(metrics["loss"]), str(metrics["examples"])
         )
-    return Group(overall, groups)
+    return groups
 
 
 def _shade(weight: float) -> str:
@@ -120,7 +123,7 @@ def summary_renderable(summary: Any) -> RenderableType:
     table.add_row("wall time", f"{summary.train_seconds:.1f} s")
     parts: list[RenderableType] = [table]
     if summary.test.groups:
-        parts.append(metrics_table(summary.test, "test").renderables[1])  # type: ignore[attr-defined]
+        parts.append(group_table(summary.test))
     return Group(*parts)
 
 
@@ -147,11 +150,16 @@ class TrainProgress:
     def started(self, config: Any, task: Any, model: Any, device: Any, resumed: bool) -> None:
         self.restarts = config.train.restarts
         parameters = sum(p.numel() for p in model.parameters())
-        sizes = ", ".join(f"{name} {task.split_size(name)}" for name in ("train", "valid", "test"))
+        sizes = " / ".join(f"{task.split_size(name)} {name}" for name in ("train", "valid", "test"))
         verb = "resuming" if resumed else "training"
         self.console.print(
-            f"[bold]{verb}[/] {config.model.name} on {config.task.name} · {parameters:,} parameters · "
+            f"[bold]{verb}[/] {config.model.name} on {config.task.name} · {parameters:,} weights · "
             f"{sizes} · {device}"
+        )
+        restart = f"{'restart':>7} " if self.restarts > 1 else ""
+        self.console.print(
+            f"[bold]{restart}{'epoch':>5} {'phase':6} {'lr':>8}  {'train loss':>10} {'err %':>6}  "
+            f"{'valid loss':>10} {'err %':>6} {'time':>7}[/]"
         )
         self.progress.start()
 
@@ -170,11 +178,11 @@ class TrainProgress:
             self.progress.update(self.bar, completed=progress.batches_done, loss=self.loss)
 
     def evaluated(self, record: Any) -> None:
-        restart = f"r{record.restart + 1} " if self.restarts > 1 else ""
+        restart = f"{record.restart + 1:>7} " if self.restarts > 1 else ""
         self.console.print(
-            f"{restart}epoch {record.epoch:3d} {record.phase:6s} lr {record.lr:<8.4g} "
-            f"train loss {record.train_loss:.3f} err {record.train_error:5.1f}% │ "
-            f"valid loss {record.valid_loss:.3f} err {record.valid_error:5.1f}% │ {record.elapsed:6.1f}s"
+            f"{restart}{record.epoch:5d} {record.phase:6} {record.lr:8.4g}  "
+            f"{record.train_loss:10.3f} {record.train_error:6.1f}  "
+            f"{record.valid_loss:10.3f} {record.valid_error:6.1f} {record.elapsed:6.0f}s"
         )
 
     def message(self, text: str) -> None:
