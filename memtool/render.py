@@ -153,7 +153,7 @@ class TrainProgress:
         sizes = " / ".join(f"{task.split_size(name)} {name}" for name in ("train", "valid", "test"))
         verb = "resuming" if resumed else "training"
         self.console.print(
-            f"[bold]{verb}[/] {config.model.name} on {config.task.name} · {parameters:,} weights · "
+            f"[bold]{verb}[/] {config.model.name} on {config.task.name} · {parameters:,} params · "
             f"{sizes} · {device}"
         )
         restart = f"{'restart':>7} " if self.restarts > 1 else ""

@@ -132,12 +132,26 @@ class MemN2N(nn.Module):
 
     # -- encoding ------------------------------------------------------------------------------------
     def _encode(self, table: nn.Embedding, words: Tensor, position: Tensor | None) -> Tensor:
-        """Embed (..., words) token ids into (..., d): bag of words, or PE-weighted (Sec. 4.1)."""
-        embedded = table(words)  # (..., words, d)
-        total = embedded.sum(-2)
+        """Embed (..., words) token ids into (..., d): bag of words, or PE-weighted (Sec. 4.1).
+
+        ``embedding_bag`` sums the looked-up rows without materialising a (..., words, d) tensor; the nil
+        word (0) adds nothing and gets no gradient.
+        """
+        lead, length = words.shape[:-1], words.shape[-1]
+        flat = words.reshape(-1, length)
         if position is None:
-            return total
-        weighted = (position.unsqueeze(-2) @ embedded).squeeze(-2)  # Σ_j (j/J) A x_j
+            total = nn.functional.embedding_bag(flat, table.weight, mode="sum", padding_idx=0)
+            return total.view(*lead, -1)
+        ratio = position.expand_as(words).reshape(-1, length).to(table.weight.dtype)
+        # one call for both reductions: rows weighted by 1 (Σ_j A x_j) and by j/J (Σ_j (j/J) A x_j)
+        both = nn.functional.embedding_bag(
+            flat.repeat(2, 1),
+            table.weight,
+            mode="sum",
+            per_sample_weights=torch.cat([torch.ones_like(ratio), ratio]),
+            padding_idx=0,
+        )
+        total, weighted = both.view(2, *lead, -1)
         return self.pe_a * total - self.pe_b * weighted
 
     def _position_ratio(self, words: Tensor) -> Tensor | None:
@@ -212,7 +226,9 @@ class MemN2N(nn.Module):
             key = id(table)
             if key not in encoded:
                 vectors = self._encode(table, story, story_position)
-                encoded[key] = vectors if temporal is None else vectors + temporal[time]
+                if temporal is not None:  # embedding(), not temporal[time]: its backward is far cheaper
+                    vectors = vectors + nn.functional.embedding(time, temporal)
+                encoded[key] = vectors
             return encoded[key]
 
         query_table = self.embeddings[0] if self.weight_tying == "adjacent" else self.embeddings[2]

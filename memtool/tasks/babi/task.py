@@ -116,12 +116,10 @@ class Vocabulary:
         return [word for word in words if word not in self.index]
 
 
-def _pad(rows: list[list[int]], width: int | None = None) -> Tensor:
-    width = max([len(row) for row in rows] + [1]) if width is None else width
-    out = torch.zeros(len(rows), width, dtype=torch.long)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-    return out
+def _pad(rows: list[list[int]]) -> Tensor:
+    """Right-pad with the nil word into one (rows, longest) tensor, built in a single call."""
+    width = max([len(row) for row in rows] + [1])
+    return torch.tensor([row + [0] * (width - len(row)) for row in rows], dtype=torch.long)
 
 
 def tensorise(stories: Sequence[Story], vocab: Vocabulary, memory_size: int) -> Split:
@@ -150,9 +148,7 @@ def tensorise(stories: Sequence[Story], vocab: Vocabulary, memory_size: int) -> 
     if not answers:
         raise UserError("the bAbI data holds no questions")
     facts = max([len(s) for s in supporting] + [1])
-    support = torch.full((len(supporting), facts), -1, dtype=torch.long)
-    for i, row in enumerate(supporting):
-        support[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    support = torch.tensor([row + [-1] * (facts - len(row)) for row in supporting], dtype=torch.long)
     sentence_tensor = _pad(sentences)
     question_tensor = _pad(questions)
     return Split(
