@@ -79,6 +79,9 @@ def attention_view(view: AttentionView) -> RenderableType:
         cells = [Text(f"{w:.2f}", style=_shade(w)) for w in weights]
         marker = Text("★", style="bold yellow") if index in supporting else ""
         table.add_row(label, marker, text, *cells)
+    if view.empty_slots is not None:
+        cells = [Text(f"{w:.2f}", style=_shade(w)) for w in view.empty_slots]
+        table.add_row("", "", Text("(unused memory slots)", style="dim"), *cells)
     verdict = ""
     if view.answer is not None:
         verdict = " ✓" if view.predicted == view.answer else " ✗"

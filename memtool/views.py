@@ -31,4 +31,5 @@ class AttentionView:
     predicted: str
     top_answers: list[tuple[str, float]]
     answer: str | None = None  # None for a user's story with no known answer
+    empty_slots: list[float] | None = None  # per hop, attention that went to unused memory slots
     notes: list[str] = field(default_factory=list)

@@ -51,6 +51,20 @@ def test_attention_rows_sum_to_one_and_skip_empty_slots() -> None:
     assert output.attention[2, :, 1:].abs().max() == 0
 
 
+def test_empty_slots_take_the_mass_of_score_zero_slots_up_to_memory_size() -> None:
+    """The authors' softmax runs over all memory_size slots; unused ones are all-nil, so score 0."""
+    model = _model(empty_slots_in_softmax=True)
+    inputs = _inputs()
+    scores = torch.randn(3, 5)
+    mask = torch.arange(5).unsqueeze(0) < inputs["memory_count"].unsqueeze(1)
+    weights = model._softmax(scores, mask, inputs["memory_count"])
+    for row, n in enumerate(inputs["memory_count"].tolist()):
+        full = torch.cat([scores[row, :n], torch.zeros(MEMORY - n)]).softmax(0)
+        torch.testing.assert_close(weights[row, :n], full[:n])
+        assert weights[row, n:].abs().sum() == 0
+    assert torch.all(model(**inputs).attention.sum(-1) < 1)
+
+
 def test_linear_start_removes_the_softmax() -> None:
     model = _model()
     model.set_warmup(True)
@@ -71,6 +85,7 @@ def test_linear_start_removes_the_softmax() -> None:
         {"answer": "mlp"},
         {"weight_tying": "layerwise"},
         {"hops": 1},
+        {"empty_slots_in_softmax": True},
     ],
 )
 def test_each_option_changes_the_computation(option: dict) -> None:

@@ -30,6 +30,9 @@ def _view(
     attention = output.attention[0, :, :count].T  # (memories, hops)
     answer_id = int(split.answers[row])
     notes = []
+    empty = None
+    if getattr(model, "empty_slots_in_softmax", False) and not getattr(model, "linear_start", False):
+        empty = (1 - attention.sum(0)).clamp(min=0).cpu().tolist()
     if getattr(model, "linear_start", False):
         notes.append("linear start is on: weights are raw scores, not a softmax")
     if labels_from > 0:
@@ -45,6 +48,7 @@ def _view(
         top_answers=[(vocab.words[int(i)], float(p)) for p, i in zip(top.values, top.indices, strict=True)],
         answer=vocab.words[answer_id] if answer_id != 0 else None,
         notes=notes,
+        empty_slots=empty,
     )
 
 
