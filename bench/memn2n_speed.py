@@ -60,7 +60,7 @@ def time_steps(model: MemN2N, batches: list[Batch], task, repeats: int = 1) -> f
         for batch in batches:
             loss, _ = task.loss(model(**batch.inputs), batch)
             (loss * batch.size).backward()
-            clip_gradients(parameters, 40.0, per_parameter=True)
+            clip_gradients(parameters, 40.0, "per_matrix")
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
     return time.perf_counter() - start

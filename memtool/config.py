@@ -53,7 +53,9 @@ class TrainConfig(Strict):
     lr_decay: LrDecay | None = None
     loss_reduction: Literal["mean", "sum"] = "mean"  # sum: the MemN2N authors sum the loss over a batch
     clip_norm: PositiveFloat | None = 40.0
-    clip_per_parameter: bool = True  # the MemN2N authors clip each weight matrix on its own
+    # per_matrix: each weight's Frobenius norm; per_matrix_spectral: each matrix's largest singular value
+    # (MATLAB's norm(), as in the MemN2N authors' code); global: all gradients together
+    clip_mode: Literal["per_matrix", "per_matrix_spectral", "global"] = "per_matrix"
     warmup: Warmup | None = None
     restarts: PositiveInt = 1  # train this many times (seed, seed+1, ...) and keep the best on validation
     eval_batch_size: PositiveInt = 512

@@ -79,16 +79,26 @@ def _diff_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix.rstrip(".")]
 
 
-def clip_gradients(parameters: list[nn.Parameter], max_norm: float, per_parameter: bool) -> None:
-    """Rescale gradients to norm ≤ ``max_norm``: each weight matrix on its own (the MemN2N authors'
-    choice; global clipping loses bAbI task 15) or all together."""
+def clip_gradients(parameters: list[nn.Parameter], max_norm: float, mode: str = "per_matrix") -> None:
+    """Rescale gradients so that their norm is at most ``max_norm``.
+
+    ``per_matrix``: each weight on its own, Frobenius norm (the MemN2N authors clip each matrix alone;
+    global clipping loses bAbI task 15). ``per_matrix_spectral``: each matrix by its largest singular
+    value, which is what ``norm(grad)`` computes in the authors' MATLAB code. ``global``: all together.
+    """
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return
-    if not per_parameter:
+    if mode == "global":
         torch.nn.utils.clip_grad_norm_(parameters, max_norm)
         return
     norms = torch._foreach_norm(grads)
+    if mode == "per_matrix_spectral":
+        # spectral ≤ Frobenius, so only matrices over the cap by Frobenius norm need the costlier norm
+        norms = [
+            torch.linalg.matrix_norm(g, ord=2) if g.ndim == 2 and norm > max_norm else norm
+            for g, norm in zip(grads, norms, strict=True)
+        ]
     scales = [torch.clamp(max_norm / (norm + 1e-6), max=1.0) for norm in norms]
     torch._foreach_mul_(grads, scales)
 
@@ -297,7 +307,7 @@ class Trainer:
             )
         (loss * batch.size if tc.loss_reduction == "sum" else loss).backward()
         if tc.clip_norm is not None:
-            clip_gradients(parameters, tc.clip_norm, tc.clip_per_parameter)
+            clip_gradients(parameters, tc.clip_norm, tc.clip_mode)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         progress.step += 1

@@ -129,12 +129,20 @@ def test_clipping_is_per_weight_matrix_or_global() -> None:
     a = torch.nn.Parameter(torch.zeros(3))
     b = torch.nn.Parameter(torch.zeros(4))
     a.grad, b.grad = torch.full((3,), 10.0), torch.full((4,), 0.1)
-    clip_gradients([a, b], 1.0, per_parameter=True)
+    clip_gradients([a, b], 1.0, "per_matrix")
     assert a.grad.norm().item() == pytest.approx(1.0, rel=1e-4)
     assert b.grad.norm().item() == pytest.approx(0.2)  # already under the cap: untouched
     a.grad, b.grad = torch.full((3,), 10.0), torch.full((4,), 0.1)
-    clip_gradients([a, b], 1.0, per_parameter=False)
+    clip_gradients([a, b], 1.0, "global")
     assert torch.cat([a.grad, b.grad]).norm().item() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_spectral_clipping_caps_the_largest_singular_value() -> None:
+    matrix = torch.nn.Parameter(torch.zeros(4, 3))
+    matrix.grad = torch.cat([torch.diag(torch.tensor([4.0, 3.0, 0.0])), torch.zeros(1, 3)])  # σ = 4, 3, 0
+    clip_gradients([matrix], 2.0, "per_matrix_spectral")
+    assert torch.linalg.matrix_norm(matrix.grad, ord=2).item() == pytest.approx(2.0, rel=1e-4)
+    assert matrix.grad.norm().item() == pytest.approx(2.5, rel=1e-4)  # Frobenius would have given 2.0
 
 
 def test_a_tiny_model_learns_a_tiny_task_perfectly(tmp_path: Path) -> None:
