@@ -27,21 +27,38 @@ class MemN2NOutput:
     attention: Tensor  # (batch, hops, memories): p at each hop (raw scores during linear start)
 
 
-def position_encoding_terms(embedding_dim: int) -> tuple[Tensor, Tensor]:
-    """Split the paper's PE weight ``l_kj = (1 - j/J) - (k/d)(1 - 2j/J)`` into ``a_k - (j/J) b_k``.
+def position_encoding_terms(embedding_dim: int, variant: str = "position") -> tuple[Tensor, Tensor]:
+    """Split a PE weight ``l_kj`` into ``a_k - w_j b_k`` so that ``Σ_j l_j ⊙ A x_j`` becomes
+    ``a ⊙ Σ_j A x_j - b ⊙ Σ_j w_j A x_j``: two weighted sums instead of a (batch, memories, words, d) product.
 
-    With ``a_k = 1 - k/d`` and ``b_k = 1 - 2k/d`` the encoding ``Σ_j l_j ⊙ A x_j`` becomes
-    ``a ⊙ Σ_j A x_j - b ⊙ Σ_j (j/J) A x_j``: two reductions instead of a (batch, memories, words, d) product.
+    ``position`` (the paper, Sec. 4.1): ``l_kj = (1 - j/J) - (k/d)(1 - 2j/J)``, J the sentence's own length:
+    ``a_k = 1 - k/d``, ``b_k = 1 - 2k/d``, ``w_j = j/J``.
+    ``position_centered`` (the authors' code): ``l_kj = 1 + 4(k - (d+1)/2)(j - (J+1)/2)/(dJ)``, J the longest
+    sentence of the data: ``a_k = 1``, ``b_k = -(k - (d+1)/2)``, ``w_j = 4(j - (J+1)/2)/(dJ)``.
     """
-    k = torch.arange(1, embedding_dim + 1, dtype=torch.float32) / embedding_dim
-    return 1 - k, 1 - 2 * k
+    k = torch.arange(1, embedding_dim + 1, dtype=torch.float32)
+    if variant == "position_centered":
+        return torch.ones(embedding_dim), -(k - (embedding_dim + 1) / 2)
+    return 1 - k / embedding_dim, 1 - 2 * k / embedding_dim
 
 
-def position_encoding(sentence_length: int, embedding_dim: int) -> Tensor:
+def word_weights(words: Tensor, variant: str, embedding_dim: int, sentence_size: int) -> Tensor:
+    """``w_j`` of ``position_encoding_terms`` for every word slot of (..., words) token ids."""
+    j = torch.arange(1, words.shape[-1] + 1, device=words.device, dtype=torch.float32)
+    if variant == "position_centered":
+        return 4 * (j - (sentence_size + 1) / 2) / (embedding_dim * sentence_size)
+    length = ((words != 0) * j).amax(-1, keepdim=True).clamp(min=1)  # up to the last known word
+    return j / length
+
+
+def position_encoding(
+    sentence_length: int, embedding_dim: int, variant: str = "position", sentence_size: int = 0
+) -> Tensor:
     """The full (words, d) PE matrix of one sentence of J words, for reading and tests."""
-    a, b = position_encoding_terms(embedding_dim)
-    j = torch.arange(1, sentence_length + 1, dtype=torch.float32) / sentence_length
-    return a.unsqueeze(0) - j.unsqueeze(1) * b.unsqueeze(0)
+    a, b = position_encoding_terms(embedding_dim, variant)
+    words = torch.ones(1, sentence_length, dtype=torch.long)
+    w = word_weights(words, variant, embedding_dim, sentence_size).expand(1, sentence_length)[0]
+    return a.unsqueeze(0) - w.unsqueeze(1) * b.unsqueeze(0)
 
 
 def _embedding(vocab_size: int, dim: int, std: float) -> nn.Embedding:
@@ -60,16 +77,17 @@ def _temporal(rows: int, dim: int, std: float) -> nn.Parameter:
 class MemN2N(nn.Module):
     """End-to-end memory network (MemN2N): K hops of soft attention over sentence memories."""
 
-    data_dims = ("vocab_size", "memory_size")
+    data_dims = ("vocab_size", "memory_size", "sentence_size")
 
     def __init__(
         self,
         vocab_size: int,
         memory_size: int,
+        sentence_size: int,
         embedding_dim: PositiveInt = 20,
         hops: PositiveInt = 3,
         weight_tying: Literal["adjacent", "layerwise"] = "adjacent",
-        sentence_encoding: Literal["position", "bow"] = "position",
+        sentence_encoding: Literal["position", "position_centered", "bow"] = "position",
         temporal_encoding: bool = True,
         random_noise: Annotated[float, Field(ge=0, lt=1)] = 0.0,
         match: Literal["dot", "cosine", "mlp"] = "dot",
@@ -86,6 +104,7 @@ class MemN2N(nn.Module):
         self.random_noise = random_noise
         self.match = match
         self.memory_size = memory_size
+        self.sentence_size = sentence_size  # the longest sentence of the data: J of position_centered
         # The authors' code keeps a story's unused memory slots (memory_size - n of them, all-nil, score 0)
         # inside the softmax: attention can flow to "nothing", more so in short stories.
         self.empty_slots_in_softmax = empty_slots_in_softmax
@@ -122,7 +141,7 @@ class MemN2N(nn.Module):
         else:
             self.answer_layer = None  # W^T = C^K
 
-        pe_a, pe_b = position_encoding_terms(d)
+        pe_a, pe_b = position_encoding_terms(d, sentence_encoding)
         self.register_buffer("pe_a", pe_a, persistent=False)
         self.register_buffer("pe_b", pe_b, persistent=False)
 
@@ -143,7 +162,7 @@ class MemN2N(nn.Module):
             total = nn.functional.embedding_bag(flat, table.weight, mode="sum", padding_idx=0)
             return total.view(*lead, -1)
         ratio = position.expand_as(words).reshape(-1, length).to(table.weight.dtype)
-        # one call for both reductions: rows weighted by 1 (Σ_j A x_j) and by j/J (Σ_j (j/J) A x_j)
+        # one call for both reductions: rows weighted by 1 (Σ_j A x_j) and by w_j (Σ_j w_j A x_j)
         both = nn.functional.embedding_bag(
             flat.repeat(2, 1),
             table.weight,
@@ -155,12 +174,11 @@ class MemN2N(nn.Module):
         return self.pe_a * total - self.pe_b * weighted
 
     def _position_ratio(self, words: Tensor) -> Tensor | None:
-        """j/J for every word slot; J is the sentence's own length (up to its last known word)."""
+        """The PE word weights w_j (see ``position_encoding_terms``), None for bag of words."""
         if self.sentence_encoding == "bow":
             return None
-        j = torch.arange(1, words.shape[-1] + 1, device=words.device, dtype=self.pe_a.dtype)
-        length = ((words != 0) * j).amax(-1, keepdim=True).clamp(min=1)
-        return j / length
+        d = self.pe_a.shape[0]
+        return word_weights(words, self.sentence_encoding, d, self.sentence_size).to(self.pe_a.dtype)
 
     def _time_index(self, memory_count: Tensor, slots: int) -> Tensor:
         """Temporal-encoding row of each memory: 0 for the most recent sentence (reverse order).

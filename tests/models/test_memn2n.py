@@ -20,7 +20,7 @@ def _inputs(batch: int = 3, seed: int = 0):
 
 def _model(**options) -> MemN2N:
     torch.manual_seed(0)
-    return MemN2N(vocab_size=VOCAB, memory_size=MEMORY, embedding_dim=8, **options).eval()
+    return MemN2N(vocab_size=VOCAB, memory_size=MEMORY, sentence_size=4, embedding_dim=8, **options).eval()
 
 
 def test_position_encoding_matches_hand_computed_values() -> None:
@@ -31,6 +31,15 @@ def test_position_encoding_matches_hand_computed_values() -> None:
     assert pe[1, 1].item() == pytest.approx(0.5)  # j=2, k=2: 0.5 - (2/3)·0
     assert pe[3, 2].item() == pytest.approx(1.0)  # j=4, k=3: 0 - 1·(1 - 2)
     assert pe[0, 2].item() == pytest.approx(0.75 - 0.5)  # j=1, k=3
+
+
+def test_centered_position_encoding_matches_the_authors_formula() -> None:
+    # l_kj = 1 + 4(k - (d+1)/2)(j - (J+1)/2)/(dJ), J = 5 (the data's longest sentence), d = 4
+    pe = position_encoding(3, 4, "position_centered", sentence_size=5)
+    assert pe.shape == (3, 4)
+    assert pe[0, 0].item() == pytest.approx(1 + 4 * (1 - 2.5) * (1 - 3) / 20)  # j=1, k=1: 1.6
+    assert pe[2, 3].item() == pytest.approx(1.0)  # j=3 is the middle of J=5: weight 1 for every k
+    assert pe[1, 3].item() == pytest.approx(1 + 4 * (4 - 2.5) * (2 - 3) / 20)  # 0.7
 
 
 def test_encoding_equals_the_explicit_weighted_sum_with_each_sentences_own_length() -> None:
@@ -79,6 +88,7 @@ def test_linear_start_removes_the_softmax() -> None:
     "option",
     [
         {"sentence_encoding": "bow"},
+        {"sentence_encoding": "position_centered"},
         {"temporal_encoding": False},
         {"match": "cosine"},
         {"match": "mlp"},

@@ -255,7 +255,13 @@ class BabiTask:
 
     # -- the Task protocol ---------------------------------------------------------------------------
     def model_dims(self) -> dict[str, Any]:
-        return {"vocab_size": len(self.vocab), "memory_size": self.params.memory_size}
+        train = self.splits["train"]
+        longest = max(int(train.sentence_lengths.max()), int(train.question_lengths.max()))
+        return {
+            "vocab_size": len(self.vocab),
+            "memory_size": self.params.memory_size,
+            "sentence_size": longest,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         return {"vocabulary": self.vocab.words}
