@@ -48,7 +48,7 @@ def padded(batch: Batch, memories: int, words: int, question_words: int) -> Batc
     question = torch.zeros(story.shape[0], question_words, dtype=story.dtype)
     question[:, : batch.inputs["question"].shape[1]] = batch.inputs["question"]
     inputs = {"story": full, "memory_count": batch.inputs["memory_count"], "question": question}
-    return Batch(inputs, batch.targets, batch.index)
+    return Batch(inputs, batch.targets)
 
 
 def time_steps(model: MemN2N, batches: list[Batch], task, repeats: int = 1) -> float:
@@ -68,7 +68,11 @@ def time_steps(model: MemN2N, batches: list[Batch], task, repeats: int = 1) -> f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "babi" / "en"))
+    local = ROOT / "data" / "babi" / "en"
+    default = local if local.is_dir() else ROOT.parent / "shared" / "data" / "babi" / "en"
+    parser.add_argument(
+        "--data", default=str(default), help="bAbI en/ directory (memtool data download babi)"
+    )
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()

@@ -51,10 +51,31 @@ def resolve_device(requested: str) -> torch.device:
 def restore(
     payload: dict[str, Any], overrides: list[str] = (), device: str | None = None
 ) -> tuple[RunConfig, Task, nn.Module]:
-    """Rebuild a checkpoint's config, task and model (in eval mode), applying ``--set`` overrides."""
+    """Rebuild a checkpoint's config, task and model (in eval mode), applying ``--set`` overrides.
+
+    Only what the data is and how it is read may change; the model and its memory are fixed by training.
+    """
     config = build_config(payload["config"], overrides, source=payload["path"], device=device)
+    trained = build_config(payload["config"], source=payload["path"]).to_dict()
+    fixed = [key for key in changed_keys(trained, config.to_dict()) if not key.startswith(EVAL_CHANGEABLE)]
+    if fixed:
+        raise UserError(
+            f"--set {fixed[0]}: fixed by the trained checkpoint; at eval time only "
+            f"{', '.join(k.rstrip('.') for k in EVAL_CHANGEABLE)} can change"
+        )
     task = build_task(config, payload["task_state"])
     return config, task, model_from_checkpoint(payload, resolve_device(config.device))
+
+
+EVAL_CHANGEABLE = ("data.", "task.tasks", "device", "train.eval_batch_size", "seed")
+
+
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted paths at which two nested config dicts differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new))
+        return [k for key in keys for k in changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")]
+    return [] if old == new else [prefix.rstrip(".")]
 
 
 def model_from_checkpoint(payload: dict[str, Any], device: torch.device) -> nn.Module:

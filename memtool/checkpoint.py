@@ -21,6 +21,7 @@ from memtool.errors import UserError
 FORMAT = "memtool-checkpoint"
 FORMAT_VERSION = 1
 BEST, LAST = "best.pt", "last.pt"
+REQUIRED = ("model_name", "model_args", "model_state", "task_state", "config")
 
 
 def versions() -> dict[str, str]:
@@ -46,6 +47,9 @@ def atomic_write(path: Path, write: Any) -> None:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes files private; a run's files are not
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -69,9 +73,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: checkpoint not found")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a truncated or foreign file
-        reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
-        raise UserError(f"{path}: corrupt or not a memtool checkpoint ({reason})") from None
+    except Exception:  # torch raises many types for a truncated, foreign or code-carrying file
+        raise UserError(
+            f"{path}: corrupt or not a memtool checkpoint (it could not be read as one)"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(f"{path}: not a memtool checkpoint")
     if payload.get("format_version") != FORMAT_VERSION:
@@ -79,5 +84,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             f"{path}: checkpoint format version {payload.get('format_version')} is not supported "
             f"(this memtool reads version {FORMAT_VERSION})"
         )
+    missing = [key for key in REQUIRED if key not in payload]
+    if missing:
+        raise UserError(f"{path}: incomplete memtool checkpoint, missing {', '.join(missing)}")
     payload["path"] = str(path)
     return payload

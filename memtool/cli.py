@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from dataclasses import asdict
 from enum import Enum
@@ -15,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from memtool import render
+from memtool import jsonio, render
 from memtool.errors import TrainingDiverged, UserError
 
 app = typer.Typer(
@@ -29,8 +28,9 @@ data_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Piped output gets 120 columns rather than rich's 80, so tables and paths are not folded.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
 
 CONFIG_DIRS = (Path(__file__).resolve().parent.parent / "configs", Path.cwd() / "configs")
 
@@ -63,6 +63,10 @@ def user_errors(command: Any) -> Any:
         except TrainingDiverged as error:
             err.print(f"[red]training stopped:[/] {escape(str(error))}", soft_wrap=True)
             raise typer.Exit(1) from None
+        except OSError as error:  # a path the user gave: an existing file as --out, a read-only folder
+            where = error.filename or "path"
+            err.print(f"[red]error:[/] {escape(f'{where}: {error.strerror or error}')}", soft_wrap=True)
+            raise typer.Exit(2) from None
 
     return wrapper
 
@@ -110,12 +114,16 @@ def train(
         summary = run_training(run_config, run_dir, resume=resume, observer=observer)
     except Interrupted as stopped:
         observer.close()
-        out.print(f"[yellow]{stopped}[/] · continue with: memtool train {config} --out {run_dir} --resume")
+        # the run's own resolved config carries every --set, so this command resumes it as it was
+        hint = f"memtool train {run_dir / 'config.yaml'} --out {run_dir} --resume"
+        err.print(f"[yellow]{escape(str(stopped))}[/] · continue with: {escape(hint)}", soft_wrap=True)
         raise typer.Exit(130) from None
     finally:
         observer.close()
     out.print(render.summary_renderable(summary))
-    out.print(f"results in [bold]{run_dir}[/] · look inside with: memtool inspect-memory {run_dir}")
+    out.print(
+        f"results in [bold]{run_dir}[/] · look inside with: memtool inspect-memory {run_dir}", soft_wrap=True
+    )
 
 
 def _restore(run: Path, overrides: list[str], device: Device | None) -> tuple[Any, Any, Any]:
@@ -146,12 +154,14 @@ def evaluate(
     config, task, model = _restore(run, extra, device)
     if split not in ("train", "valid", "test"):
         raise UserError(f"--split: unknown split {split!r}; choose test, valid or train")
+    if task.split_size(split) == 0:
+        raise UserError(f"--split {split}: no questions in this split of data.path {config.data.path!r}")
     result = task.evaluate(model, split, config.train.eval_batch_size)
     if as_json:
         payload: dict[str, Any] = {"metrics": result.metrics}
         if result.groups:
             payload[result.group_label] = result.groups
-        sys.stdout.write(json.dumps(payload) + "\n")
+        sys.stdout.write(jsonio.dumps(payload) + "\n")
         return
     out.print(render.metrics_table(result, f"{split} · {run}"))
 
@@ -181,7 +191,7 @@ def inspect_memory(
     _, task, model = _restore(run, list(overrides or []), device)
     view = task.inspect(model, InspectRequest(split, example, task_number, story, question))
     if as_json:
-        sys.stdout.write(json.dumps(asdict(view)) + "\n")
+        sys.stdout.write(jsonio.dumps(asdict(view)) + "\n")
         return
     out.print(render.view_renderable(view))
 
@@ -190,7 +200,6 @@ def inspect_memory(
 @user_errors
 def list_components() -> None:
     """The registered models and tasks, and the shipped configs."""
-    from memtool.config import read_yaml
     from memtool.registry import MODELS, TASKS, load_all
 
     load_all()
@@ -210,13 +219,21 @@ def list_components() -> None:
             if path.resolve() in seen:
                 continue
             seen.add(path.resolve())
-            raw = read_yaml(path)
             shown = Path(path).relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
-            table.add_row(
-                str(shown),
-                f"{raw.get('model', {}).get('name', '?')} · {raw.get('task', {}).get('name', '?')}",
-            )
+            table.add_row(str(shown), _config_summary(path))
     out.print(table)
+
+
+def _config_summary(path: Path) -> str:
+    """``model · task`` of a config file, or why it cannot be read: one bad file must not hide the rest."""
+    from memtool.config import read_yaml
+
+    try:
+        raw = read_yaml(path)
+    except UserError as error:
+        return f"[red]unreadable[/]: {escape(str(error).removeprefix(f'{path}: '))}"
+    names = [raw.get(section) for section in ("model", "task")]
+    return " · ".join(str(part.get("name", "?")) if isinstance(part, dict) else "?" for part in names)
 
 
 class Dataset(str, Enum):
@@ -268,8 +285,25 @@ def generate(
     out.print(f"wrote {len(written)} files to {to}")
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; usage errors (unknown flag, bad value, missing argument) become one line, exit 2."""
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as error:  # click's usage errors: typer may vendor click, so match by shape
+        if not (hasattr(error, "format_message") and hasattr(error, "exit_code")):
+            raise
+        if type(error).__name__ == "NoArgsIsHelpError":  # a bare `memtool` or group: show the help
+            out.print(error.format_message())
+            sys.exit(0)
+        context = getattr(error, "ctx", None)
+        hint = f" (see: {context.command_path} --help)" if context is not None else ""
+        line = " ".join(error.format_message().split())
+        err.print(f"[red]error:[/] {escape(line)}{escape(hint)}", soft_wrap=True)
+        sys.exit(error.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

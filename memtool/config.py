@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -127,7 +128,7 @@ def constructor_schema(cls: type) -> type[BaseModel]:
     return _SIGNATURE_SCHEMAS[cls]
 
 
-def _format_error(source: str, prefix: str, error: ValidationError) -> list[str]:
+def _format_error(prefix: str, error: ValidationError) -> list[str]:
     lines = []
     for item in error.errors():
         location = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
@@ -135,6 +136,9 @@ def _format_error(source: str, prefix: str, error: ValidationError) -> list[str]
         shown = "" if item["type"] == "missing" or isinstance(value, dict) else f" (got {value!r})"
         lines.append(f"{location}: {item['msg']}{shown}")
     return lines
+
+
+_EXPONENT = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
 
 
 def set_override(raw: dict[str, Any], assignment: str) -> None:
@@ -146,7 +150,11 @@ def set_override(raw: dict[str, Any], assignment: str) -> None:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
         value = text
+    if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads 1e-3 as a string; a number is what was meant
     parts = key.strip().split(".")
+    if not all(parts):
+        raise UserError(f"--set {assignment!r}: empty name in the key path {key.strip()!r}")
     node = raw
     for depth, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
@@ -192,7 +200,7 @@ def build_config(
     try:
         top = _Top.model_validate(raw)
     except ValidationError as error:
-        raise UserError(f"{source}: " + "; ".join(_format_error(source, "", error))) from None
+        raise UserError(f"{source}: " + "; ".join(_format_error("", error))) from None
 
     def component(section: str, registry: Any, values: dict[str, Any]) -> Section | None:
         name = values.get("name")
@@ -211,7 +219,7 @@ def build_config(
         try:
             return Section(name=name, params=schema.model_validate(params))
         except ValidationError as error:
-            problems.extend(_format_error(source, section, error))
+            problems.extend(_format_error(section, error))
             return None
 
     model = component("model", MODELS, top.model)
@@ -221,11 +229,11 @@ def build_config(
         try:
             data = TASKS.get(task.name).Data.model_validate(top.data)
         except ValidationError as error:
-            problems.extend(_format_error(source, "data", error))
+            problems.extend(_format_error("data", error))
     try:
         train = TrainConfig.model_validate(top.train)
     except ValidationError as error:
-        problems.extend(_format_error(source, "train", error))
+        problems.extend(_format_error("train", error))
     if problems:
         raise UserError(f"{source}: " + "; ".join(problems))
     return RunConfig(top.seed, top.device, model, task, data, train, source)

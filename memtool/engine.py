@@ -23,11 +23,19 @@ import torch
 import yaml
 from torch import nn
 
-from memtool.build import build_task, create_model, model_arguments, model_from_checkpoint, resolve_device
+from memtool import jsonio
+from memtool.build import (
+    build_task,
+    changed_keys,
+    create_model,
+    model_arguments,
+    model_from_checkpoint,
+    resolve_device,
+)
 from memtool.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint, versions
 from memtool.config import RunConfig, TrainConfig
 from memtool.errors import TrainingDiverged, UserError
-from memtool.run_state import EpochRecord, Progress, SilentObserver, Summary
+from memtool.run_state import EpochRecord, Observer, Progress, SilentObserver, Summary
 from memtool.tasks.base import Batch, EvalResult
 
 METRICS_FILE, CONFIG_FILE, SUMMARY_FILE = "metrics.jsonl", "config.yaml", "summary.json"
@@ -72,13 +80,6 @@ def _graceful_interrupt() -> Iterator[dict[str, bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _diff_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        keys = sorted(set(old) | set(new))
-        return [k for key in keys for k in _diff_keys(old.get(key), new.get(key), f"{prefix}{key}.")]
-    return [] if old == new else [prefix.rstrip(".")]
-
-
 def clip_gradients(parameters: list[nn.Parameter], max_norm: float, mode: str = "per_matrix") -> None:
     """Rescale gradients so that their norm is at most ``max_norm``.
 
@@ -104,7 +105,7 @@ def clip_gradients(parameters: list[nn.Parameter], max_norm: float, mode: str = 
 
 
 class Trainer:
-    def __init__(self, config: RunConfig, run_dir: Path, observer: Any = None) -> None:
+    def __init__(self, config: RunConfig, run_dir: Path, observer: Observer | None = None) -> None:
         self.config = config
         self.train_config: TrainConfig = config.train
         self.run_dir = run_dir
@@ -116,7 +117,9 @@ class Trainer:
     # -- setup ---------------------------------------------------------------------------------------
     def _check_resume(self, saved: dict[str, Any]) -> None:
         changed = [
-            key for key in _diff_keys(saved["config"], self.config.to_dict()) if key not in RESUMABLE_CHANGES
+            key
+            for key in changed_keys(saved["config"], self.config.to_dict())
+            if key not in RESUMABLE_CHANGES
         ]
         if changed:
             raise UserError(
@@ -125,11 +128,11 @@ class Trainer:
 
     def _write_run_files(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / CONFIG_FILE).write_text(
-            f"# resolved from {self.config.source}\n"
-            + yaml.safe_dump(self.config.to_dict(), sort_keys=False),
-            encoding="utf-8",
-        )
+        path = self.run_dir / CONFIG_FILE
+        header = f"# resolved from {self.config.source}\n"
+        if path.exists():  # a resumed run keeps the name of the config it started from
+            header = path.read_text(encoding="utf-8").splitlines(keepends=True)[0]
+        path.write_text(header + yaml.safe_dump(self.config.to_dict(), sort_keys=False), encoding="utf-8")
         (self.run_dir / "versions.json").write_text(json.dumps(versions(), indent=2) + "\n", encoding="utf-8")
 
     def _new_model(self, restart: int) -> tuple[nn.Module, torch.optim.Optimizer]:
@@ -170,6 +173,10 @@ class Trainer:
             **extra,
         }
 
+    def _last_good(self) -> str:
+        last = self.run_dir / LAST
+        return f"last good state: {last}" if last.exists() else "no checkpoint had been written yet"
+
     def _tick(self, progress: Progress) -> None:
         """Wall-clock seconds of training, evaluation included, summed over interruptions."""
         base, since = self._clock
@@ -187,7 +194,7 @@ class Trainer:
 
     def _append_metrics(self, record: EpochRecord) -> None:
         with (self.run_dir / METRICS_FILE).open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(asdict(record)) + "\n")
+            handle.write(jsonio.dumps(asdict(record)) + "\n")
 
     def _trim_metrics(self, progress: Progress) -> None:
         """Drop records written after the checkpoint we resume from; the resumed run writes them again."""
@@ -223,27 +230,37 @@ class Trainer:
         self.model_args = saved["model_args"] if saved else model_arguments(self.config, self.task)
         self._write_run_files()
 
+        if self.task.split_size("train") == 0:
+            raise UserError(
+                "data: no training questions for the selected tasks; check data.path and task.tasks"
+            )
         progress = Progress(**saved["training"]["progress"]) if saved else Progress()
         self._clock = (progress.elapsed, time.monotonic())
+        if progress.finished:
+            self.observer.message(f"{self.run_dir} already finished training; its summary:")
+            return self._summary(progress, tick=False)
         if saved:
             self._trim_metrics(progress)
         with _graceful_interrupt() as stop:
-            while progress.restart < self.train_config.restarts and not progress.finished:
-                self._train_restart(progress, saved, stop)
+            while True:
+                model, optimizer = self._train_restart(progress, saved, stop)
                 saved = None
-                if progress.restart + 1 < self.train_config.restarts:
-                    progress = Progress(
-                        restart=progress.restart + 1,
-                        best_error=progress.best_error,
-                        best_loss=progress.best_loss,
-                        best_restart=progress.best_restart,
-                        elapsed=progress.elapsed,
-                    )
-                else:
-                    progress.finished = True
+                if progress.restart + 1 >= self.train_config.restarts:
+                    break
+                progress = Progress(
+                    restart=progress.restart + 1,
+                    best_error=progress.best_error,
+                    best_loss=progress.best_loss,
+                    best_restart=progress.best_restart,
+                    elapsed=progress.elapsed,
+                )
+        progress.finished = True
+        self._save_last(model, optimizer, progress)  # a later --resume knows there is nothing left to do
         return self._summary(progress)
 
-    def _train_restart(self, progress: Progress, saved: dict[str, Any] | None, stop: dict[str, bool]) -> None:
+    def _train_restart(
+        self, progress: Progress, saved: dict[str, Any] | None, stop: dict[str, bool]
+    ) -> tuple[nn.Module, torch.optim.Optimizer]:
         tc = self.train_config
         model, optimizer = self._new_model(progress.restart)
         if saved is not None:
@@ -287,6 +304,7 @@ class Trainer:
                     raise Interrupted(self.run_dir)
             self._end_epoch(model, optimizer, progress, lr)
             last_save = time.monotonic()
+        return model, optimizer
 
     def _step(
         self,
@@ -302,8 +320,8 @@ class Trainer:
         if not math.isfinite(loss_value):
             raise TrainingDiverged(
                 f"loss became {loss_value} at restart {progress.restart}, epoch {progress.epoch + 1}, "
-                f"step {progress.step + 1}; stopped without saving it "
-                f"(last good state: {self.run_dir / LAST}). Try a lower train.lr or a train.clip_norm."
+                f"step {progress.step + 1}; stopped without saving it ({self._last_good()}). "
+                "Try a lower train.lr or a train.clip_norm."
             )
         (loss * batch.size if tc.loss_reduction == "sum" else loss).backward()
         if tc.clip_norm is not None:
@@ -376,13 +394,15 @@ class Trainer:
             reason = "validation loss stopped falling" if plateau else f"its {warmup.epochs} epochs"
             self.observer.message(f"warmup ended after epoch {progress.epoch}: {reason}")
 
-    def _summary(self, progress: Progress) -> Summary:
-        self._tick(progress)
+    def _summary(self, progress: Progress, tick: bool = True) -> Summary:
+        if tick:
+            self._tick(progress)
         model = model_from_checkpoint(load_checkpoint(self.run_dir / BEST), self.device)
         valid = self.task.evaluate(model, "valid", self.train_config.eval_batch_size)
         test = self.task.evaluate(model, "test", self.train_config.eval_batch_size)
         summary = Summary(
             run_dir=str(self.run_dir),
+            seed=self.config.seed,
             best_restart=progress.best_restart,
             best_valid_error=progress.best_error,
             test=test,
@@ -391,10 +411,12 @@ class Trainer:
             steps=progress.step,
         )
         (self.run_dir / SUMMARY_FILE).write_text(
-            json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8"
+            jsonio.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8"
         )
         return summary
 
 
-def train(config: RunConfig, run_dir: Path, resume: bool = False, observer: Any = None) -> Summary:
+def train(
+    config: RunConfig, run_dir: Path, resume: bool = False, observer: Observer | None = None
+) -> Summary:
     return Trainer(config, run_dir, observer).run(resume)

@@ -78,7 +78,7 @@ def attention_view(view: AttentionView) -> RenderableType:
     ):
         cells = [Text(f"{w:.2f}", style=_shade(w)) for w in weights]
         marker = Text("★", style="bold yellow") if index in supporting else ""
-        table.add_row(label, marker, text, *cells)
+        table.add_row(label, marker, Text(text), *cells)  # Text: a story's "[word]" is not markup
     if view.empty_slots is not None:
         cells = [Text(f"{w:.2f}", style=_shade(w)) for w in view.empty_slots]
         table.add_row("", "", Text("(unused memory slots)", style="dim"), *cells)
@@ -115,7 +115,7 @@ def summary_renderable(summary: Any) -> RenderableType:
     table = Table(title=f"run {summary.run_dir}", header_style="bold", show_header=False)
     table.add_column("")
     table.add_column("", justify="right")
-    table.add_row("best restart", str(summary.best_restart))
+    table.add_row("best restart", f"{summary.best_restart + 1} (seed {summary.seed + summary.best_restart})")
     table.add_row("best validation error (%)", _number(summary.best_valid_error))
     table.add_row("test error (%)", _number(summary.test.metrics["error"]))
     for key in ("mean_task_error", "failed_tasks"):
@@ -147,6 +147,7 @@ class TrainProgress:
             transient=True,
         )
         self.bar: Any = None
+        self.live = False
         self.restarts = 1
         self.loss = 0.0
 
@@ -165,6 +166,7 @@ class TrainProgress:
             f"{'valid loss':>10} {'err %':>6} {'time':>7}[/]"
         )
         self.progress.start()
+        self.live = True
 
     def epoch_started(self, progress: Any, batches: int, lr: float) -> None:
         restart = f"restart {progress.restart + 1}/{self.restarts} · " if self.restarts > 1 else ""
@@ -192,4 +194,6 @@ class TrainProgress:
         self.console.print(f"[yellow]{text}[/]")
 
     def close(self) -> None:
-        self.progress.stop()
+        if self.live:
+            self.progress.stop()
+            self.live = False

@@ -53,7 +53,8 @@ class EpochRecord:
 @dataclass
 class Summary:
     run_dir: str
-    best_restart: int
+    seed: int
+    best_restart: int  # 0-based: restart r trains with seed + r
     best_valid_error: float
     test: EvalResult
     valid: EvalResult

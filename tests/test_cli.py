@@ -83,9 +83,12 @@ def test_inspect_memory_on_a_users_story_reports_unknown_words(trained_run: Path
     result = invoke("inspect-memory", trained_run, "--story", story, "--question", "Where is Mary?", "--json")
     assert result.exit_code == 0, result.output
     view = json.loads(result.stdout)
-    assert view["memories"][1] == "the in the garden"
+    assert view["memories"][1] == "the [zebra] [danced] in the garden"
     assert view["answer"] is None
     assert "zebra" in view["notes"][0] and "danced" in view["notes"][0]
+    table = invoke("inspect-memory", trained_run, "--story", story, "--question", "Where is Mary?")
+    assert "[zebra]" in table.output  # shown as written, not eaten as rich markup
+    _one_line_error(invoke("inspect-memory", trained_run, "--story", story, "--question", "???"), "no words")
 
 
 def test_list_shows_models_tasks_and_configs() -> None:

@@ -87,6 +87,13 @@ def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.yaml")
 
 
+def test_set_reads_exponent_numbers_and_rejects_empty_keys() -> None:
+    assert build_config(tiny_config(), ["train.lr=1e-3"]).train.lr == 0.001
+    with pytest.raises(UserError, match=r"empty name in the key path 'train\.\.lr'"):
+        build_config(tiny_config(), ["train..lr=1"])
+    assert build_config(tiny_config(), ["task.tasks=1"]).task.params.tasks == [1]
+
+
 def test_bad_set_syntax() -> None:
     with pytest.raises(UserError, match=r"expected KEY\.PATH=VALUE"):
         build_config(tiny_config(), ["train.lr"])

@@ -19,7 +19,6 @@ class Batch:
 
     inputs: dict[str, Tensor]
     targets: Tensor
-    index: Tensor  # (batch,) rows of the split this batch holds
 
     @property
     def size(self) -> int:
@@ -29,7 +28,6 @@ class Batch:
         return Batch(
             {name: value.to(device, non_blocking=True) for name, value in self.inputs.items()},
             self.targets.to(device, non_blocking=True),
-            self.index,
         )
 
 

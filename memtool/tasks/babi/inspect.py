@@ -19,7 +19,7 @@ def _view(
     model: nn.Module, split: Split, row: int, vocab: Vocabulary, title: str, labels_from: int
 ) -> AttentionView:
     rows = torch.tensor([row], device=split.answers.device)
-    batch = batch_from_split(split, rows)
+    batch = batch_from_split(split, rows).to(next(model.parameters()).device)
     with torch.no_grad():
         model.eval()
         output = model(**batch.inputs)
@@ -88,28 +88,27 @@ def _inspect_user_story(task: BabiTask, model: nn.Module, request: InspectReques
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"{path}: cannot read the story: {error}") from None
-    sentences = []
-    for line in lines:
-        match = LINE_ID.match(line)
-        text = match.group(2) if match else line
-        if text.strip() and "\t" not in text:
-            sentences.append(tokenize(text))
+    lines = [line for line in lines if line.strip() and "\t" not in line]  # question lines are not memories
+    # bAbI-style "1 Mary moved." lines lose their IDs; plain sentences ("2 apples fell.") keep every word
+    numbered = bool(lines) and all(LINE_ID.match(line) for line in lines)
+    sentences = [tokenize(LINE_ID.match(line).group(2) if numbered else line) for line in lines]
+    sentences = [sentence for sentence in sentences if sentence]
     if not sentences:
         raise UserError(f"{path}: the story has no sentences")
     question = tokenize(request.question)
+    if not question:
+        raise UserError(f"--question {request.question!r}: has no words")
     story = Story(task=0, sentences=sentences, questions=[Question(question, NIL, [], len(sentences))])
     split = tensorise([story], task.vocab, task.params.memory_size)
-    unknown = sorted({w for s in [*sentences, question] for w in task.vocab.unknown(s)})
-    title = f"your story · {path.name}"
-    view = _view(
-        model,
-        split.to(split.answers.device),
-        0,
-        task.vocab,
-        title,
-        max(len(sentences) - task.params.memory_size, 0),
-    )
+    older = max(len(sentences) - task.params.memory_size, 0)
+    view = _view(model, split, 0, task.vocab, f"your story · {path.name}", older)
+    # show the user's own words; the ones the model never saw (and read as nothing) in brackets
+    known = task.vocab.index
+    shown = [
+        " ".join(w if w in known else f"[{w}]" for w in words) for words in [*sentences[older:], question]
+    ]
+    view.memories, view.question = shown[:-1], shown[-1] + "?"
+    unknown = sorted({w for words in [*sentences, question] for w in words if w not in known})
     if unknown:
-        view.notes.insert(0, f"words the model never saw (read as nothing): {', '.join(unknown)}")
-    view.answer = None
+        view.notes.insert(0, f"words the model never saw, read as nothing: {', '.join(unknown)}")
     return view

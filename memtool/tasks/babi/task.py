@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 from torch import Tensor, nn
 
 from memtool.config import Strict
@@ -25,6 +25,11 @@ NIL = "<nil>"  # word 0: padding, and the id of any word the vocabulary has not 
 class BabiParams(Strict):
     tasks: list[PositiveInt] | Literal["all"] = "all"  # bAbI task numbers; "all": every task found
     memory_size: PositiveInt = 50  # only the most recent sentences are kept in memory
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _one_task(cls, value: Any) -> Any:
+        return [value] if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class GeneratorParams(Strict):
@@ -116,9 +121,11 @@ class Vocabulary:
         return [word for word in words if word not in self.index]
 
 
-def _pad(rows: list[list[int]]) -> Tensor:
+def _pad(rows: list[list[int]], width: int | None = None) -> Tensor:
     """Right-pad with the nil word into one (rows, longest) tensor, built in a single call."""
-    width = max([len(row) for row in rows] + [1])
+    width = max([len(row) for row in rows] + [1]) if width is None else width
+    if not rows:
+        return torch.zeros(0, width, dtype=torch.long)
     return torch.tensor([row + [0] * (width - len(row)) for row in rows], dtype=torch.long)
 
 
@@ -145,22 +152,22 @@ def tensorise(stories: Sequence[Story], vocab: Vocabulary, memory_size: int) -> 
             answers.append(vocab.index.get(question.answer, 0))
             tasks.append(story.task)
             supporting.append([s - start if s >= start else -1 for s in question.supporting])
-    if not answers:
-        raise UserError("the bAbI data holds no questions")
     facts = max([len(s) for s in supporting] + [1])
-    support = torch.tensor([row + [-1] * (facts - len(row)) for row in supporting], dtype=torch.long)
+    support = _pad([row + [-1] * (facts - len(row)) for row in supporting], width=facts)
     sentence_tensor = _pad(sentences)
     question_tensor = _pad(questions)
     return Split(
         sentences=sentence_tensor,
-        sentence_lengths=torch.tensor([len(sentence) for sentence in sentences]),  # unknown words count too
-        memory_end=torch.tensor(ends),
-        memory_count=torch.tensor(counts),
-        story_start=torch.tensor(starts),
+        sentence_lengths=torch.tensor(
+            [len(sentence) for sentence in sentences], dtype=torch.long
+        ),  # unknown words count too
+        memory_end=torch.tensor(ends, dtype=torch.long),
+        memory_count=torch.tensor(counts, dtype=torch.long),
+        story_start=torch.tensor(starts, dtype=torch.long),
         questions=question_tensor,
-        question_lengths=torch.tensor([len(q) for q in questions]),
-        answers=torch.tensor(answers),
-        tasks=torch.tensor(tasks),
+        question_lengths=torch.tensor([len(q) for q in questions], dtype=torch.long),
+        answers=torch.tensor(answers, dtype=torch.long),
+        tasks=torch.tensor(tasks, dtype=torch.long),
         supporting=support,
         unknown_words=unknown,
     )
@@ -182,13 +189,12 @@ def batch_from_split(split: Split, rows: Tensor) -> Batch:
             "question": split.questions[rows, :question_words],
         },
         targets=split.answers[rows],
-        index=rows,
     )
 
 
 @register_task("babi")
 class BabiTask:
-    """bAbI QA: stories, questions and one-word answers; error % per bAbI task (files or generated)."""
+    """bAbI QA: stories, questions, single-token answers; error % per bAbI task (files or generated)."""
 
     Params = BabiParams
     Data = BabiData
@@ -196,7 +202,7 @@ class BabiTask:
     def __init__(self, params: BabiParams, data: BabiData, seed: int, state: dict[str, Any] | None = None):
         self.params = params
         self.data = data
-        train_stories, test_stories = self._load(seed)
+        train_stories, test_stories = self._load(seed, trained=state is not None)
         self.task_numbers = sorted({story.task for story in train_stories + test_stories})
         self.vocab = Vocabulary(state["vocabulary"]) if state else Vocabulary.build(train_stories)
         full_train = tensorise(train_stories, self.vocab, params.memory_size)
@@ -213,10 +219,15 @@ class BabiTask:
             return sorted(available)
         missing = sorted(set(self.params.tasks) - set(available))
         if missing:
-            raise UserError(f"task.tasks: no data for bAbI task(s) {missing}; available: {sorted(available)}")
+            raise UserError(
+                f"task.tasks: no data for bAbI task(s) {missing}; available: {sorted(available)} "
+                f"(training needs a qaN_*_train.txt file for each)"
+            )
         return sorted(self.params.tasks)
 
-    def _load(self, seed: int) -> tuple[list[Story], list[Story]]:
+    def _load(self, seed: int, trained: bool) -> tuple[list[Story], list[Story]]:
+        """Stories of the wanted tasks. Training takes its tasks from the training files; a trained model
+        (its vocabulary given) can be scored on test files alone."""
         if self.data.source == "generated":
             gen = self.data.generator
             data_seed = seed if gen.seed is None else gen.seed
@@ -235,7 +246,7 @@ class BabiTask:
         train_files, test_files = find_task_files(directory, "train"), find_task_files(directory, "test")
         if not train_files and not test_files:
             raise UserError(f"data.path: no qaN_*_train.txt / qaN_*_test.txt files in {str(directory)!r}")
-        wanted = self._wanted(sorted(set(train_files) | set(test_files)))
+        wanted = self._wanted(sorted(set(train_files) | set(test_files)) if trained else sorted(train_files))
         train = [s for task in wanted if task in train_files for s in read_task_file(train_files[task], task)]
         test = [s for task in wanted if task in test_files for s in read_task_file(test_files[task], task)]
         return train, test
@@ -308,7 +319,7 @@ class BabiTask:
             losses.append(loss.masked_fill(batch.targets == 0, float("nan")))
             wrongs.append(output.logits.argmax(-1) != batch.targets)
         model.train(was_training)
-        loss, wrong = torch.cat(losses).cpu(), torch.cat(wrongs).float().cpu()
+        loss, wrong = torch.cat(losses).double().cpu(), torch.cat(wrongs).double().cpu()
         tasks = data.tasks.cpu()
         groups = {}
         for task in sorted(set(tasks.tolist())):
