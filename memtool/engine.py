@@ -182,8 +182,11 @@ class Trainer:
         base, since = self._clock
         progress.elapsed = base + time.monotonic() - since
 
-    def _save_last(self, model: nn.Module, optimizer: torch.optim.Optimizer, progress: Progress) -> None:
-        self._tick(progress)
+    def _save_last(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, progress: Progress, tick: bool = True
+    ) -> None:
+        if tick:
+            self._tick(progress)
         training = {
             "progress": asdict(progress),
             "optimizer": optimizer.state_dict(),
@@ -255,8 +258,9 @@ class Trainer:
                     elapsed=progress.elapsed,
                 )
         progress.finished = True
-        self._save_last(model, optimizer, progress)  # a later --resume knows there is nothing left to do
-        return self._summary(progress)
+        summary = self._summary(progress)
+        self._save_last(model, optimizer, progress, tick=False)  # a later --resume knows it is done
+        return summary
 
     def _train_restart(
         self, progress: Progress, saved: dict[str, Any] | None, stop: dict[str, bool]

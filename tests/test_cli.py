@@ -193,3 +193,79 @@ def test_data_generate_writes_babi_files(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "gen").glob("qa*_train.txt"))) == 5
+
+
+def test_usage_errors_are_one_line_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from memtool.cli import main
+
+    for argv, fragment in (
+        (["train", "x.yaml", "--seed", "abc"], "--seed"),
+        (["train", "x.yaml", "--bogus"], "No such option: --bogus"),
+        (["train"], "Missing argument"),
+        (["inspect-memory", "r", "--example", "two"], "--example"),
+        (["train", "x.yaml", "--device", "tpu"], "tpu"),
+    ):
+        with pytest.raises(SystemExit) as stopped:
+            main(argv)
+        assert stopped.value.code == 2, argv
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], lines
+
+
+def test_eval_refuses_to_change_what_the_model_was_trained_with(trained_run: Path) -> None:
+    _one_line_error(
+        invoke("eval", trained_run, "--set", "model.hops=5"), "--set model.hops", "fixed by the trained"
+    )
+    _one_line_error(invoke("eval", trained_run, "--set", "task.memory_size=200"), "task.memory_size")
+    result = invoke("eval", trained_run, "--set", "train.eval_batch_size=7", "--json")
+    assert result.exit_code == 0, result.output
+
+
+def test_eval_needs_only_test_files(trained_run: Path, tmp_path: Path) -> None:
+    from memtool.tasks.babi.generator import write_generated
+
+    write_generated(tmp_path / "d", (1,), train_stories=2, test_stories=3, seed=4)
+    for path in (tmp_path / "d").glob("*_train.txt"):
+        path.unlink()
+    result = invoke("eval", trained_run, "--data", tmp_path / "d", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["metrics"]["examples"] == 15
+    _one_line_error(invoke("eval", trained_run, "--data", tmp_path / "d", "--split", "train"), "no questions")
+
+
+def test_paths_that_cannot_be_written_are_user_errors(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_config()))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    _one_line_error(invoke("train", config, "--out", blocker), "a-file")
+    _one_line_error(invoke("data", "generate", "babi", "--to", blocker), "a-file")
+
+
+def test_resuming_a_finished_run_changes_nothing(trained_run: Path) -> None:
+    before = (trained_run / "summary.json").read_text()
+    result = invoke("train", trained_run / "config.yaml", "--out", trained_run, "--resume")
+    assert result.exit_code == 0, result.output
+    assert "already finished" in result.output
+    assert (
+        json.loads(before)["train_seconds"]
+        == json.loads((trained_run / "summary.json").read_text())["train_seconds"]
+    )
+
+
+def test_list_reports_a_broken_config_and_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "broken.yaml").write_text("model: [\n")
+    (tmp_path / "configs" / "odd.yaml").write_text("model: 5\ntask: {name: babi}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("memtool.cli.CONFIG_DIRS", (tmp_path / "configs",))
+    result = invoke("list")
+    assert result.exit_code == 0, result.output
+    assert "broken.yaml" in result.output and "unreadable" in result.output
+    assert "? · babi" in result.output
+
+
+def test_checkpoint_with_missing_parts_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "partial.pt"
+    torch.save({"format": "memtool-checkpoint", "format_version": 1, "model_name": "memn2n"}, path)
+    _one_line_error(invoke("eval", path), "partial.pt", "missing model_args")

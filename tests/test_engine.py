@@ -158,3 +158,13 @@ def test_a_tiny_model_learns_a_tiny_task_perfectly(tmp_path: Path) -> None:
     summary = train(build_config(raw), tmp_path / "run")
     assert summary.test.metrics["error"] == 0.0
     assert summary.test.metrics["examples"] == 100
+
+
+def test_no_validation_data_writes_strict_json(tmp_path: Path) -> None:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    train(build_config(tiny_config(data={"validation_fraction": 0.0})), tmp_path / "run")
+    for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines():
+        assert json.loads(line, parse_constant=refuse)["valid_error"] is None
+    json.loads((tmp_path / "run" / "summary.json").read_text(), parse_constant=refuse)
