@@ -136,11 +136,11 @@ class Trainer:
         (self.run_dir / "versions.json").write_text(json.dumps(versions(), indent=2) + "\n", encoding="utf-8")
 
     def _new_model(self, restart: int) -> tuple[nn.Module, torch.optim.Optimizer]:
+        tc = self.train_config
         torch.manual_seed(self.config.seed + restart)
         model = create_model(self.config.model.name, self.model_args).to(self.device)
-        if self.train_config.warmup is not None and not hasattr(model, "set_warmup"):
+        if tc.warmup is not None and not hasattr(model, "set_warmup"):
             raise UserError(f"train.warmup: model {self.config.model.name!r} has no warmup mode")
-        tc = self.train_config
         if tc.optimizer == "sgd":
             optimizer: torch.optim.Optimizer = torch.optim.SGD(
                 model.parameters(), lr=tc.lr, momentum=tc.momentum
@@ -206,7 +206,9 @@ class Trainer:
             return
         records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         kept = [
-            json.dumps(r) for r in records if (r["restart"], r["epoch"]) <= (progress.restart, progress.epoch)
+            jsonio.dumps(r)
+            for r in records
+            if (r["restart"], r["epoch"]) <= (progress.restart, progress.epoch)
         ]
         path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
@@ -229,14 +231,13 @@ class Trainer:
             )
 
         self.task = build_task(self.config, saved["task_state"] if saved else None)
-        self.task.to(self.device)
-        self.model_args = saved["model_args"] if saved else model_arguments(self.config, self.task)
-        self._write_run_files()
-
         if self.task.split_size("train") == 0:
             raise UserError(
                 "data: no training questions for the selected tasks; check data.path and task.tasks"
             )
+        self.task.to(self.device)
+        self.model_args = saved["model_args"] if saved else model_arguments(self.config, self.task)
+        self._write_run_files()
         progress = Progress(**saved["training"]["progress"]) if saved else Progress()
         self._clock = (progress.elapsed, time.monotonic())
         if progress.finished:
