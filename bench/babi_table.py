@@ -1,10 +1,10 @@
-"""Markdown table of a bAbI run's per-task test error beside the paper's figures.
+"""Markdown table of bAbI runs' per-task test error beside the paper's figures.
 
-    python bench/babi_table.py runs/memn2n_babi_1k_joint --paper 1k
-    python bench/babi_table.py runs/memn2n_babi_10k_joint --paper 10k
+    python bench/babi_table.py --paper 1k runs/memn2n_babi_1k_joint
+    memtool eval RUN --json > scores.json && python bench/babi_table.py --paper 1k scores.json other-run
 
-Reads the run's ``summary.json`` (written by ``memtool train``), so every number in docs/RESULTS.md comes
-from a run directory, not from hand copying.
+Each column reads a run directory's ``summary.json`` (written by ``memtool train``) or the output of
+``memtool eval --json``, so every number in docs/RESULTS.md comes from a run, not from hand copying.
 """
 
 from __future__ import annotations
@@ -62,32 +62,34 @@ PAPER = {
 }
 
 
+def per_task_errors(path: Path) -> dict[int, float]:
+    scores = json.loads((path if path.is_file() else path / "summary.json").read_text())
+    groups = scores["per_task"] if "per_task" in scores else scores["test"]["groups"]
+    return {int(task): values["error"] for task, values in groups.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path)
+    parser.add_argument("runs", type=Path, nargs="+", help="run directories or `memtool eval --json` files")
     parser.add_argument("--paper", choices=sorted(PAPER), required=True)
+    parser.add_argument("--names", help="comma-separated column names (default: the paths' names)")
     args = parser.parse_args()
-    summary = json.loads((args.run / "summary.json").read_text())
-    ours = {int(task): values["error"] for task, values in summary["test"]["groups"].items()}
-    paper = PAPER[args.paper]
-    print("| task | memtool | paper |")
-    print("|---:|---:|---:|")
+    columns = [per_task_errors(path) for path in args.runs]
+    names = args.names.split(",") if args.names else [path.stem for path in args.runs]
+    paper = dict(enumerate(PAPER[args.paper], 1))
+    tasks = sorted(set.intersection(*(set(column) for column in columns)))
+    print("| task | " + " | ".join(names) + " | paper |")
+    print("|---:|" + "---:|" * (len(names) + 1))
     for task in range(1, 21):
-        mine = f"{ours[task]:.1f}" if task in ours else "–"
-        print(f"| {task} | {mine} | {paper[task - 1]:.1f} |")
-    shared = sorted(ours)
-    mean_ours = sum(ours[t] for t in shared) / len(shared)
-    mean_paper = sum(paper[t - 1] for t in shared) / len(shared)
-    failed_ours = sum(ours[t] > 5 for t in shared)
-    failed_paper = sum(paper[t - 1] > 5 for t in shared)
-    label = "" if len(shared) == 20 else f" ({len(shared)} tasks)"
-    print(f"| **mean error{label}** | **{mean_ours:.1f}** | **{mean_paper:.1f}** |")
-    print(f"| **failed (> 5%){label}** | **{failed_ours}** | **{failed_paper}** |")
-    minutes = summary["train_seconds"] / 60
-    print(
-        f"\nbest restart {summary['best_restart']}, validation error {summary['best_valid_error']:.1f}%, "
-        f"wall time {minutes:.1f} min"
-    )
+        cells = [f"{column[task]:.1f}" if task in column else "–" for column in columns]
+        print(f"| {task} | " + " | ".join(cells) + f" | {paper[task]:.1f} |")
+    label = "" if len(tasks) == 20 else f" ({len(tasks)} tasks)"
+    for title, score in (
+        ("mean error", lambda e: f"{sum(e) / len(e):.1f}"),
+        ("failed (> 5%)", lambda e: str(sum(x > 5 for x in e))),
+    ):
+        cells = [score([column[t] for t in tasks]) for column in columns] + [score([paper[t] for t in tasks])]
+        print(f"| **{title}{label}** | " + " | ".join(f"**{cell}**" for cell in cells) + " |")
 
 
 if __name__ == "__main__":

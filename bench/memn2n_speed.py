@@ -27,17 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class ExplicitPE(MemN2N):
-    """The paper's PE computed literally: l_j ⊙ A x_j for every word, then summed."""
+    """PE computed literally: the (..., words, d) weight tensor l_j times every looked-up row, then summed."""
 
     def _encode(self, table, words, position):  # type: ignore[override]
         embedded = table(words)  # (..., words, d)
         if position is None:
             return embedded.sum(-2)
-        j = torch.arange(1, words.shape[-1] + 1, dtype=embedded.dtype)
-        length = ((words != 0) * j).amax(-1, keepdim=True).clamp(min=1)  # (..., 1)
-        k = torch.arange(1, embedded.shape[-1] + 1, dtype=embedded.dtype) / embedded.shape[-1]
-        ratio = (j / length).unsqueeze(-1)  # (..., words, 1)
-        weights = (1 - ratio) - k * (1 - 2 * ratio)  # (..., words, d)
+        weights = self.pe_a - position.expand_as(words).unsqueeze(-1) * self.pe_b  # (..., words, d)
         return (weights * embedded).sum(-2)
 
 
