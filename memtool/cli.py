@@ -72,7 +72,11 @@ def user_errors(command: Any) -> Any:
 
 
 def _default_run_dir(config_path: Path, resume: bool) -> Path:
-    """``runs/<config name>``; a fresh run never overwrites one, a resume takes the newest of that name."""
+    """``runs/<config name>``; a fresh run never overwrites one, a resume takes the newest of that name.
+
+    A run's own ``config.yaml`` resumes that run."""
+    if resume and config_path.name == "config.yaml" and (config_path.parent / "last.pt").exists():
+        return config_path.parent
     base = Path("runs") / config_path.stem
     candidates = [base, *sorted(base.parent.glob(f"{base.name}-*"))] if base.parent.exists() else [base]
     existing = [c for c in candidates if (c / "last.pt").exists()]
