@@ -247,6 +247,8 @@ def test_resuming_a_finished_run_changes_nothing(trained_run: Path) -> None:
     result = invoke("train", trained_run / "config.yaml", "--out", trained_run, "--resume")
     assert result.exit_code == 0, result.output
     assert "already finished" in result.output
+    result = invoke("train", trained_run / "config.yaml", "--resume")  # a run's own config finds its run
+    assert result.exit_code == 0 and str(trained_run) in result.output, result.output
     assert (
         json.loads(before)["train_seconds"]
         == json.loads((trained_run / "summary.json").read_text())["train_seconds"]
