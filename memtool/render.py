@@ -140,7 +140,7 @@ class TrainProgress:
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.3f}"),
+            TextColumn("loss {task.fields[loss]:.3f} · accuracy {task.fields[accuracy]:5.1f}%"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=console,
@@ -174,13 +174,14 @@ class TrainProgress:
         if self.bar is not None:
             self.progress.remove_task(self.bar)
         self.bar = self.progress.add_task(
-            description, total=batches, completed=progress.batches_done, loss=self.loss
+            description, total=batches, completed=progress.batches_done, loss=self.loss, accuracy=0.0
         )
 
     def stepped(self, progress: Any, loss: float) -> None:
         self.loss = 0.9 * self.loss + 0.1 * loss if self.loss else loss
         if progress.batches_done % self.refresh_every == 0:
-            self.progress.update(self.bar, completed=progress.batches_done, loss=self.loss)
+            accuracy = 100 * (1 - progress.epoch_wrong / max(progress.epoch_examples, 1))
+            self.progress.update(self.bar, completed=progress.batches_done, loss=self.loss, accuracy=accuracy)
 
     def evaluated(self, record: Any) -> None:
         restart = f"{record.restart + 1:>7} " if self.restarts > 1 else ""
