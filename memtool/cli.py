@@ -49,6 +49,11 @@ SetOption = Annotated[
 ]
 
 
+def _error_line(message: str) -> None:
+    """A user error as the one line on stderr that every command promises, whatever the message held."""
+    err.print(f"[red]error:[/] {escape(' '.join(message.split()))}", soft_wrap=True)
+
+
 def user_errors(command: Any) -> Any:
     """Turn a UserError into one red line on stderr and exit code 2; divergence into exit code 1."""
 
@@ -57,15 +62,13 @@ def user_errors(command: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except UserError as error:
-            line = " ".join(str(error).split())  # one line, whatever the message held
-            err.print(f"[red]error:[/] {escape(line)}", soft_wrap=True)
+            _error_line(str(error))
             raise typer.Exit(2) from None
         except TrainingDiverged as error:
             err.print(f"[red]training stopped:[/] {escape(str(error))}", soft_wrap=True)
             raise typer.Exit(1) from None
         except OSError as error:  # a path the user gave: an existing file as --out, a read-only folder
-            where = error.filename or "path"
-            err.print(f"[red]error:[/] {escape(f'{where}: {error.strerror or error}')}", soft_wrap=True)
+            _error_line(f"{error.filename or 'path'}: {error.strerror or error}")
             raise typer.Exit(2) from None
 
     return wrapper
@@ -304,8 +307,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(0)
         context = getattr(error, "ctx", None)
         hint = f" (see: {context.command_path} --help)" if context is not None else ""
-        line = " ".join(error.format_message().split())
-        err.print(f"[red]error:[/] {escape(line)}{escape(hint)}", soft_wrap=True)
+        _error_line(error.format_message() + hint)
         sys.exit(error.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
 
