@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -9,6 +10,7 @@ from torch import nn
 
 from memtool.config import RunConfig, build_config
 from memtool.errors import UserError
+from memtool.models.base import data_dims
 from memtool.registry import MODELS, TASKS, load_all
 from memtool.tasks.base import Task
 
@@ -16,14 +18,14 @@ from memtool.tasks.base import Task
 def build_task(config: RunConfig, state: dict[str, Any] | None = None) -> Task:
     """The configured task; ``state`` (from a checkpoint) fixes how it encodes data, e.g. the vocabulary."""
     task_class = TASKS.get(config.task.name)
-    return task_class(config.task.params, config.data, seed=config.seed, state=state)
+    return task_class(config.task.params, config.data, seed=config.seed, state=state, evaluation=config.eval)
 
 
 def model_arguments(config: RunConfig, task: Task) -> dict[str, Any]:
     """Plain constructor arguments: the config's model parameters plus the sizes the task's data fixes."""
     model_class = MODELS.get(config.model.name)
     dims = task.model_dims()
-    needed = getattr(model_class, "data_dims", ())
+    needed = data_dims(model_class)
     missing = [name for name in needed if name not in dims]
     if missing:
         raise UserError(
@@ -48,8 +50,12 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
+# what may differ from training in any run's eval or inspection; each task adds its own (``eval_changeable``)
+EVAL_CHANGEABLE = ("device", "train.eval_batch_size", "seed", "eval.")
+
+
 def restore(
-    payload: dict[str, Any], overrides: list[str] = (), device: str | None = None
+    payload: dict[str, Any], overrides: Sequence[str] = (), device: str | None = None
 ) -> tuple[RunConfig, Task, nn.Module]:
     """Rebuild a checkpoint's config, task and model (in eval mode), applying ``--set`` overrides.
 
@@ -57,17 +63,15 @@ def restore(
     """
     config = build_config(payload["config"], overrides, source=payload["path"], device=device)
     trained = build_config(payload["config"], source=payload["path"]).to_dict()
-    fixed = [key for key in changed_keys(trained, config.to_dict()) if not key.startswith(EVAL_CHANGEABLE)]
+    changeable = EVAL_CHANGEABLE + tuple(TASKS.get(config.task.name).eval_changeable)
+    fixed = [key for key in changed_keys(trained, config.to_dict()) if not key.startswith(changeable)]
     if fixed:
         raise UserError(
             f"--set {fixed[0]}: fixed by the trained checkpoint; at eval time only "
-            f"{', '.join(k.rstrip('.') for k in EVAL_CHANGEABLE)} can change"
+            f"{', '.join(k.rstrip('.') for k in changeable)} can change"
         )
     task = build_task(config, payload["task_state"])
     return config, task, model_from_checkpoint(payload, resolve_device(config.device))
-
-
-EVAL_CHANGEABLE = ("data.", "task.tasks", "device", "train.eval_batch_size", "seed")
 
 
 def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -88,6 +92,6 @@ def model_from_checkpoint(payload: dict[str, Any], device: torch.device) -> nn.M
         raise UserError(
             f"{payload['path']}: weights do not fit model {payload['model_name']!r}: {first}"
         ) from None
-    if payload.get("warmup_active") and hasattr(model, "set_warmup"):
-        model.set_warmup(True)
+    if hasattr(model, "set_mode"):
+        model.set_mode(payload.get("mode"))  # e.g. a model saved during its start phase
     return model.to(device).eval()

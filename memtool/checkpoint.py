@@ -19,7 +19,7 @@ import torch
 from memtool.errors import UserError
 
 FORMAT = "memtool-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: named optimizer, start phase and mode, task-declared metrics
 BEST, LAST = "best.pt", "last.pt"
 REQUIRED = ("model_name", "model_args", "model_state", "task_state", "config")
 
@@ -79,6 +79,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(f"{path}: not a memtool checkpoint")
+    if payload.get("format_version") == 1:
+        payload = _upgrade_from_v1(payload)
     if payload.get("format_version") != FORMAT_VERSION:
         raise UserError(
             f"{path}: checkpoint format version {payload.get('format_version')} is not supported "
@@ -88,4 +90,37 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if missing:
         raise UserError(f"{path}: incomplete memtool checkpoint, missing {', '.join(missing)}")
     payload["path"] = str(path)
+    return payload
+
+
+def _upgrade_from_v1(payload: dict[str, Any]) -> dict[str, Any]:
+    """Read a version-1 checkpoint (memtool 0.1: ``train.warmup``, ``optimizer: sgd`` + ``momentum``)."""
+    config = payload.get("config", {})
+    train = dict(config.get("train", {}))
+    warmup = train.pop("warmup", None)
+    train["start_phase"] = {"mode": "linear_start", **warmup} if warmup else None
+    train["optimizer"] = {"name": train.get("optimizer", "sgd")}
+    momentum = train.pop("momentum", 0.0)
+    if momentum:
+        train["optimizer"]["momentum"] = momentum
+    payload["config"] = {**config, "train": train}
+    payload["mode"] = "linear_start" if payload.pop("warmup_active", False) else None
+    if "training" in payload:
+        old = payload["training"]["progress"]
+        phase = {"warmup": "linear_start"}.get(old.get("phase"), old.get("phase", "main"))
+        payload["training"]["progress"] = {
+            **{k: old[k] for k in ("restart", "epoch", "batches_done", "step", "main_epochs") if k in old},
+            "phase": phase,
+            "phase_best_loss": old.get("warmup_best_loss", float("inf")),
+            "phase_stalls": old.get("warmup_stalls", 0),
+            "window_loss": old.get("epoch_loss", 0.0),
+            "window_sums": {"wrong": float(old.get("epoch_wrong", 0))},
+            "window_examples": old.get("epoch_examples", 0),
+            "best_score": old.get("best_error", float("nan")),
+            "best_loss": old.get("best_loss", float("inf")),
+            "best_restart": old.get("best_restart", -1),
+            "elapsed": old.get("elapsed", 0.0),
+            "finished": old.get("finished", False),
+        }
+    payload["format_version"] = FORMAT_VERSION
     return payload

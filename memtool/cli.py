@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -23,10 +24,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(
-    help="Get datasets: download the real bAbI tasks, or generate bAbI-style stories.", no_args_is_help=True
-)
-app.add_typer(data_app, name="data")
 
 # Piped output gets 120 columns rather than rich's 80, so tables and paths are not folded.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
@@ -120,103 +117,223 @@ def train(
     try:
         summary = run_training(run_config, run_dir, resume=resume, observer=observer)
     except Interrupted as stopped:
-        observer.close()
         # the run's own resolved config carries every --set, so this command resumes it as it was
         hint = f"memtool train {run_dir / 'config.yaml'} --out {run_dir} --resume"
         err.print(f"[yellow]{escape(str(stopped))}[/] · continue with: {escape(hint)}", soft_wrap=True)
         raise typer.Exit(130) from None
     finally:
         observer.close()
-    out.print(render.summary_renderable(summary))
+    from memtool.registry import TASKS
+
+    out.print(render.summary_renderable(summary, TASKS.get(run_config.task.name).scoring))
     out.print(
         f"results in [bold]{run_dir}[/] · look inside with: memtool inspect-memory {run_dir}", soft_wrap=True
     )
 
 
-def _restore(run: Path, overrides: list[str], device: Device | None) -> tuple[Any, Any, Any]:
-    from memtool.build import restore
+TASK_OPTIONS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def parse_task_options(args: list[str], schema: type[Any], where: str) -> Any:
+    """``--name value`` / ``--name=value`` / ``--flag`` words into the task's options schema.
+
+    Options that belong to one task (bAbI's ``--task``, ``--story``) pass through the command line to the
+    task that declares them, so the CLI knows no family."""
+    from pydantic import ValidationError
+
+    fields = schema.model_fields
+    known = ", ".join("--" + name.replace("_", "-") for name in fields) or "none"
+    values: dict[str, Any] = {}
+    index = 0
+    while index < len(args):
+        token = args[index]
+        if not token.startswith("--") or token == "--":
+            raise UserError(f"unexpected argument {token!r}; {where} options: {known}")
+        name, has_value, value = token[2:].partition("=")
+        key = name.replace("-", "_")
+        if key not in fields:
+            raise UserError(f"--{name}: no such option for {where}; its options: {known}")
+        if not has_value:
+            if fields[key].annotation in (bool, "bool"):
+                value = "true"
+            elif index + 1 < len(args):
+                index += 1
+                value = args[index]
+            else:
+                raise UserError(f"--{name}: needs a value")
+        values[key] = value
+        index += 1
+    try:
+        return schema.model_validate(values)
+    except ValidationError as error:
+        item = error.errors()[0]
+        option = "--" + str(item["loc"][0]).replace("_", "-") if item["loc"] else where
+        raise UserError(f"{option}: {item['msg']} (got {item.get('input')!r})") from None
+
+
+def _checkpoint_task(run: Path) -> tuple[dict[str, Any], Any]:
+    """A checkpoint and the class of the task it was trained on (its plugins imported first)."""
     from memtool.checkpoint import load_checkpoint
+    from memtool.registry import TASKS, load_all, load_imports
 
     payload = load_checkpoint(run)
-    return restore(payload, overrides, device.value if device else None)
+    load_all()
+    load_imports(payload["config"].get("imports", []), Path(payload["path"]).parent)
+    return payload, TASKS.get(payload["config"]["task"]["name"])
 
 
-@app.command("eval")
+@app.command("eval", context_settings=TASK_OPTIONS)
 @user_errors
 def evaluate(
+    context: typer.Context,
     run: Annotated[Path, typer.Argument(help="A run directory (its best.pt) or a checkpoint file.")],
-    data: Annotated[
-        Path | None,
-        typer.Option("--data", help="Score on this bAbI directory (same as --set data.path=DIR)."),
-    ] = None,
     split: Annotated[str, typer.Option(help="test, valid or train.")] = "test",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
     overrides: SetOption = None,
     device: Annotated[Device | None, typer.Option(help="auto: CUDA when present, else CPU.")] = None,
 ) -> None:
-    """Score a trained model on a split; bAbI runs also get the error of every task."""
-    extra = list(overrides or [])
-    if data is not None:
-        extra += [f"data.path={data}", "data.source=files"]
-    config, task, model = _restore(run, extra, device)
+    """Score a trained model on a split, with the task's metrics and per-group table.
+
+    A task may add options of its own (e.g. another data directory); `memtool list` shows them."""
+    from memtool.build import restore
+
+    payload, task_class = _checkpoint_task(run)
+    options = parse_task_options(context.args, task_class.EvalOptions, f"eval of task {task_class.__name__}")
+    extra = [*(overrides or []), *task_class.eval_overrides(options)]
+    config, task, model = restore(payload, extra, device.value if device else None)
     if split not in ("train", "valid", "test"):
         raise UserError(f"--split: unknown split {split!r}; choose test, valid or train")
     if task.split_size(split) == 0:
-        raise UserError(f"--split {split}: no questions in this split of data.path {config.data.path!r}")
+        raise UserError(f"--split {split}: no examples in this split of the data")
     result = task.evaluate(model, split, config.train.eval_batch_size)
     if as_json:
-        payload: dict[str, Any] = {"metrics": result.metrics}
+        payload_out: dict[str, Any] = {"metrics": result.metrics}
         if result.groups:
-            payload[result.group_label] = result.groups
-        sys.stdout.write(jsonio.dumps(payload) + "\n")
+            payload_out[result.group_label] = result.groups
+        sys.stdout.write(jsonio.dumps(payload_out) + "\n")
         return
-    out.print(render.metrics_table(result, f"{split} · {run}"))
+    out.print(render.metrics_table(result, f"{split} · {run}", task.scoring))
 
 
-@app.command("inspect-memory")
+@app.command("inspect-memory", context_settings=TASK_OPTIONS)
 @user_errors
 def inspect_memory(
+    context: typer.Context,
     run: Annotated[Path, typer.Argument(help="A run directory (its best.pt) or a checkpoint file.")],
-    example: Annotated[int, typer.Option(help="Which example of the split (of --task, when given).")] = 0,
-    task_number: Annotated[
-        int | None, typer.Option("--task", help="Only examples of this bAbI task.")
-    ] = None,
+    example: Annotated[int, typer.Option(help="Which example of the split (after the task's filters).")] = 0,
     split: Annotated[str, typer.Option(help="test, valid or train.")] = "test",
-    story: Annotated[
-        Path | None, typer.Option(help="Run the model on a story you wrote (one sentence a line).")
-    ] = None,
-    question: Annotated[
-        str | None, typer.Option(help='The question about --story, e.g. "Where is Mary?".')
-    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the view as JSON for scripts.")] = False,
+    png: Annotated[Path | None, typer.Option("--png", help="Also draw the view as a PNG figure.")] = None,
     overrides: SetOption = None,
     device: Annotated[Device | None, typer.Option(help="auto: CUDA when present, else CPU.")] = None,
 ) -> None:
-    """Show what the model attended to, hop by hop, for one example."""
+    """Show what the model attended to or stored for one example: a table, --json, or a --png figure.
+
+    A task may add options of its own (e.g. which group, or your own input); `memtool list` shows them."""
+    from memtool.build import restore
     from memtool.views import InspectRequest
 
-    _, task, model = _restore(run, list(overrides or []), device)
-    view = task.inspect(model, InspectRequest(split, example, task_number, story, question))
+    payload, task_class = _checkpoint_task(run)
+    options = parse_task_options(
+        context.args, task_class.InspectOptions, f"inspect-memory of task {task_class.__name__}"
+    )
+    _, task, model = restore(payload, list(overrides or []), device.value if device else None)
+    view = task.inspect(model, InspectRequest(split, example, options))
+    if png is not None:
+        from memtool.figures import save_png, view_figure
+
+        figure = view_figure(view)  # before any output: a missing matplotlib is one error line
+        save_png(figure, png)
     if as_json:
         sys.stdout.write(jsonio.dumps(asdict(view)) + "\n")
         return
     out.print(render.view_renderable(view))
+    if png is not None:
+        out.print(f"figure: {png}", soft_wrap=True)
+
+
+@app.command()
+@user_errors
+def plot(
+    runs: Annotated[list[Path], typer.Argument(help="One or more run directories, drawn on one figure.")],
+    png: Annotated[Path, typer.Option("--png", help="Where to write the PNG figure.")],
+    metric: Annotated[
+        list[str] | None, typer.Option(help="Which metric(s) besides loss (default: the task's own).")
+    ] = None,
+) -> None:
+    """Learning curves from runs' metrics.jsonl: training and validation per step, phase changes marked.
+
+    Example: memtool plot runs/quickstart runs/other --png curves.png"""
+    from memtool.figures import CurveMetric, CurveRun, learning_curves_figure, require_matplotlib, save_png
+    from memtool.run_dir import RunDirectory
+
+    require_matplotlib()
+    curves, metrics = [], [CurveMetric("loss", "loss")]
+    for path in runs:
+        if not path.is_dir():
+            raise UserError(f"{path}: not a run directory")
+        records = RunDirectory(path).records()
+        if not records:
+            raise UserError(f"{path}: no metrics.jsonl records to plot; is it a memtool run directory?")
+        curves.append(CurveRun(str(path), records))
+        for found in _run_metrics(path, records):
+            if all(found.name != m.name for m in metrics):
+                metrics.append(found)
+    if metric:
+        available = {m.name: m for m in metrics}
+        unknown = [name for name in metric if name not in available]
+        if unknown:
+            raise UserError(f"--metric {unknown[0]}: not in these runs; they have: {', '.join(available)}")
+        metrics = [available[name] for name in metric]
+    written = save_png(learning_curves_figure(curves, metrics), png)
+    out.print(f"figure: {written}", soft_wrap=True)
+
+
+def _run_metrics(path: Path, records: list[dict[str, Any]]) -> list[Any]:
+    """The run task's progress metrics with their labels, or the metric names its records hold."""
+    from memtool.figures import CurveMetric
+    from memtool.registry import TASKS, load_all
+
+    load_all()
+    try:
+        task_name = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))["task"]["name"]
+        scoring = TASKS.get(task_name).scoring
+        return [CurveMetric(m.name, m.label, m.higher_is_better) for m in scoring.progress]
+    except (OSError, yaml.YAMLError, KeyError, TypeError, UserError):
+        names = {
+            key[6:]
+            for key in records[0]
+            if key.startswith("valid_") and key not in ("valid_loss", "valid_groups")
+        }
+        return [CurveMetric(name, name) for name in sorted(names)]
 
 
 @app.command("list")
 @user_errors
 def list_components() -> None:
-    """The registered models and tasks, and the shipped configs."""
+    """The registered models and tasks (with their options and data commands), and the shipped configs."""
     from memtool.registry import MODELS, TASKS, load_all
 
     load_all()
-    for registry in (MODELS, TASKS):
-        table = Table(title=f"{registry.kind}s", header_style="bold")
-        table.add_column("name")
-        table.add_column("what it is")
-        for entry in registry.entries():
-            table.add_row(entry.name, entry.summary)
-        out.print(table)
+    table = Table(title="models", header_style="bold")
+    table.add_column("name")
+    table.add_column("what it is")
+    for entry in MODELS.entries():
+        table.add_row(entry.name, entry.summary)
+    out.print(table)
+    table = Table(title="tasks", header_style="bold")
+    for column in ("name", "what it is", "inspect-memory / eval options", "data commands"):
+        table.add_column(column)
+    for entry in TASKS.entries():
+        task = entry.target
+        options = [
+            f"--{name.replace('_', '-')}"
+            for schema in (task.InspectOptions, task.EvalOptions)
+            for name in schema.model_fields
+        ]
+        commands = [f"memtool data {action} {entry.name}" for action in task.data_commands]
+        table.add_row(entry.name, entry.summary, " ".join(options), "\n".join(commands))
+    out.print(table)
     table = Table(title="configs", header_style="bold")
     table.add_column("path")
     table.add_column("model · task")
@@ -243,53 +360,59 @@ def _config_summary(path: Path) -> str:
     return " · ".join(str(part.get("name", "?")) if isinstance(part, dict) else "?" for part in names)
 
 
-class Dataset(str, Enum):
-    babi = "babi"
+class _RichDataReport:
+    """A data command's progress as a transient rich bar, its messages as lines."""
 
+    def __init__(self) -> None:
+        from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
-@data_app.command("download")
-@user_errors
-def download(
-    dataset: Annotated[Dataset, typer.Argument(help="Which dataset.")],
-    to: Annotated[Path, typer.Option(help="Where to unpack it.")] = Path("data/babi"),
-    url: Annotated[
-        str | None, typer.Option(help="Another source of the same archive (file:// works).")
-    ] = None,
-) -> None:
-    """Fetch and unpack the public bAbI QA v1.2 archive (20 tasks; en, en-10k and more)."""
-    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
-
-    from memtool.download import BABI_URL, download_babi
-
-    source = url or BABI_URL
-    out.print(f"fetching {source}")
-    with Progress(
-        *Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=out, transient=True
-    ) as bar:
-        job = bar.add_task("bAbI", total=None)
-        languages = download_babi(
-            to, source, lambda done, total: bar.update(job, completed=done, total=total)
+        self.bar = Progress(
+            *Progress.get_default_columns(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=out,
+            transient=True,
         )
-    out.print(f"unpacked {len(languages)} folders into {to}: {', '.join(p.name for p in languages)}")
-    out.print(f"train on them with: memtool train configs/memn2n_babi_task1.yaml --set data.path={to}/en")
+        self.job: Any = None
+
+    def progress(self, done: int, total: int | None) -> None:
+        if self.job is None:
+            self.bar.start()
+            self.job = self.bar.add_task("", total=total)
+        self.bar.update(self.job, completed=done, total=total)
+
+    def message(self, text: str) -> None:
+        out.print(escape(text), soft_wrap=True)
+
+    def close(self) -> None:
+        if self.job is not None:
+            self.bar.stop()
 
 
-@data_app.command("generate")
+@app.command("data", context_settings=TASK_OPTIONS)
 @user_errors
-def generate(
-    dataset: Annotated[Dataset, typer.Argument(help="Which dataset.")],
-    to: Annotated[Path, typer.Option(help="Output directory.")] = Path("data/generated"),
-    seed: Annotated[int, typer.Option(help="The same seed writes the same stories.")] = 0,
-    train_stories: Annotated[
-        int, typer.Option(min=1, help="Stories per task in the train files (5 questions each).")
-    ] = 200,
-    test_stories: Annotated[int, typer.Option(min=1, help="Stories per task in the test files.")] = 200,
+def data(
+    context: typer.Context,
+    action: Annotated[str, typer.Argument(help="What to do, e.g. download or generate.")],
+    task: Annotated[str, typer.Argument(help="Which task's data, e.g. a name from `memtool list`.")],
 ) -> None:
-    """Write memtool's seeded bAbI-style stories (tasks 1, 2, 6, 7, 8) in the bAbI text format."""
-    from memtool.tasks.babi.generator import GENERATED_TASKS, write_generated
+    """Get a task's data: each task declares its own commands and options (`memtool list` shows them).
 
-    written = write_generated(to, GENERATED_TASKS, train_stories, test_stories, seed)
-    out.print(f"wrote {len(written)} files to {to}")
+    Examples: memtool data download babi --to data/babi · memtool data generate babi --seed 1"""
+    from memtool.registry import TASKS, load_all
+
+    load_all()
+    commands = TASKS.get(task).data_commands
+    if action not in commands:
+        known = ", ".join(commands) or "none"
+        raise UserError(f"{action!r}: task {task!r} has no such data command; it has: {known}")
+    command = commands[action]
+    options = parse_task_options(context.args, command.Options, f"data {action} {task}")
+    report = _RichDataReport()
+    try:
+        command.run(options, report)
+    finally:
+        report.close()
 
 
 def main(argv: list[str] | None = None) -> None:

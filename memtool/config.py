@@ -10,21 +10,30 @@ from __future__ import annotations
 import copy
 import inspect
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from memtool.errors import UserError
-from memtool.registry import MODELS, TASKS, load_all
+from memtool.models.base import data_dims, start_modes
+from memtool.registry import MODELS, TASKS, load_all, load_imports
+from memtool.schema import Strict
 
-
-class Strict(BaseModel):
-    """Unknown keys and wrong types are errors; the object is frozen once loaded."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adadelta": "Adadelta"}
 
 
 class LrDecay(Strict):
@@ -32,37 +41,75 @@ class LrDecay(Strict):
     factor: float = Field(0.5, gt=0, le=1)
 
 
-class Warmup(Strict):
-    """A first phase with its own constant learning rate, during which the model runs in a simpler mode.
+class StartPhase(Strict):
+    """A first phase with its own constant learning rate, during which the model runs in one of the modes
+    it declares (``start_modes``); for MemN2N, linear start (the softmax removed from the memory layers)."""
 
-    For MemN2N this is linear start (LS): the softmax is removed from the memory layers.
-    """
-
+    mode: str
     epochs: PositiveInt  # the most epochs the phase lasts
     lr: PositiveFloat | None = None  # None: train.lr
     until_plateau: bool = False  # end earlier, once validation loss stops falling
     patience: PositiveInt = 1
 
 
+class OptimizerConfig(BaseModel):
+    """A torch optimizer by name plus its keyword arguments, checked against the real constructor.
+
+    ``train.lr`` is the learning rate; everything else (``momentum``, ``alpha``, ``betas``, ``eps``,
+    ``weight_decay``, ...) goes here: ``optimizer: {name: rmsprop, momentum: 0.9, alpha: 0.95}``.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: Literal[tuple(OPTIMIZERS)] = "sgd"  # type: ignore[valid-type]
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    @model_validator(mode="after")
+    def _fits_the_constructor(self) -> OptimizerConfig:
+        import torch
+
+        constructor = getattr(torch.optim, OPTIMIZERS[self.name])
+        accepted = set(inspect.signature(constructor.__init__).parameters) - {"self", "params", "lr"}
+        unknown = sorted(set(self.arguments) - accepted)
+        if unknown:
+            raise ValueError(
+                f"{self.name} takes no argument {unknown[0]!r}; it takes: {', '.join(sorted(accepted))}"
+            )
+        try:  # torch checks the values itself (ranges, types): ask it, on a throwaway parameter
+            constructor([torch.nn.Parameter(torch.zeros(1))], lr=0.1, **self.arguments)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{self.name}: {error}") from None
+        return self
+
+
 class TrainConfig(Strict):
     batch_size: PositiveInt = 32
-    epochs: PositiveInt = 10
+    epochs: PositiveInt = 10  # epochs after the start phase
     max_steps: PositiveInt | None = None  # a cap on optimizer steps; overrides epochs when reached first
     lr: PositiveFloat = 0.01
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    momentum: float = Field(0.0, ge=0, lt=1)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     lr_decay: LrDecay | None = None
-    loss_reduction: Literal["mean", "sum"] = "mean"  # sum: the MemN2N authors sum the loss over a batch
+    loss_reduction: Literal["mean", "sum"] = "mean"  # sum: the loss summed over a batch (MemN2N authors)
     clip_norm: PositiveFloat | None = 40.0
     # per_matrix: each weight's Frobenius norm; per_matrix_spectral: each matrix's largest singular value
-    # (MATLAB's norm(), as in the MemN2N authors' code); global: all gradients together
+    # (MATLAB's norm()); global: all gradients together
     clip_mode: Literal["per_matrix", "per_matrix_spectral", "global"] = "per_matrix"
-    warmup: Warmup | None = None
+    clip_value: PositiveFloat | None = None  # clamp every gradient element to ±clip_value (before clip_norm)
+    start_phase: StartPhase | None = None
     restarts: PositiveInt = 1  # train this many times (seed, seed+1, ...) and keep the best on validation
+    eval_every_steps: PositiveInt | None = None  # also validate every N steps, not only at epoch ends
     eval_batch_size: PositiveInt = 512
     checkpoint_every_steps: PositiveInt | None = None
     checkpoint_every_seconds: PositiveFloat = 30.0
     threads: PositiveInt | None = None  # torch intra-op threads; None keeps torch's default
+    tensorboard: bool = False  # also write TensorBoard event files into the run directory
+
+    @field_validator("optimizer", mode="before")
+    @classmethod
+    def _name_alone(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
 
 
 class Section(BaseModel):
@@ -81,11 +128,14 @@ class RunConfig:
     task: Section
     data: Any  # the task's Data schema instance
     train: TrainConfig
+    eval: Any = None  # the task's Eval schema instance
+    imports: tuple[str, ...] = ()  # plugin modules, paths made absolute
     source: str = "<config>"
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config, every default filled in, ready to write as YAML and load again."""
-        return {
+        resolved: dict[str, Any] = {"imports": list(self.imports)} if self.imports else {}
+        resolved |= {
             "seed": self.seed,
             "device": self.device,
             "model": {"name": self.model.name, **self.model.params.model_dump(mode="json")},
@@ -93,15 +143,21 @@ class RunConfig:
             "data": self.data.model_dump(mode="json"),
             "train": self.train.model_dump(mode="json"),
         }
+        evaluation = self.eval.model_dump(mode="json") if self.eval is not None else {}
+        if evaluation:
+            resolved["eval"] = evaluation
+        return resolved
 
 
 class _Top(Strict):
+    imports: list[str] = Field(default_factory=list)  # modules or .py files that register models/tasks
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     model: dict[str, Any]
     task: dict[str, Any]
     data: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
+    eval: dict[str, Any] = Field(default_factory=dict)  # validated by the task's own Eval schema
 
 
 _SIGNATURE_SCHEMAS: dict[type, type[BaseModel]] = {}
@@ -114,7 +170,7 @@ def constructor_schema(cls: type) -> type[BaseModel]:
     configs against the real constructor the same way).
     """
     if cls not in _SIGNATURE_SCHEMAS:
-        supplied = set(getattr(cls, "data_dims", ()))
+        supplied = set(data_dims(cls))
         hints = inspect.get_annotations(cls.__init__, eval_str=True)
         fields: dict[str, Any] = {}
         for name, parameter in inspect.signature(cls.__init__).parameters.items():
@@ -181,14 +237,14 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return raw
 
 
-def load_config(path: Path, overrides: list[str] = (), **top_level: Any) -> RunConfig:
+def load_config(path: Path, overrides: Sequence[str] = (), **top_level: Any) -> RunConfig:
     """Read a YAML file, apply ``--set`` overrides and top-level flags (seed, device), validate."""
     raw = read_yaml(path)
     return build_config(raw, overrides, source=str(path), **top_level)
 
 
 def build_config(
-    raw: dict[str, Any], overrides: list[str] = (), source: str = "<config>", **top_level: Any
+    raw: dict[str, Any], overrides: Sequence[str] = (), source: str = "<config>", **top_level: Any
 ) -> RunConfig:
     load_all()
     raw = copy.deepcopy(raw)
@@ -201,6 +257,8 @@ def build_config(
         top = _Top.model_validate(raw)
     except ValidationError as error:
         raise UserError(f"{source}: " + "; ".join(_format_error("", error))) from None
+    base = Path(source).parent if source != "<config>" else Path.cwd()
+    imports = tuple(load_imports(top.imports, base))
 
     def component(section: str, registry: Any, values: dict[str, Any]) -> Section | None:
         name = values.get("name")
@@ -224,16 +282,34 @@ def build_config(
 
     model = component("model", MODELS, top.model)
     task = component("task", TASKS, top.task)
-    data = None
+    data = evaluation = None
     if task is not None:
-        try:
-            data = TASKS.get(task.name).Data.model_validate(top.data)
-        except ValidationError as error:
-            problems.extend(_format_error("data", error))
+        task_class = TASKS.get(task.name)
+        for section, schema, values in (
+            ("data", task_class.Data, top.data),
+            ("eval", task_class.Eval, top.eval),
+        ):
+            try:
+                validated = schema.model_validate(values)
+            except ValidationError as error:
+                problems.extend(_format_error(section, error))
+                continue
+            if section == "data":
+                data = validated
+            else:
+                evaluation = validated
+    train = None
     try:
         train = TrainConfig.model_validate(top.train)
     except ValidationError as error:
         problems.extend(_format_error("train", error))
+    if train is not None and train.start_phase is not None and model is not None:
+        modes = start_modes(MODELS.get(model.name))
+        if train.start_phase.mode not in modes:
+            has = f"its modes: {', '.join(modes)}" if modes else "it has none"
+            problems.append(
+                f"train.start_phase.mode: model {model.name!r} has no mode {train.start_phase.mode!r}; {has}"
+            )
     if problems:
         raise UserError(f"{source}: " + "; ".join(problems))
-    return RunConfig(top.seed, top.device, model, task, data, train, source)
+    return RunConfig(top.seed, top.device, model, task, data, train, evaluation, imports, source)

@@ -1,15 +1,22 @@
-"""Name → component registries for model families and tasks.
+"""Name → component registries for model families and tasks, and the plugins that add to them.
 
-A family or task registers itself beside its definition (``@register_model("memn2n")``); the config's
-``model.name`` / ``task.name`` picks it. Importing ``memtool.models`` and ``memtool.tasks`` fills the
-registries.
+A family or task registers itself beside its definition (``@register_model("name")``); the config's
+``model.name`` / ``task.name`` picks it. ``load_all`` imports every module of ``memtool.models`` and
+``memtool.tasks`` and every installed ``memtool.plugins`` entry point; a config's ``imports:`` loads a
+user's own modules the same way (``load_imports``).
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import inspect
-from collections.abc import Callable
+import pkgutil
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from memtool.errors import UserError
@@ -58,7 +65,55 @@ register_model = MODELS.register
 register_task = TASKS.register
 
 
+PLUGIN_GROUP = "memtool.plugins"
+_loaded = False
+
+
 def load_all() -> None:
-    """Import every family and task so that they register themselves."""
-    import memtool.models
-    import memtool.tasks  # noqa: F401
+    """Import every model and task module and every installed plugin, once, so that they register."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for package_name in ("memtool.models", "memtool.tasks"):
+        package = importlib.import_module(package_name)
+        for module in pkgutil.iter_modules(package.__path__):
+            if module.name != "base":
+                importlib.import_module(f"{package_name}.{module.name}")
+    for plugin in entry_points(group=PLUGIN_GROUP):
+        try:
+            plugin.load()
+        except Exception as error:  # a broken third-party plugin must say which one it is
+            raise UserError(f"plugin {plugin.name!r} ({plugin.value}) failed to load: {error}") from None
+
+
+def load_imports(imports: Sequence[str], base: Path) -> list[str]:
+    """Import a config's ``imports:``: module names, or ``.py`` paths relative to ``base`` (the config's
+    folder). Returns them resolved (paths made absolute), as the run's config records them."""
+    resolved = []
+    for item in imports:
+        if item.endswith(".py"):
+            path = (base / item).resolve()
+            if not path.is_file():
+                raise UserError(f"imports: {item!r}: no such file ({path})")
+            name = f"memtool_plugin_{path.stem}_{abs(hash(str(path))):x}"
+            if name not in sys.modules:
+                spec = importlib.util.spec_from_file_location(name, path)
+                assert spec is not None and spec.loader is not None
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[name] = module
+                try:
+                    spec.loader.exec_module(module)
+                except Exception as error:
+                    del sys.modules[name]
+                    raise UserError(
+                        f"imports: {item!r} failed to load: {type(error).__name__}: {error}"
+                    ) from None
+            resolved.append(str(path))
+        else:
+            try:
+                importlib.import_module(item)
+            except ImportError as error:
+                raise UserError(f"imports: module {item!r} cannot be imported: {error}") from None
+            resolved.append(item)
+    return resolved

@@ -1,6 +1,8 @@
-"""Rich renderables for everything memtool shows: training progress, metric tables, attention views.
+"""Rich renderables for everything memtool shows: training progress, metric tables, views.
 
-The CLI prints what these return; nothing here trains or computes a metric.
+The CLI prints what these return; nothing here trains or computes a metric. Which metrics exist, how they
+are labelled and what "failed" means come from the task's ``Scoring``. A family registers the table of its
+own view type on ``view_renderable``.
 """
 
 from __future__ import annotations
@@ -12,95 +14,71 @@ from rich.console import Console, Group, RenderableType
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.progress import Progress as ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from memtool.tasks.base import EvalResult
-from memtool.views import AttentionView
+from memtool.tasks.base import EvalResult, Metric, Scoring
+from memtool.train_state import Summary, TrainState
+from memtool.views import HeatmapView
 
 
-def _number(value: Any) -> str:
+def number(value: Any) -> str:
+    if value is None:
+        return "–"
     if isinstance(value, float):
         return f"{value:.2f}" if abs(value) >= 0.01 or value == 0 else f"{value:.2e}"
     return str(value)
 
 
-def metrics_table(result: EvalResult, title: str) -> RenderableType:
+def _label(name: str, scoring: Scoring) -> str:
+    known = {m.name: m.label for m in (scoring.select, *scoring.progress, *scoring.summary)}
+    return known.get(name, name)
+
+
+def metrics_table(result: EvalResult, title: str, scoring: Scoring) -> RenderableType:
     overall = Table(title=title, show_header=True, header_style="bold")
     overall.add_column("metric")
     overall.add_column("value", justify="right")
     for name, value in result.metrics.items():
-        label = f"{name} (%)" if name in ("error", "mean_task_error") else name
-        overall.add_row(label, _number(value))
-    return Group(overall, group_table(result)) if result.groups else overall
+        overall.add_row(_label(name, scoring), number(value))
+    return Group(overall, group_table(result, scoring)) if result.groups else overall
 
 
-def group_table(result: EvalResult) -> Table:
-    """One row per group (bAbI task), errors above 5% in red: the paper's "failed task" line."""
-    groups = Table(title=result.group_label.replace("_", " "), header_style="bold")
-    groups.add_column("task", justify="right")
-    for name in ("error (%)", "loss", "examples"):
-        groups.add_column(name, justify="right")
-    for key, metrics in result.groups.items():
-        error = metrics["error"]
-        style = "red" if error > 5.0 else "green"
-        groups.add_row(
-            key, Text(f"{error:.1f}", style=style), _number(metrics["loss"]), str(metrics["examples"])
-        )
+def group_table(result: EvalResult, scoring: Scoring) -> Table:
+    """One row per group (e.g. a bAbI task, a sequence length); failed groups in red, others green."""
+    groups = Table(title=scoring.group_key.replace("_", " "), header_style="bold")
+    groups.add_column(scoring.group_label, justify="right")
+    metrics = scoring.group_metrics or tuple(
+        Metric(name, name) for name in next(iter(result.groups.values()), {})
+    )
+    for metric in metrics:
+        groups.add_column(metric.label, justify="right")
+    rule = scoring.failed
+    for key, values in result.groups.items():
+        cells: list[Any] = []
+        for metric in metrics:
+            value = values.get(metric.name)
+            if rule is not None and metric.name == rule.metric and value is not None:
+                style = "red" if rule.failed(value) else "green"
+                cells.append(Text(f"{value:.1f}", style=style))
+            else:
+                cells.append(number(value))
+        groups.add_row(key, *cells)
     return groups
 
 
-def _shade(weight: float) -> str:
-    """White → deep blue as the weight goes 0 → 1, so a glance finds where the model looked."""
-    level = max(0.0, min(1.0, weight))
+def shade(weight: float, low: float = 0.0, high: float = 1.0) -> str:
+    """White → deep blue as the weight goes low → high, so a glance finds where the model looked."""
+    level = 0.0 if high <= low else max(0.0, min(1.0, (weight - low) / (high - low)))
     red = int(255 - 200 * level)
     green = int(255 - 150 * level)
     ink = "white" if level > 0.5 else "black"
     return f"{ink} on rgb({red},{green},255)"
-
-
-def attention_view(view: AttentionView) -> RenderableType:
-    hops = len(view.attention[0]) if view.attention else 0
-    table = Table(title=view.title, header_style="bold", show_lines=False)
-    table.add_column("#", justify="right", style="dim")
-    table.add_column("", width=1)
-    table.add_column("memory")
-    for hop in range(hops):
-        table.add_column(f"hop {hop + 1}", justify="right")
-    supporting = set(view.supporting)
-    for index, (label, text, weights) in enumerate(
-        zip(view.memory_labels, view.memories, view.attention, strict=True)
-    ):
-        cells = [Text(f"{w:.2f}", style=_shade(w)) for w in weights]
-        marker = Text("★", style="bold yellow") if index in supporting else ""
-        table.add_row(label, marker, Text(text), *cells)  # Text: a story's "[word]" is not markup
-    if view.empty_slots is not None:
-        cells = [Text(f"{w:.2f}", style=_shade(w)) for w in view.empty_slots]
-        table.add_row("", "", Text("(unused memory slots)", style="dim"), *cells)
-    verdict = ""
-    if view.answer is not None:
-        verdict = " ✓" if view.predicted == view.answer else " ✗"
-    lines = [
-        Text.assemble(("question  ", "bold"), view.question),
-        Text.assemble(
-            ("predicted ", "bold"),
-            (view.predicted + verdict, "green" if verdict == " ✓" else "red" if verdict else ""),
-        ),
-    ]
-    if view.answer is not None:
-        lines.append(Text.assemble(("answer    ", "bold"), view.answer))
-    lines.append(
-        Text.assemble(("top 3     ", "bold"), ", ".join(f"{w} {p:.2f}" for w, p in view.top_answers))
-    )
-    if supporting:
-        lines.append(Text("★ supporting fact", style="dim"))
-    lines.extend(Text(note, style="yellow") for note in view.notes)
-    return Group(table, *lines)
 
 
 @functools.singledispatch
@@ -108,25 +86,44 @@ def view_renderable(view: Any) -> RenderableType:
     raise TypeError(f"no renderer for {type(view).__name__}")
 
 
-view_renderable.register(AttentionView, attention_view)
+@view_renderable.register
+def heatmap_tables(view: HeatmapView) -> RenderableType:
+    """Each panel as a shaded table; marked cells get a red ✗ beside their value."""
+    parts: list[RenderableType] = []
+    for panel in view.panels:
+        table = Table(title=panel.title, header_style="bold")
+        table.add_column("", style="dim")
+        for column in panel.columns:
+            table.add_column(column, justify="right")
+        flat = [v for row in panel.values for v in row]
+        low, high = panel.value_range or ((min(flat), max(flat)) if flat else (0.0, 1.0))
+        for index, (label, row) in enumerate(zip(panel.rows, panel.values, strict=True)):
+            marks = panel.marks[index] if panel.marks else [False] * len(row)
+            cells = [
+                Text(f"{v:.2f}{'✗' if marked else ''}", style="bold red" if marked else shade(v, low, high))
+                for v, marked in zip(row, marks, strict=True)
+            ]
+            table.add_row(label, *cells)
+        parts.append(table)
+    title = Text(view.title, style="bold")
+    return Group(title, *parts, *(Text(note, style="yellow") for note in view.notes))
 
 
-def summary_renderable(summary: Any) -> RenderableType:
+def summary_renderable(summary: Summary, scoring: Scoring) -> RenderableType:
     table = Table(title=f"run {summary.run_dir}", header_style="bold", show_header=False)
     table.add_column("")
     table.add_column("", justify="right")
     table.add_row("best restart", f"{summary.best_restart + 1} (seed {summary.seed + summary.best_restart})")
-    table.add_row("best validation error (%)", _number(summary.best_valid_error))
-    table.add_row("test error (%)", _number(summary.test.metrics["error"]))
-    for key in ("mean_task_error", "failed_tasks"):
-        if key in summary.test.metrics:
-            label = "test mean task error (%)" if key == "mean_task_error" else "failed tasks (error > 5%)"
-            table.add_row(label, _number(summary.test.metrics[key]))
+    table.add_row(f"best validation {scoring.select.label}", number(summary.best_valid))
+    table.add_row(f"test {scoring.select.label}", number(summary.test.metrics.get(scoring.select.name)))
+    for metric in scoring.summary:
+        if metric.name in summary.test.metrics:
+            table.add_row(f"test {metric.label}", number(summary.test.metrics[metric.name]))
     table.add_row("optimizer steps (last restart)", str(summary.steps))
     table.add_row("wall time", f"{summary.train_seconds:.1f} s")
     parts: list[RenderableType] = [table]
     if summary.test.groups:
-        parts.append(group_table(summary.test))
+        parts.append(group_table(summary.test, scoring))
     return Group(*parts)
 
 
@@ -136,11 +133,11 @@ class TrainProgress:
     def __init__(self, console: Console, refresh_every: int = 10) -> None:
         self.console = console
         self.refresh_every = refresh_every
-        self.progress = Progress(
+        self.bar_display = ProgressBar(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.3f} · accuracy {task.fields[accuracy]:5.1f}%"),
+            TextColumn("loss {task.fields[loss]:.3f}{task.fields[metric]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=console,
@@ -150,9 +147,16 @@ class TrainProgress:
         self.live = False
         self.restarts = 1
         self.loss = 0.0
+        self.task: Any = None
+        self.metrics: tuple[Metric, ...] = ()
+        self.phase_width = 6
 
     def started(self, config: Any, task: Any, model: Any, device: Any, resumed: bool) -> None:
         self.restarts = config.train.restarts
+        self.task = task
+        self.metrics = task.scoring.progress
+        start = config.train.start_phase
+        self.phase_width = max(6, len(start.mode) if start else 0)
         parameters = sum(p.numel() for p in model.parameters())
         sizes = " / ".join(f"{task.split_size(name)} {name}" for name in ("train", "valid", "test"))
         verb = "resuming" if resumed else "training"
@@ -161,34 +165,45 @@ class TrainProgress:
             f"{sizes} · {device}"
         )
         restart = f"{'restart':>7} " if self.restarts > 1 else ""
+        columns = " ".join(f"{m.short or m.name:>6}" for m in self.metrics)
         self.console.print(
-            f"[bold]{restart}{'epoch':>5} {'phase':6} {'lr':>8}  {'train loss':>10} {'err %':>6}  "
-            f"{'valid loss':>10} {'err %':>6} {'time':>7}[/]"
+            f"[bold]{restart}{'epoch':>5} {'phase':{self.phase_width}} {'lr':>8}  "
+            f"{'train loss':>10} {columns}  {'valid loss':>10} {columns} {'time':>7}[/]"
         )
-        self.progress.start()
+        self.bar_display.start()
         self.live = True
 
-    def epoch_started(self, progress: Any, batches: int, lr: float) -> None:
-        restart = f"restart {progress.restart + 1}/{self.restarts} · " if self.restarts > 1 else ""
-        description = f"{restart}epoch {progress.epoch + 1} {progress.phase} lr {lr:g}"
+    def epoch_started(self, state: TrainState, batches: int, lr: float) -> None:
+        restart = f"restart {state.restart + 1}/{self.restarts} · " if self.restarts > 1 else ""
+        description = f"{restart}epoch {state.epoch + 1} {state.phase} lr {lr:g}"
         if self.bar is not None:
-            self.progress.remove_task(self.bar)
-        self.bar = self.progress.add_task(
-            description, total=batches, completed=progress.batches_done, loss=self.loss, accuracy=0.0
+            self.bar_display.remove_task(self.bar)
+        self.bar = self.bar_display.add_task(
+            description, total=batches, completed=state.batches_done, loss=self.loss, metric=""
         )
 
-    def stepped(self, progress: Any, loss: float) -> None:
+    def stepped(self, state: TrainState, loss: float) -> None:
         self.loss = 0.9 * self.loss + 0.1 * loss if self.loss else loss
-        if progress.batches_done % self.refresh_every == 0:
-            accuracy = 100 * (1 - progress.epoch_wrong / max(progress.epoch_examples, 1))
-            self.progress.update(self.bar, completed=progress.batches_done, loss=self.loss, accuracy=accuracy)
+        if state.batches_done % self.refresh_every == 0:
+            sums = {k: v for k, v in state.window_sums.items() if not k.startswith("aux_")}
+            values = self.task.train_metrics(sums, state.window_examples) if self.metrics else {}
+            metric = "".join(
+                f" · {m.short or m.name} {values[m.name]:.1f}" for m in self.metrics if m.name in values
+            )
+            self.bar_display.update(self.bar, completed=state.batches_done, loss=self.loss, metric=metric)
 
-    def evaluated(self, record: Any) -> None:
-        restart = f"{record.restart + 1:>7} " if self.restarts > 1 else ""
+    def evaluated(self, record: dict[str, Any]) -> None:
+        restart = f"{record['restart'] + 1:>7} " if self.restarts > 1 else ""
+
+        def cells(split: str) -> str:
+            return " ".join(_cell(record.get(f"{split}_{m.name}")) for m in self.metrics)
+
+        epoch = record["epoch"]
+        shown = f"{epoch:5d}" if isinstance(epoch, int) else f"{epoch:5.2f}"
         self.console.print(
-            f"{restart}{record.epoch:5d} {record.phase:6} {record.lr:8.4g}  "
-            f"{record.train_loss:10.3f} {record.train_error:6.1f}  "
-            f"{record.valid_loss:10.3f} {record.valid_error:6.1f} {record.elapsed:6.0f}s"
+            f"{restart}{shown} {record['phase']:{self.phase_width}} {record['lr']:8.4g}  "
+            f"{_cell(record['train_loss'], 10, 3)} {cells('train')}  "
+            f"{_cell(record['valid_loss'], 10, 3)} {cells('valid')} {record['elapsed']:6.0f}s"
         )
 
     def message(self, text: str) -> None:
@@ -196,5 +211,9 @@ class TrainProgress:
 
     def close(self) -> None:
         if self.live:
-            self.progress.stop()
+            self.bar_display.stop()
             self.live = False
+
+
+def _cell(value: Any, width: int = 6, decimals: int = 1) -> str:
+    return f"{'–':>{width}}" if value is None else f"{value:{width}.{decimals}f}"

@@ -1,35 +1,41 @@
-"""What ``inspect-memory`` shows, as plain data.
+"""What ``inspect-memory`` shows, as plain data: tasks build views, renderers draw them, ``--json`` dumps
+them.
 
-Tasks build views, the renderer draws them, ``--json`` dumps them.
+A family may define its own view class (kept beside the family) and register a table renderer and a figure
+for it through ``memtool.render.view_renderable`` and ``memtool.figures.view_figure``. ``HeatmapView`` is
+the shared one: any number of labelled matrices (attention or weightings over time × memory rows, a memory
+matrix, inputs and outputs), which every family and plugin can return without writing a renderer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
 class InspectRequest:
     split: str = "test"
-    example: int = 0  # index among the split's examples (of ``group``, when given)
-    group: int | None = None  # e.g. a bAbI task number
-    story: Path | None = None  # a user-written story to run the model on
-    question: str | None = None
+    example: int = 0  # index among the split's examples (after the task's own filters)
+    options: Any = None  # the task's validated ``InspectOptions`` (a pydantic model), or None
 
 
 @dataclass
-class AttentionView:
-    """Attention of a multi-hop reader over its memories for one question."""
+class Heatmap:
+    """One matrix with labelled rows and columns, e.g. a read weighting: time steps × memory rows."""
 
     title: str
-    memories: list[str]  # memory contents, oldest first
-    memory_labels: list[str]  # e.g. the sentence's number in the story
-    attention: list[list[float]]  # (memories, hops)
-    supporting: list[int]  # indices into ``memories`` of the supporting facts
-    question: str
-    predicted: str
-    top_answers: list[tuple[str, float]]
-    answer: str | None = None  # None for a user's story with no known answer
-    empty_slots: list[float] | None = None  # per hop, attention that went to unused memory slots
+    rows: list[str]  # row labels, top to bottom
+    columns: list[str]  # column labels, left to right
+    values: list[list[float]]  # (rows, columns)
+    marks: list[list[bool]] | None = None  # cells to flag (e.g. wrong output bits), same shape as values
+    value_range: tuple[float, float] | None = None  # colour scale; None: the values' own min and max
+
+
+@dataclass
+class HeatmapView:
+    """Several heatmaps about one example, shown one under the other, with lines of text below."""
+
+    title: str
+    panels: list[Heatmap]
     notes: list[str] = field(default_factory=list)

@@ -230,7 +230,7 @@ def test_eval_needs_only_test_files(trained_run: Path, tmp_path: Path) -> None:
     result = invoke("eval", trained_run, "--data", tmp_path / "d", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["metrics"]["examples"] == 15
-    _one_line_error(invoke("eval", trained_run, "--data", tmp_path / "d", "--split", "train"), "no questions")
+    _one_line_error(invoke("eval", trained_run, "--data", tmp_path / "d", "--split", "train"), "no examples")
 
 
 def test_paths_that_cannot_be_written_are_user_errors(tmp_path: Path) -> None:

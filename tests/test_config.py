@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from memtool.config import build_config, load_config
 from memtool.errors import UserError
@@ -11,8 +12,7 @@ CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_every_shipped_config_validates_and_names_its_command(path: Path) -> None:
-    config = load_config(path)
-    assert config.model.name == "memn2n" and config.task.name == "babi"
+    load_config(path)
     first_line = path.read_text().splitlines()[0]
     assert first_line.startswith(f"# memtool train configs/{path.name}")
 
@@ -99,3 +99,62 @@ def test_bad_set_syntax() -> None:
         build_config(tiny_config(), ["train.lr"])
     with pytest.raises(UserError, match=r"train\.lr is not a section"):
         build_config(tiny_config(), ["train.lr.x=1"])
+
+
+def test_optimizer_is_a_torch_name_with_keyword_arguments_checked_against_its_constructor() -> None:
+    config = build_config(
+        tiny_config(train={"optimizer": {"name": "rmsprop", "momentum": 0.9, "alpha": 0.95}})
+    )
+    assert config.train.optimizer.name == "rmsprop"
+    assert config.train.optimizer.arguments == {"momentum": 0.9, "alpha": 0.95}
+    assert build_config(tiny_config(train={"optimizer": "adadelta"})).train.optimizer.name == "adadelta"
+    resolved = config.to_dict()
+    assert build_config(resolved).to_dict() == resolved
+    with pytest.raises(UserError, match=r"train\.optimizer: .*rmsprop takes no argument 'betas'"):
+        build_config(tiny_config(train={"optimizer": {"name": "rmsprop", "betas": [0.9, 0.99]}}))
+    with pytest.raises(UserError, match=r"train\.optimizer: .*Invalid momentum value: -1"):
+        build_config(tiny_config(train={"optimizer": {"name": "sgd", "momentum": -1}}))
+    with pytest.raises(UserError, match=r"train\.optimizer\.name"):
+        build_config(tiny_config(train={"optimizer": "lbfgs2"}))
+
+
+def test_start_phase_mode_must_be_one_the_model_declares() -> None:
+    phase = {"mode": "curriculum", "epochs": 2}
+    with pytest.raises(UserError, match=r"train\.start_phase\.mode: model 'memn2n' has no mode 'curriculum'"):
+        build_config(tiny_config(train={"start_phase": phase}))
+
+
+def test_eval_section_is_validated_by_the_tasks_schema() -> None:
+    with pytest.raises(UserError, match=r"eval\.lengths: Extra inputs are not permitted"):
+        build_config({**tiny_config(), "eval": {"lengths": [30, 50]}})
+
+
+@pytest.fixture
+def forget_test_models():
+    from memtool.registry import MODELS
+
+    yield
+    MODELS._entries.pop("memn2n_copy_for_test", None)  # other tests check every registered model
+
+
+def test_imports_load_a_users_module_relative_to_the_config(tmp_path: Path, forget_test_models) -> None:
+    (tmp_path / "mine.py").write_text(
+        "from memtool.registry import register_model\n"
+        "from memtool.models.memn2n import MemN2N\n"
+        "@register_model('memn2n_copy_for_test')\n"
+        "class Copy(MemN2N):\n    'A copy.'\n"
+    )
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        yaml.safe_dump({**tiny_config(model={"name": "memn2n_copy_for_test"}), "imports": ["mine.py"]})
+    )
+    config = load_config(path)
+    assert config.model.name == "memn2n_copy_for_test"
+    assert config.imports == (str((tmp_path / "mine.py").resolve()),)
+    assert load_config(path).imports == config.imports  # loaded once, not registered twice
+    path.write_text(yaml.safe_dump({**tiny_config(), "imports": ["missing.py"]}))
+    with pytest.raises(UserError, match=r"imports: 'missing\.py': no such file"):
+        load_config(path)
+    path.write_text(yaml.safe_dump({**tiny_config(), "imports": ["no_such_module_xyz"]}))
+    with pytest.raises(UserError, match=r"imports: module 'no_such_module_xyz' cannot be imported"):
+        load_config(path)

@@ -7,9 +7,10 @@ import torch
 
 from memtool.checkpoint import load_checkpoint
 from memtool.config import build_config, load_config
-from memtool.engine import clip_gradients, train
+from memtool.engine import train
 from memtool.errors import TrainingDiverged, UserError
-from memtool.run_state import SilentObserver
+from memtool.optim import clip_gradients
+from memtool.train_state import SilentObserver
 from tests.helpers import tiny_config
 
 
@@ -35,7 +36,7 @@ def test_a_run_resumed_after_a_crash_ends_exactly_like_an_uninterrupted_one(tmp_
             "epochs": 2,
             "checkpoint_every_steps": 2,
             "restarts": 2,
-            "warmup": {"epochs": 1},
+            "start_phase": {"mode": "linear_start", "epochs": 1},
             "lr_decay": {"every_epochs": 1},
         }
     )
@@ -92,8 +93,8 @@ def test_nan_loss_stops_training_without_saving_it(tmp_path: Path, monkeypatch: 
 
     def poisoned(self, output, batch):
         calls["n"] += 1
-        loss, wrong = original(self, output, batch)
-        return (loss * math.nan if calls["n"] == 5 else loss), wrong
+        loss, counts = original(self, output, batch)
+        return (loss * math.nan if calls["n"] == 5 else loss), counts
 
     monkeypatch.setattr(BabiTask, "loss", poisoned)
     with pytest.raises(TrainingDiverged, match=r"loss became nan .* step 5"):
@@ -104,16 +105,17 @@ def test_nan_loss_stops_training_without_saving_it(tmp_path: Path, monkeypatch: 
 
 
 def test_warmup_ends_on_plateau_or_after_its_epochs(tmp_path: Path) -> None:
-    raw = tiny_config(train={"epochs": 1, "warmup": {"epochs": 3}})
+    raw = tiny_config(train={"epochs": 1, "start_phase": {"mode": "linear_start", "epochs": 3}})
     train(build_config(raw), tmp_path / "fixed")
     phases = [json.loads(x)["phase"] for x in (tmp_path / "fixed" / "metrics.jsonl").read_text().splitlines()]
-    assert phases == ["warmup", "warmup", "warmup", "main"]
-    raw = tiny_config(train={"epochs": 1, "lr": 1e-9, "warmup": {"epochs": 10, "until_plateau": True}})
+    assert phases == ["linear_start", "linear_start", "linear_start", "main"]
+    phase = {"mode": "linear_start", "epochs": 10, "until_plateau": True}
+    raw = tiny_config(train={"epochs": 1, "lr": 1e-9, "start_phase": phase})
     train(build_config(raw), tmp_path / "plateau")
     phases = [
         json.loads(x)["phase"] for x in (tmp_path / "plateau" / "metrics.jsonl").read_text().splitlines()
     ]
-    assert phases.count("warmup") < 10 and phases[-1] == "main"
+    assert phases.count("linear_start") < 10 and phases[-1] == "main"
 
 
 def test_best_of_restarts_is_kept(tmp_path: Path) -> None:

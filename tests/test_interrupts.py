@@ -17,7 +17,7 @@ from tests.helpers import tiny_config
 
 CONFIG = tiny_config(
     data={"source": "generated", "generator": {"tasks": [1], "train_stories": 300, "test_stories": 10}},
-    train={"epochs": 25, "checkpoint_every_steps": 5, "warmup": {"epochs": 2}},
+    train={"epochs": 25, "checkpoint_every_steps": 5, "start_phase": {"mode": "linear_start", "epochs": 2}},
 )
 
 

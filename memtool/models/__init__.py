@@ -1,3 +1,2 @@
-"""Model families. Importing this package registers every family under its name."""
-
-from memtool.models import memn2n  # noqa: F401
+"""Model families, one module each. ``memtool.registry.load_all`` imports every module here, which
+registers each family under its name; nothing else needs to list them."""

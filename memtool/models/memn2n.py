@@ -9,22 +9,16 @@ out, and ``u ← u + o`` carries the state to the next hop; ``â = Softmax(W(o +
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from memtool.models.base import ModelOutput
 from memtool.registry import register_model
 
 PositiveInt = Annotated[int, Field(ge=1)]
-
-
-@dataclass
-class MemN2NOutput:
-    logits: Tensor  # (batch, vocab): answer scores over the word vocabulary
-    attention: Tensor  # (batch, hops, memories): p at each hop (raw scores during linear start)
 
 
 def position_encoding_terms(embedding_dim: int, variant: str = "position") -> tuple[Tensor, Tensor]:
@@ -78,6 +72,7 @@ class MemN2N(nn.Module):
     """End-to-end memory network (MemN2N): K hops of soft attention over sentence memories."""
 
     data_dims = ("vocab_size", "memory_size", "sentence_size")
+    start_modes = ("linear_start",)  # Sec. 4.2
 
     def __init__(
         self,
@@ -145,9 +140,9 @@ class MemN2N(nn.Module):
         self.register_buffer("pe_a", pe_a, persistent=False)
         self.register_buffer("pe_b", pe_b, persistent=False)
 
-    def set_warmup(self, active: bool) -> None:
-        """The engine's warmup phase is linear start here."""
-        self.linear_start = active
+    def set_mode(self, mode: str | None) -> None:
+        """``"linear_start"``: the engine's start phase removes the softmax from the memory layers."""
+        self.linear_start = mode == "linear_start"
 
     # -- encoding ------------------------------------------------------------------------------------
     def _encode(self, table: nn.Embedding, words: Tensor, position: Tensor | None) -> Tensor:
@@ -230,8 +225,11 @@ class MemN2N(nn.Module):
         temporal = self.temporal[index] if self.temporal_encoding else None
         return self.embeddings[index], temporal
 
-    def forward(self, story: Tensor, memory_count: Tensor, question: Tensor) -> MemN2NOutput:
-        """story (batch, memories, words), memory_count (batch,), question (batch, words)."""
+    def forward(self, story: Tensor, memory_count: Tensor, question: Tensor) -> ModelOutput:
+        """story (batch, memories, words), memory_count (batch,), question (batch, words).
+
+        Returns the answer logits (batch, vocab) and ``trace["attention"]`` (batch, hops, memories): p at
+        each hop (raw scores during linear start)."""
         slots = story.shape[1]
         mask = torch.arange(slots, device=story.device).unsqueeze(0) < memory_count.unsqueeze(1)
         story_position = self._position_ratio(story)
@@ -263,4 +261,4 @@ class MemN2N(nn.Module):
         logits = self.answer_layer(u) if self.answer_layer is not None else u @ self.embeddings[-1].weight.T
         # The nil word is never an answer; masking its logit also keeps its tied embedding row at zero.
         logits = logits.index_fill(1, torch.tensor([0], device=logits.device), torch.finfo(logits.dtype).min)
-        return MemN2NOutput(logits=logits, attention=torch.stack(attention, 1))
+        return ModelOutput(prediction=logits, trace={"attention": torch.stack(attention, 1)})

@@ -1,3 +1,2 @@
-"""Tasks. Importing this package registers every task under its name."""
-
-from memtool.tasks import babi  # noqa: F401
+"""Tasks, one module or package each. ``memtool.registry.load_all`` imports every one of them, which
+registers each task under its name; nothing else needs to list them."""

@@ -1,8 +1,12 @@
-"""What the engine needs from a task: batches, a loss, and its own metrics."""
+"""What the engine needs from a task: batches, a loss, its own metrics and how to read them.
+
+A leaf module: it imports nothing of memtool's but the schema base, so the engine, the renderer and the
+CLI can name the contract without loading any task.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -10,12 +14,13 @@ import torch
 from pydantic import BaseModel
 from torch import Tensor, nn
 
+from memtool.models.base import ModelOutput
 from memtool.views import InspectRequest
 
 
 @dataclass
 class Batch:
-    """One batch, already trimmed to its own longest story/sentence; ``inputs`` are the model's kwargs."""
+    """One batch, already trimmed to its own longest example; ``inputs`` are the model's keyword arguments."""
 
     inputs: dict[str, Tensor]
     targets: Tensor
@@ -31,20 +36,89 @@ class Batch:
         )
 
 
+@dataclass(frozen=True)
+class Metric:
+    """One number a task reports: its key in ``EvalResult.metrics``, how to label it, which way is better."""
+
+    name: str
+    label: str  # in tables and figures, e.g. "error (%)"
+    short: str = ""  # column heading in the per-validation line, e.g. "err %"
+    higher_is_better: bool = False
+
+    def better(self, a: float, b: float) -> bool:
+        return a > b if self.higher_is_better else a < b
+
+
+@dataclass(frozen=True)
+class FailRule:
+    """A group (e.g. one bAbI task) fails when ``metric`` is beyond ``threshold`` (the paper's line)."""
+
+    metric: str
+    threshold: float
+    higher_is_better: bool = False
+    label: str = ""  # e.g. "error > 5%"
+
+    def failed(self, value: float) -> bool:
+        return value < self.threshold if self.higher_is_better else value > self.threshold
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How the engine, the renderer and ``plot`` read a task's results."""
+
+    select: Metric  # picks best.pt over every validation of every restart; ties go to the lower loss
+    progress: tuple[Metric, ...]  # shown and logged at every validation, for training and validation data
+    summary: tuple[Metric, ...] = ()  # further test metrics in the final summary, when present
+    group_key: str = "groups"  # JSON key of per-group results (e.g. "per_task", "per_length")
+    group_label: str = "group"  # the group column's heading (e.g. "task", "length")
+    group_metrics: tuple[Metric, ...] = ()  # columns of the per-group table
+    failed: FailRule | None = None
+
+
 @dataclass
 class EvalResult:
-    """A task's scores on one split. ``metrics['error']`` (%, lower is better) selects checkpoints."""
+    """A task's scores on one split. ``metrics`` always holds ``loss`` and ``examples`` and the selection
+    metric; ``groups`` maps a group's name to its metrics."""
 
     metrics: dict[str, float]
-    groups: dict[str, dict[str, float]] = field(default_factory=dict)  # e.g. bAbI task number → metrics
-    group_label: str = "per_task"
+    groups: dict[str, dict[str, float]] = field(default_factory=dict)
+    group_label: str = "groups"  # the JSON key the groups are written under
+
+
+@dataclass(frozen=True)
+class DataCommand:
+    """``memtool data ACTION TASK [--option value ...]``: e.g. download a dataset, or generate one.
+
+    ``run(options, report)`` gets the validated ``Options`` and a ``DataReport`` for progress and messages.
+    """
+
+    summary: str
+    Options: type[BaseModel]
+    run: Callable[[Any, DataReport], None]
+
+
+class DataReport(Protocol):
+    def progress(self, done: int, total: int | None) -> None: ...
+    def message(self, text: str) -> None: ...
 
 
 class Task(Protocol):
-    """A dataset with its batching, loss and metrics. Tasks are built from the config's ``task``/``data``."""
+    """A dataset with its batching, loss and metrics, built from the config's ``task``/``data`` sections."""
 
     Params: ClassVar[type[BaseModel]]  # schema of the config's ``task`` section (without ``name``)
     Data: ClassVar[type[BaseModel]]  # schema of the config's ``data`` section
+    Eval: ClassVar[type[BaseModel]]  # schema of the config's ``eval`` section (e.g. longer lengths)
+    InspectOptions: ClassVar[type[BaseModel]]  # ``inspect-memory`` options of this task (--task, ...)
+    EvalOptions: ClassVar[type[BaseModel]]  # ``eval`` options of this task (e.g. --data DIR)
+    scoring: ClassVar[Scoring]
+    # config keys (dotted prefixes) that may differ from training at eval/inspect time, e.g. "data."
+    eval_changeable: ClassVar[tuple[str, ...]]
+    data_commands: ClassVar[dict[str, DataCommand]]
+
+    @classmethod
+    def eval_overrides(cls, options: Any) -> list[str]:
+        """``--set`` assignments that ``EvalOptions`` stand for (``--data DIR`` → ``data.path=DIR``)."""
+        ...
 
     def model_dims(self) -> dict[str, Any]:
         """Sizes the data fixes for the model's constructor (vocabulary size, memory size, ...)."""
@@ -52,13 +126,24 @@ class Task(Protocol):
 
     def split_size(self, split: str) -> int: ...
 
-    def batches(self, split: str, batch_size: int, order: Tensor | None = None) -> Iterator[Batch]:
-        """Batches of ``split`` in ``order`` (a permutation of its rows; None keeps file order)."""
+    def batches_per_epoch(self, batch_size: int) -> int: ...
+
+    def epoch_batches(self, batch_size: int, seed: int, start: int = 0) -> Iterator[Batch]:
+        """One epoch of training batches from batch ``start`` on: a pure function of ``seed``, so a resumed
+        run replays the same order. The task decides the order (shuffle, length buckets, curriculum, an
+        endless generator: an "epoch" is then a fixed number of generated batches)."""
         ...
 
-    def loss(self, output: Any, batch: Batch) -> tuple[Tensor, Tensor]:
-        """Mean loss over the batch and the number of wrong predictions in it."""
+    def batches(self, split: str, batch_size: int) -> Iterator[Batch]:
+        """Batches of an evaluation split, in a fixed order."""
         ...
+
+    def loss(self, output: ModelOutput, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        """Mean loss over the batch, and counts summed over it (e.g. ``{"wrong": 3}``) that
+        ``train_metrics`` turns into the ``scoring.progress`` metrics of the training data."""
+        ...
+
+    def train_metrics(self, sums: dict[str, float], examples: int) -> dict[str, float]: ...
 
     def evaluate(self, model: nn.Module, split: str, batch_size: int) -> EvalResult: ...
 
@@ -67,9 +152,16 @@ class Task(Protocol):
         ...
 
     def inspect(self, model: nn.Module, request: InspectRequest) -> Any:
-        """A view (see ``memtool.views``) of what the model attended to or stored for one example."""
+        """A view (``memtool.views``, or the family's own) of what the model attended to or stored."""
         ...
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint must keep to encode new data the same way (e.g. the vocabulary)."""
         ...
+
+
+def shuffled_rows(rows: int, batch_size: int, seed: int, start: int = 0) -> Iterator[Tensor]:
+    """Row indices of an epoch's batches: a seeded permutation cut into batches, from batch ``start``."""
+    order = torch.randperm(rows, generator=torch.Generator().manual_seed(seed))
+    for first in range(start * batch_size, rows, batch_size):
+        yield order[first : first + batch_size]

@@ -54,10 +54,10 @@ def test_encoding_equals_the_explicit_weighted_sum_with_each_sentences_own_lengt
 
 def test_attention_rows_sum_to_one_and_skip_empty_slots() -> None:
     output = _model()(**_inputs())
-    assert output.attention.shape == (3, 3, 5)  # batch, hops, memories
-    torch.testing.assert_close(output.attention.sum(-1), torch.ones(3, 3))
-    assert output.attention[1, :, 2:].abs().max() == 0
-    assert output.attention[2, :, 1:].abs().max() == 0
+    assert output.trace["attention"].shape == (3, 3, 5)  # batch, hops, memories
+    torch.testing.assert_close(output.trace["attention"].sum(-1), torch.ones(3, 3))
+    assert output.trace["attention"][1, :, 2:].abs().max() == 0
+    assert output.trace["attention"][2, :, 1:].abs().max() == 0
 
 
 def test_empty_slots_take_the_mass_of_score_zero_slots_up_to_memory_size() -> None:
@@ -71,17 +71,17 @@ def test_empty_slots_take_the_mass_of_score_zero_slots_up_to_memory_size() -> No
         full = torch.cat([scores[row, :n], torch.zeros(MEMORY - n)]).softmax(0)
         torch.testing.assert_close(weights[row, :n], full[:n])
         assert weights[row, n:].abs().sum() == 0
-    assert torch.all(model(**inputs).attention.sum(-1) < 1)
+    assert torch.all(model(**inputs).trace["attention"].sum(-1) < 1)
 
 
 def test_linear_start_removes_the_softmax() -> None:
     model = _model()
-    model.set_warmup(True)
-    attention = model(**_inputs()).attention
+    model.set_mode("linear_start")
+    attention = model(**_inputs()).trace["attention"]
     assert not torch.allclose(attention.sum(-1), torch.ones(3, 3))
     assert attention[1, :, 2:].abs().max() == 0  # empty slots still read nothing
-    model.set_warmup(False)
-    torch.testing.assert_close(model(**_inputs()).attention.sum(-1), torch.ones(3, 3))
+    model.set_mode(None)
+    torch.testing.assert_close(model(**_inputs()).trace["attention"].sum(-1), torch.ones(3, 3))
 
 
 @pytest.mark.parametrize(
@@ -100,8 +100,8 @@ def test_linear_start_removes_the_softmax() -> None:
 )
 def test_each_option_changes_the_computation(option: dict) -> None:
     inputs = _inputs()
-    base = _model()(**inputs).logits
-    changed = _model(**option)(**inputs).logits
+    base = _model()(**inputs).prediction
+    changed = _model(**option)(**inputs).prediction
     assert changed.shape == base.shape
     assert not torch.allclose(base, changed)
 
@@ -132,13 +132,13 @@ def test_nil_word_stays_zero_under_training_even_when_tied_to_the_answer_layer()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     for _ in range(3):
         output = model(**_inputs())
-        loss = torch.nn.functional.cross_entropy(output.logits, torch.tensor([1, 2, 3]))
+        loss = torch.nn.functional.cross_entropy(output.prediction, torch.tensor([1, 2, 3]))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     for table in model.embeddings:
         assert table.weight[0].abs().max() == 0
-    assert torch.all(model(**_inputs()).logits.argmax(-1) != 0)
+    assert torch.all(model(**_inputs()).prediction.argmax(-1) != 0)
 
 
 @pytest.mark.parametrize(
@@ -154,7 +154,7 @@ def test_gradients_match_finite_differences(option: dict) -> None:
         # row 0, the nil word, is excluded by design (padding_idx): its gradient is zero, not numerical
         embedding = torch.cat([torch.zeros_like(word_rows[:1]), word_rows])
         replaced = {**params, "embeddings.1.weight": embedding, "temporal.0": temporal}
-        logits = functional_call(model, replaced, kwargs=inputs).logits
+        logits = functional_call(model, replaced, kwargs=inputs).prediction
         return torch.nn.functional.cross_entropy(logits, target)
 
     embedding = params["embeddings.1.weight"][1:].clone().requires_grad_()

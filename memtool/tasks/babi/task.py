@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,13 +12,16 @@ import torch
 from pydantic import Field, PositiveInt, field_validator, model_validator
 from torch import Tensor, nn
 
-from memtool.config import Strict
 from memtool.errors import UserError
+from memtool.models.base import ModelOutput
 from memtool.registry import register_task
+from memtool.schema import NoOptions, Strict
+from memtool.tasks.babi.commands import DATA_COMMANDS
 from memtool.tasks.babi.generator import GENERATED_TASKS, TASK_NAMES, generate_split
 from memtool.tasks.babi.text import Story, find_task_files, parse_lines, read_task_file
-from memtool.tasks.base import Batch, EvalResult
-from memtool.views import AttentionView, InspectRequest
+from memtool.tasks.babi.view import AttentionView
+from memtool.tasks.base import Batch, EvalResult, FailRule, Metric, Scoring, shuffled_rows
+from memtool.views import InspectRequest
 
 NIL = "<nil>"  # word 0: padding, and the id of any word the vocabulary has not seen
 
@@ -52,6 +56,33 @@ class BabiData(Strict):
         if self.source == "files" and not self.path:
             raise ValueError("data.path is required when data.source is 'files'")
         return self
+
+
+class BabiInspectOptions(Strict):
+    """``memtool inspect-memory RUN --task 2 --example 0``, or a story of your own."""
+
+    task: PositiveInt | None = Field(None, description="only questions of this bAbI task")
+    story: Path | None = Field(None, description="a story you wrote, one sentence a line")
+    question: str | None = Field(None, description='the question about --story, e.g. "Where is Mary?"')
+
+
+class BabiEvalOptions(Strict):
+    data: Path | None = Field(None, description="score on this bAbI directory (same as --set data.path=DIR)")
+
+
+ERROR = Metric("error", "error (%)", "err %")
+SCORING = Scoring(
+    select=ERROR,
+    progress=(ERROR,),
+    summary=(
+        Metric("mean_task_error", "mean task error (%)"),
+        Metric("failed_tasks", "failed tasks (error > 5%)"),
+    ),
+    group_key="per_task",
+    group_label="task",
+    group_metrics=(ERROR, Metric("loss", "loss"), Metric("examples", "examples", higher_is_better=True)),
+    failed=FailRule("error", 5.0, label="error > 5%"),  # the paper's line
+)
 
 
 @dataclass
@@ -198,8 +229,21 @@ class BabiTask:
 
     Params = BabiParams
     Data = BabiData
+    Eval = NoOptions
+    InspectOptions = BabiInspectOptions
+    EvalOptions = BabiEvalOptions
+    scoring = SCORING
+    eval_changeable = ("data.", "task.tasks")
+    data_commands = DATA_COMMANDS
 
-    def __init__(self, params: BabiParams, data: BabiData, seed: int, state: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        params: BabiParams,
+        data: BabiData,
+        seed: int,
+        state: dict[str, Any] | None = None,
+        evaluation: Any = None,
+    ):
         self.params = params
         self.data = data
         train_stories, test_stories = self._load(seed, trained=state is not None)
@@ -265,6 +309,10 @@ class BabiTask:
         return torch.cat(train_rows).sort().values, torch.cat(valid_rows).sort().values
 
     # -- the Task protocol ---------------------------------------------------------------------------
+    @classmethod
+    def eval_overrides(cls, options: BabiEvalOptions) -> list[str]:
+        return [f"data.path={options.data}", "data.source=files"] if options.data is not None else []
+
     def model_dims(self) -> dict[str, Any]:
         train = self.splits["train"]
         longest = max(int(train.sentence_lengths.max()), int(train.question_lengths.max()))
@@ -283,22 +331,32 @@ class BabiTask:
     def split_size(self, split: str) -> int:
         return len(self.splits[split])
 
-    def batches(self, split: str, batch_size: int, order: Tensor | None = None) -> Iterator[Batch]:
+    def batches_per_epoch(self, batch_size: int) -> int:
+        return math.ceil(self.split_size("train") / batch_size)
+
+    def epoch_batches(self, batch_size: int, seed: int, start: int = 0) -> Iterator[Batch]:
+        data = self.splits["train"]
+        for rows in shuffled_rows(len(data), batch_size, seed, start):
+            yield batch_from_split(data, rows.to(data.answers.device))
+
+    def batches(self, split: str, batch_size: int) -> Iterator[Batch]:
         data = self.splits[split]
-        if order is None:
-            order = torch.arange(len(data), device=data.answers.device)
+        order = torch.arange(len(data), device=data.answers.device)
         for start in range(0, len(order), batch_size):
-            yield batch_from_split(data, order[start : start + batch_size].to(data.answers.device))
+            yield batch_from_split(data, order[start : start + batch_size])
 
     def inspect(self, model: nn.Module, request: InspectRequest) -> AttentionView:
-        from memtool.tasks.babi.inspect import inspect_babi  # the view code imports this module
+        from memtool.tasks.babi.inspection import inspect_babi  # the view code imports this module
 
         return inspect_babi(self, model, request)
 
-    def loss(self, output: Any, batch: Batch) -> tuple[Tensor, Tensor]:
-        loss = nn.functional.cross_entropy(output.logits, batch.targets)
-        wrong = (output.logits.argmax(-1) != batch.targets).sum()
-        return loss, wrong
+    def loss(self, output: ModelOutput, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        loss = nn.functional.cross_entropy(output.prediction, batch.targets)
+        wrong = (output.prediction.argmax(-1) != batch.targets).sum()
+        return loss, {"wrong": wrong}
+
+    def train_metrics(self, sums: dict[str, float], examples: int) -> dict[str, float]:
+        return {"error": 100 * sums.get("wrong", 0.0) / max(examples, 1)}
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str, batch_size: int) -> EvalResult:
@@ -307,17 +365,19 @@ class BabiTask:
         data = self.splits[split]
         if len(data) == 0:
             model.train(was_training)
-            return EvalResult({"error": float("nan"), "loss": float("nan"), "examples": 0})
+            return EvalResult(
+                {"error": float("nan"), "loss": float("nan"), "examples": 0}, {}, SCORING.group_key
+            )
         device = next(model.parameters()).device
         losses, wrongs = [], []
         for batch in self.batches(split, batch_size):
             batch = batch.to(device)
-            output = model(**batch.inputs)
-            loss = nn.functional.cross_entropy(output.logits, batch.targets, reduction="none")
+            logits = model(**batch.inputs).prediction
+            loss = nn.functional.cross_entropy(logits, batch.targets, reduction="none")
             # an answer word the training data never had can't be predicted: it counts as wrong,
             # but its (unbounded) loss would drown every other number
             losses.append(loss.masked_fill(batch.targets == 0, float("nan")))
-            wrongs.append(output.logits.argmax(-1) != batch.targets)
+            wrongs.append(logits.argmax(-1) != batch.targets)
         model.train(was_training)
         loss, wrong = torch.cat(losses).double().cpu(), torch.cat(wrongs).double().cpu()
         tasks = data.tasks.cpu()
@@ -335,7 +395,7 @@ class BabiTask:
         if len(groups) > 1:
             metrics["mean_task_error"] = sum(g["error"] for g in groups.values()) / len(groups)
             metrics["failed_tasks"] = sum(g["error"] > 5.0 for g in groups.values())
-        return EvalResult(metrics, groups)
+        return EvalResult(metrics, groups, SCORING.group_key)
 
 
 __all__ = ["TASK_NAMES", "BabiTask", "Split", "Vocabulary", "batch_from_split", "tensorise"]

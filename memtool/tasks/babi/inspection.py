@@ -6,9 +6,18 @@ import torch
 from torch import nn
 
 from memtool.errors import UserError
-from memtool.tasks.babi.task import NIL, BabiTask, Split, Vocabulary, batch_from_split, tensorise
+from memtool.tasks.babi.task import (
+    NIL,
+    BabiInspectOptions,
+    BabiTask,
+    Split,
+    Vocabulary,
+    batch_from_split,
+    tensorise,
+)
 from memtool.tasks.babi.text import LINE_ID, Question, Story, tokenize
-from memtool.views import AttentionView, InspectRequest
+from memtool.tasks.babi.view import AttentionView
+from memtool.views import InspectRequest
 
 
 def _words(vocab: Vocabulary, ids: torch.Tensor) -> str:
@@ -23,11 +32,11 @@ def _view(
     with torch.no_grad():
         model.eval()
         output = model(**batch.inputs)
-    probabilities = output.logits[0].float().softmax(-1)
+    probabilities = output.prediction[0].float().softmax(-1)
     top = probabilities.topk(min(3, probabilities.numel()))
     count = int(batch.inputs["memory_count"][0])
     story = batch.inputs["story"][0, :count]
-    attention = output.attention[0, :, :count].T  # (memories, hops)
+    attention = output.trace["attention"][0, :, :count].T  # (memories, hops)
     answer_id = int(split.answers[row])
     notes = []
     empty = None
@@ -53,20 +62,21 @@ def _view(
 
 
 def inspect_babi(task: BabiTask, model: nn.Module, request: InspectRequest) -> AttentionView:
-    if request.story is not None:
-        return _inspect_user_story(task, model, request)
-    if request.question is not None:
+    options = request.options or BabiInspectOptions()
+    if options.story is not None:
+        return _inspect_user_story(task, model, options)
+    if options.question is not None:
         raise UserError("--question needs --story FILE: the story the question is about")
     if request.split not in task.splits:
         raise UserError(f"--split: unknown split {request.split!r}; choose from {', '.join(task.splits)}")
     split = task.splits[request.split]
     rows = torch.arange(len(split))
-    if request.group is not None:
-        rows = torch.nonzero(split.tasks.cpu() == request.group).squeeze(1)
+    if options.task is not None:
+        rows = torch.nonzero(split.tasks.cpu() == options.task).squeeze(1)
         if len(rows) == 0:
             present = sorted(set(split.tasks.tolist()))
             raise UserError(
-                f"--task: no bAbI task {request.group} in the {request.split} split; present: {present}"
+                f"--task: no bAbI task {options.task} in the {request.split} split; present: {present}"
             )
     if not 0 <= request.example < len(rows):
         raise UserError(
@@ -80,7 +90,7 @@ def inspect_babi(task: BabiTask, model: nn.Module, request: InspectRequest) -> A
     return _view(model, split, row, task.vocab, title, labels_from=older)
 
 
-def _inspect_user_story(task: BabiTask, model: nn.Module, request: InspectRequest) -> AttentionView:
+def _inspect_user_story(task: BabiTask, model: nn.Module, request: BabiInspectOptions) -> AttentionView:
     if not request.question:
         raise UserError('--story needs --question, e.g. --question "Where is Mary?"')
     path = request.story

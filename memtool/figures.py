@@ -1,0 +1,217 @@
+"""Matplotlib figures (PNG) for what memtool shows: views from ``inspect-memory`` and learning curves.
+
+Matplotlib is optional (``pip install 'memtool[plot]'``) and imported only when a figure is drawn, always
+with the non-interactive Agg backend. A family registers a figure for its own view class on ``view_figure``.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from memtool.errors import UserError
+from memtool.views import Heatmap, HeatmapView
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+MAX_TICK_LABELS = 40
+
+
+def require_matplotlib() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend; a ``UserError`` naming the install command if missing."""
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise UserError(
+            "drawing figures needs matplotlib; install it with: pip install 'memtool[plot]'"
+        ) from error
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_png(figure: Figure, path: Path, dpi: int = 120) -> Path:
+    """Write ``figure`` to ``path`` as PNG (atomically: temp file, then rename) and close it."""
+    plt = require_matplotlib()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        figure.savefig(temporary, format="png", dpi=dpi)
+        os.replace(temporary, path)
+    finally:
+        plt.close(figure)
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+@functools.singledispatch
+def view_figure(view: Any) -> Figure:
+    """The figure of one view; each view class registers its own."""
+    raise UserError(f"no figure for a {type(view).__name__}")
+
+
+def tick_positions(count: int, limit: int = MAX_TICK_LABELS) -> list[int]:
+    """Every index when there are at most ``limit``, else every k-th one (about ``limit / 2`` of them)."""
+    step = 1 if count <= limit else math.ceil(count / (limit // 2))
+    return list(range(0, count, step))
+
+
+def _draw_heatmap(figure: Figure, axes: Axes, panel: Heatmap) -> None:
+    import numpy as np
+
+    values = np.array(panel.values, dtype=float).reshape(len(panel.rows), len(panel.columns))
+    vmin, vmax = panel.value_range if panel.value_range is not None else (None, None)
+    image = axes.imshow(values, cmap="Blues", aspect="auto", interpolation="nearest", vmin=vmin, vmax=vmax)
+    axes.set_title(panel.title, fontsize=10, loc="left")
+    rows, columns = tick_positions(len(panel.rows)), tick_positions(len(panel.columns))
+    axes.set_yticks(rows, [panel.rows[i] for i in rows], fontsize=7)
+    axes.set_xticks(columns, [panel.columns[i] for i in columns], fontsize=7)
+    axes.tick_params(length=2)
+    if len(panel.columns) > 12 or max((len(c) for c in panel.columns), default=0) > 4:
+        axes.tick_params(axis="x", labelrotation=90)
+    figure.colorbar(image, ax=axes, fraction=0.04, pad=0.02, shrink=0.9)
+    if panel.marks is None:
+        return
+    flagged = [(r, c) for r, row in enumerate(panel.marks) for c, mark in enumerate(row) if mark]
+    if not flagged:
+        return
+    if values.size <= 1600:  # big cells: outline them
+        from matplotlib.collections import PatchCollection
+        from matplotlib.patches import Rectangle
+
+        boxes = [Rectangle((c - 0.5, r - 0.5), 1, 1) for r, c in flagged]
+        axes.add_collection(PatchCollection(boxes, facecolor="none", edgecolor="red", linewidth=1.5))
+    else:  # tiny cells: an outline would hide the cell, a cross still shows
+        axes.scatter(
+            [c for _, c in flagged], [r for r, _ in flagged], marker="x", color="red", s=12, linewidths=0.8
+        )
+
+
+@view_figure.register(HeatmapView)
+def heatmap_figure(view: HeatmapView) -> Figure:
+    plt = require_matplotlib()
+    columns = max((len(p.columns) for p in view.panels), default=1)
+    label_chars = max((len(r) for p in view.panels for r in p.rows), default=4)
+    width = min(16.0, max(6.0, 0.3 * columns + 0.08 * label_chars + 2.0))
+    heights = [min(8.0, max(1.6, 0.28 * len(p.rows) + 1.0)) for p in view.panels] or [1.0]
+    notes_height = 0.2 * len(view.notes) + 0.1 if view.notes else 0.0
+    figure = plt.figure(figsize=(width, sum(heights) + notes_height + 0.6), layout="constrained")
+    grid = figure.add_gridspec(len(heights) + 1, 1, height_ratios=[*heights, max(notes_height, 0.01)])
+    for index, panel in enumerate(view.panels):
+        axes = figure.add_subplot(grid[index])
+        if panel.rows and panel.columns:
+            _draw_heatmap(figure, axes, panel)
+        else:
+            axes.set_axis_off()
+            axes.set_title(f"{panel.title} (empty)", fontsize=10, loc="left")
+    figure.suptitle(view.title, fontsize=12)
+    notes = figure.add_subplot(grid[-1])
+    notes.set_axis_off()
+    if view.notes:
+        notes.text(0, 1, "\n".join(view.notes), va="top", ha="left", fontsize=8, color="dimgray")
+    return figure
+
+
+@dataclass
+class CurveRun:
+    """One run's validation records (the JSON objects of its ``metrics.jsonl``), shown under ``label``."""
+
+    label: str
+    records: list[dict[str, Any]]
+
+
+@dataclass
+class CurveMetric:
+    """A metric to plot from the records' ``train_<name>`` and ``valid_<name>`` keys."""
+
+    name: str
+    label: str
+    higher_is_better: bool = False
+
+
+def _points(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    steps: list[float] = []
+    values: list[float] = []
+    for record in records:
+        step, value = record.get("step"), record.get(key)
+        if step is not None and value is not None and math.isfinite(float(value)):
+            steps.append(float(step))
+            values.append(float(value))
+    return steps, values
+
+
+def _phase_changes(records: list[dict[str, Any]]) -> list[tuple[float, str]]:
+    """(step, new phase) where the phase changes: at the last step of the phase that ended."""
+    changes = []
+    for before, after in itertools.pairwise(records):
+        if before.get("phase") != after.get("phase") and before.get("step") is not None:
+            changes.append((float(before["step"]), str(after.get("phase"))))
+    return changes
+
+
+def learning_curves_figure(runs: list[CurveRun], metrics: list[CurveMetric]) -> Figure:
+    """Valid (solid) and train (dashed) curves per run and restart, one subplot per metric, x = steps."""
+    plt = require_matplotlib()
+    from matplotlib.lines import Line2D
+
+    count = max(len(metrics), 1)
+    figure, grid = plt.subplots(count, 1, sharex=True, squeeze=False, figsize=(8, 1.2 + 2.6 * count))
+    figure.set_layout_engine("constrained")
+    all_axes: list[Axes] = [row[0] for row in grid]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    handles: list[Line2D] = []
+    annotated: set[tuple[float, str]] = set()
+    plotted: dict[str, list[float]] = {metric.name: [] for metric in metrics}
+    colour_index = 0
+    for run in runs:
+        restarts: dict[int, list[dict[str, Any]]] = {}
+        for record in run.records:
+            restarts.setdefault(int(record.get("restart", 0)), []).append(record)
+        for restart, records in sorted(restarts.items()):
+            colour = colours[colour_index % len(colours)]
+            colour_index += 1
+            label = run.label if len(restarts) == 1 else f"{run.label} · restart {restart + 1}"
+            handles.append(Line2D([], [], color=colour, marker="o", markersize=3, label=label))
+            for axes, metric in zip(all_axes, metrics, strict=False):
+                steps, values = _points(records, f"valid_{metric.name}")
+                axes.plot(steps, values, "-o", color=colour, markersize=3, linewidth=1.4)
+                plotted[metric.name] += values
+                steps, values = _points(records, f"train_{metric.name}")
+                axes.plot(steps, values, "--", color=colour, linewidth=1.0, alpha=0.8)
+                plotted[metric.name] += values
+            for step, phase in _phase_changes(records):
+                for axes in all_axes:
+                    axes.axvline(step, color=colour, linestyle=":", linewidth=1.0, alpha=0.8)
+                if (step, phase) not in annotated:
+                    annotated.add((step, phase))
+                    all_axes[0].annotate(
+                        f" {phase}", (step, 1.0), xycoords=("data", "axes fraction"), va="top",
+                        fontsize=7, color="dimgray",
+                    )  # fmt: skip
+    for axes, metric in zip(all_axes, metrics, strict=False):
+        better = "higher" if metric.higher_is_better else "lower"
+        axes.set_ylabel(f"{metric.label}\n({better} is better)", fontsize=9)
+        axes.grid(True, alpha=0.3)
+        values = plotted[metric.name]
+        if metric.name == "loss" and values and min(values) > 0 and max(values) / min(values) > 10:
+            axes.set_yscale("log")
+    all_axes[-1].set_xlabel("optimizer steps")
+    if any(plotted.values()):
+        handles += [
+            Line2D([], [], color="black", linestyle="-", label="valid"),
+            Line2D([], [], color="black", linestyle="--", label="train"),
+        ]
+        all_axes[0].legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        all_axes[0].text(0.5, 0.5, "no data", ha="center", va="center", transform=all_axes[0].transAxes)
+    figure.suptitle("learning curves", fontsize=12)
+    return figure

@@ -1,0 +1,102 @@
+"""Where a training run stands, what it records at each validation, and who hears about it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+MAIN = "main"  # the phase after the start phase (or the only one)
+
+
+@dataclass
+class TrainState:
+    """Where training stands; saved in ``last.pt`` so a resumed run continues exactly."""
+
+    restart: int = 0
+    epoch: int = 0  # epochs finished in this restart, start phase included
+    batches_done: int = 0  # batches finished in the current epoch
+    step: int = 0  # optimizer steps in this restart
+    phase: str = MAIN  # the start phase's model mode (e.g. "linear_start"), or "main"
+    main_epochs: int = 0
+    phase_best_loss: float = math.inf
+    phase_stalls: int = 0
+    # since the last validation: summed loss, the task's summed counts, auxiliary losses, examples
+    window_loss: float = 0.0
+    window_sums: dict[str, float] = field(default_factory=dict)
+    window_examples: int = 0
+    best_score: float = math.nan  # the task's selection metric, best over every restart so far
+    best_loss: float = math.inf
+    best_restart: int = -1
+    elapsed: float = 0.0  # training seconds, summed over interruptions
+    finished: bool = False
+
+    def start_window(self) -> None:
+        self.window_loss, self.window_sums, self.window_examples = 0.0, {}, 0
+
+    def next_restart(self) -> TrainState:
+        return TrainState(
+            restart=self.restart + 1,
+            best_score=self.best_score,
+            best_loss=self.best_loss,
+            best_restart=self.best_restart,
+            elapsed=self.elapsed,
+        )
+
+
+@dataclass
+class Summary:
+    run_dir: str
+    seed: int
+    best_restart: int  # 0-based: restart r trains with seed + r
+    select: str  # the task's selection metric
+    best_valid: float  # its best validation value
+    test: Any  # EvalResult
+    valid: Any  # EvalResult
+    train_seconds: float
+    steps: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """summary.json: the selection metric's best value under ``best_valid_<metric>``."""
+        return {
+            "run_dir": self.run_dir,
+            "seed": self.seed,
+            "best_restart": self.best_restart,
+            f"best_valid_{self.select}": self.best_valid,
+            "test": vars(self.test),
+            "valid": vars(self.valid),
+            "train_seconds": self.train_seconds,
+            "steps": self.steps,
+        }
+
+
+class Observer(Protocol):
+    def started(self, config: Any, task: Any, model: Any, device: Any, resumed: bool) -> None: ...
+    def epoch_started(self, state: TrainState, batches: int, lr: float) -> None: ...
+    def stepped(self, state: TrainState, loss: float) -> None: ...
+    def evaluated(self, record: dict[str, Any]) -> None: ...
+    def message(self, text: str) -> None: ...
+    def close(self) -> None: ...
+
+
+class SilentObserver:
+    def started(self, *args: Any) -> None: ...
+    def epoch_started(self, *args: Any) -> None: ...
+    def stepped(self, *args: Any) -> None: ...
+    def evaluated(self, *args: Any) -> None: ...
+    def message(self, *args: Any) -> None: ...
+    def close(self) -> None: ...
+
+
+class Observers:
+    """Several observers heard as one (the terminal and TensorBoard)."""
+
+    def __init__(self, *observers: Any) -> None:
+        self.observers = [o for o in observers if o is not None]
+
+    def __getattr__(self, name: str) -> Any:
+        def call(*args: Any) -> None:
+            for observer in self.observers:
+                getattr(observer, name)(*args)
+
+        return call

@@ -1,0 +1,112 @@
+"""The family contract, checked for every registered model/task pair (the example plugin included) on a
+tiny smoke config: the output type, forward and backward with a gradient for every parameter, the task's
+declared metrics, and an exact resume after a crash."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from memtool.build import build_task, create_model, model_arguments
+from memtool.checkpoint import load_checkpoint
+from memtool.config import build_config
+from memtool.engine import train
+from memtool.models.base import ModelOutput
+from memtool.registry import MODELS, TASKS, load_all
+from memtool.train_state import SilentObserver
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN_CONFIG = ROOT / "examples" / "parity" / "config.yaml"
+
+
+def _smoke_configs() -> dict[str, tuple[dict[str, Any], str]]:
+    """Name → (raw config, source path). The plugin's own config is made tiny here."""
+    found = {}
+    for path in sorted((ROOT / "tests" / "smoke").glob("*.yaml")):
+        found[path.stem] = (yaml.safe_load(path.read_text()), str(path))
+    if PLUGIN_CONFIG.exists():
+        raw = yaml.safe_load(PLUGIN_CONFIG.read_text())
+        raw["device"] = "cpu"
+        raw["train"] = {**raw.get("train", {}), "epochs": 2, "threads": 1}
+        raw["data"] = {**raw.get("data", {}), "train_examples": 64, "test_examples": 16}
+        found["parity-plugin"] = (raw, str(PLUGIN_CONFIG))
+    return found
+
+
+SMOKE = _smoke_configs()
+
+
+def _config(name: str, **train: Any):
+    raw, source = SMOKE[name]
+    raw = {**raw, "train": {**raw.get("train", {}), **train}}
+    return build_config(raw, source=source)
+
+
+def test_every_registered_model_and_task_has_a_smoke_config() -> None:
+    for name in SMOKE:
+        _config(name)  # loads plugins named in imports:
+    load_all()
+    pairs = {(c.model.name, c.task.name) for c in (_config(name) for name in SMOKE)}
+    assert {entry.name for entry in MODELS.entries()} <= {model for model, _ in pairs}
+    assert {entry.name for entry in TASKS.entries()} <= {task for _, task in pairs}
+
+
+@pytest.mark.parametrize("name", sorted(SMOKE))
+def test_forward_backward_every_parameter_gets_a_gradient(name: str) -> None:
+    config = _config(name)
+    task = build_task(config)
+    model = create_model(config.model.name, model_arguments(config, task))
+    batch = next(task.epoch_batches(4, seed=0))
+    output = model(**batch.inputs)
+    assert isinstance(output, ModelOutput)
+    loss, counts = task.loss(output, batch)
+    total = loss + sum(output.aux_losses.values())
+    assert loss.ndim == 0 and torch.isfinite(total)
+    total.backward()
+    for parameter_name, parameter in model.named_parameters():
+        assert parameter.grad is not None, f"{parameter_name} got no gradient"
+        assert torch.isfinite(parameter.grad).all(), parameter_name
+        assert parameter.grad.abs().sum() > 0, f"{parameter_name} got a zero gradient"
+    metrics = task.train_metrics({k: float(v) for k, v in counts.items()}, batch.size)
+    assert {m.name for m in task.scoring.progress} <= set(metrics)
+
+
+@pytest.mark.parametrize("name", sorted(SMOKE))
+def test_evaluation_reports_the_declared_metrics(name: str) -> None:
+    config = _config(name)
+    task = build_task(config)
+    model = create_model(config.model.name, model_arguments(config, task)).eval()
+    result = task.evaluate(model, "test", 16)
+    assert {"loss", "examples", task.scoring.select.name} <= set(result.metrics)
+    assert result.metrics["examples"] == task.split_size("test") > 0
+    assert math.isfinite(result.metrics[task.scoring.select.name])
+
+
+class CrashAt(SilentObserver):
+    """Dies like a SIGKILL would: abruptly, without the engine saving anything."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def stepped(self, state, loss) -> None:
+        if state.step == self.step:
+            raise SystemExit("killed")
+
+
+@pytest.mark.parametrize("name", sorted(SMOKE))
+def test_a_crashed_run_resumes_to_the_uninterrupted_result(name: str, tmp_path: Path) -> None:
+    config = _config(name, checkpoint_every_steps=1)
+    whole = train(config, tmp_path / "whole")
+    with pytest.raises(SystemExit):
+        train(config, tmp_path / "crashed", observer=CrashAt(step=whole.steps - 1))
+    resumed = train(config, tmp_path / "crashed", resume=True)
+    for file in ("best.pt", "last.pt"):
+        a = load_checkpoint(tmp_path / "whole" / file)["model_state"]
+        b = load_checkpoint(tmp_path / "crashed" / file)["model_state"]
+        assert all(torch.equal(a[key], b[key]) for key in a), file
+    assert resumed.test.metrics == whole.test.metrics

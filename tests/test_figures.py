@@ -1,0 +1,139 @@
+"""The figure layer writes real PNGs: decode them back and check their size and that something was drawn."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from memtool.errors import UserError
+from memtool.figures import (
+    CurveMetric,
+    CurveRun,
+    learning_curves_figure,
+    require_matplotlib,
+    save_png,
+    view_figure,
+)
+from memtool.tasks.babi.figure import attention_figure
+from memtool.tasks.babi.view import AttentionView
+from memtool.views import Heatmap, HeatmapView
+
+
+def assert_real_png(path: Path, min_side: int = 200) -> tuple[int, int]:
+    from PIL import Image
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(path.parent.glob(f".{path.name}.*.tmp")), "temp file left behind"
+    with Image.open(path) as image:
+        rgb = image.convert("RGB")
+    width, height = rgb.size
+    assert width > min_side and height > min_side, rgb.size
+    colours = rgb.getcolors(maxcolors=1_000_000)
+    assert colours is not None and len(colours) > 50, "image looks blank"
+    return width, height
+
+
+def heatmap_view() -> HeatmapView:
+    small = Heatmap(
+        title="read weighting",
+        rows=[f"t{t}" for t in range(6)],
+        columns=[f"m{m}" for m in range(8)],
+        values=[[math.exp(-((t - m) ** 2)) for m in range(8)] for t in range(6)],
+        marks=[[t == m for m in range(8)] for t in range(6)],
+        value_range=(0.0, 1.0),
+    )
+    big = Heatmap(
+        title="memory",
+        rows=[str(t) for t in range(120)],
+        columns=[str(m) for m in range(128)],
+        values=[[math.sin(t / 7) * math.cos(m / 11) for m in range(128)] for t in range(120)],
+        marks=[[(t * m) % 97 == 1 for m in range(128)] for t in range(120)],
+    )
+    return HeatmapView(title="copy task, example 0", panels=[small, big], notes=["2 wrong bits", "length 20"])
+
+
+def test_heatmap_view_png(tmp_path: Path) -> None:
+    path = save_png(view_figure(heatmap_view()), tmp_path / "out" / "heatmap.png")
+    assert path == tmp_path / "out" / "heatmap.png"
+    width, height = assert_real_png(path)
+    assert height > width / 2  # two panels stacked
+
+
+def test_view_figure_unknown_view() -> None:
+    with pytest.raises(UserError, match="no figure for a str"):
+        view_figure("not a view")
+
+
+def attention_view(answer: str | None = "garden") -> AttentionView:
+    memories = [
+        "mary moved to the bathroom",
+        "john went to the hallway",
+        "mary travelled to the garden",
+        "daniel journeyed back to the office and then picked up the football in the kitchen",
+    ]
+    return AttentionView(
+        title="task 1: single supporting fact · example 0",
+        memories=memories,
+        memory_labels=["1", "2", "4", "5"],
+        attention=[[0.05, 0.10, 0.02], [0.01, 0.02, 0.01], [0.90, 0.80, 0.95], [0.02, 0.03, 0.01]],
+        supporting=[2],
+        question="where is mary?",
+        predicted="garden",
+        top_answers=[("garden", 0.91), ("bathroom", 0.05), ("office", 0.02)],
+        answer=answer,
+        empty_slots=[0.02, 0.05, 0.01],
+        notes=["the model was trained on tasks 1-3"],
+    )
+
+
+def test_attention_png(tmp_path: Path) -> None:
+    assert_real_png(save_png(attention_figure(attention_view()), tmp_path / "attention.png"))
+    wrong = attention_view(answer="kitchen")
+    wrong.empty_slots, wrong.notes = None, []
+    assert_real_png(save_png(view_figure(wrong), tmp_path / "attention-wrong.png"))
+
+
+def records(restart: int, scale: float, switch_at: int | None) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for epoch in range(1, 11):
+        phase = "linear_start" if switch_at is not None and epoch <= switch_at else "main"
+        loss = scale * 3.0 * math.exp(-epoch / 2.5)
+        rows.append(
+            {
+                "restart": restart,
+                "epoch": epoch,
+                "phase": phase,
+                "step": epoch * 50,
+                "lr": 0.01,
+                "train_loss": loss * 0.8,
+                "valid_loss": loss,
+                "train_error": scale * 40 * math.exp(-epoch / 3),
+                "valid_error": None if epoch == 4 else scale * 45 * math.exp(-epoch / 3),
+            }
+        )
+    return rows
+
+
+def test_learning_curves_png(tmp_path: Path) -> None:
+    single = records(0, 0.7, switch_at=None)
+    for record in single:
+        del record["train_error"]  # a metric missing from some records is skipped, not an error
+    runs = [
+        CurveRun("run a", records(0, 1.0, switch_at=3) + records(1, 1.3, switch_at=5)),
+        CurveRun("run b", single),
+    ]
+    metrics = [CurveMetric("loss", "loss"), CurveMetric("error", "error (%)")]
+    assert_real_png(save_png(learning_curves_figure(runs, metrics), tmp_path / "curves.png"))
+
+
+def test_learning_curves_without_data(tmp_path: Path) -> None:
+    assert_real_png(save_png(learning_curves_figure([], [CurveMetric("loss", "loss")]), tmp_path / "e.png"))
+
+
+def test_require_matplotlib_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes ``import matplotlib`` raise ImportError
+    with pytest.raises(UserError, match=r"pip install 'memtool\[plot\]'"):
+        require_matplotlib()
