@@ -184,10 +184,20 @@ def constructor_schema(cls: type) -> type[BaseModel]:
     return _SIGNATURE_SCHEMAS[cls]
 
 
+# keys of memtool 0.1's configs, and where they went
+RENAMED = {
+    "train.warmup": "renamed to train.start_phase, e.g. {mode: linear_start, epochs: 30, lr: 0.005}",
+    "train.momentum": "moved to train.optimizer, e.g. optimizer: {name: sgd, momentum: 0.9}",
+}
+
+
 def _format_error(prefix: str, error: ValidationError) -> list[str]:
     lines = []
     for item in error.errors():
         location = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
+        if location in RENAMED and item["type"] == "extra_forbidden":
+            lines.append(f"{location}: {RENAMED[location]}")
+            continue
         value = item.get("input")
         shown = "" if item["type"] == "missing" or isinstance(value, dict) else f" (got {value!r})"
         lines.append(f"{location}: {item['msg']}{shown}")
