@@ -30,7 +30,7 @@ def test_a_format_1_checkpoint_loads_with_its_config_translated() -> None:
         "patience": 1,
     }
     assert payload["config"]["train"]["optimizer"] == {"name": "sgd", "momentum": 0.5}
-    config, task, model = restore(payload)
+    _, task, model = restore(payload)
     result = task.evaluate(model, "test", 64)
     recorded = json.loads((FIXTURES / "whole_summary.json").read_text())
     assert result.metrics["error"] == pytest.approx(recorded["test"]["metrics"]["error"])

@@ -271,3 +271,61 @@ def test_checkpoint_with_missing_parts_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "partial.pt"
     torch.save({"format": "memtool-checkpoint", "format_version": 1, "model_name": "memn2n"}, path)
     _one_line_error(invoke("eval", path), "partial.pt", "missing model_args")
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(path)
+    assert pixels.std() > 0.05, "blank figure"
+    return pixels.shape[1], pixels.shape[0]
+
+
+def test_inspect_memory_draws_a_png_figure(trained_run: Path, tmp_path: Path) -> None:
+    figure = tmp_path / "attention.png"
+    result = invoke("inspect-memory", trained_run, "--task", "6", "--example", "1", "--png", figure)
+    assert result.exit_code == 0, result.output
+    assert "hop 1" in result.output and str(figure) in result.output
+    width, height = _png_size(figure)
+    assert width > 300 and height > 200
+
+
+def test_task_options_are_checked_by_the_task(trained_run: Path) -> None:
+    _one_line_error(invoke("inspect-memory", trained_run, "--bogus", "1"), "--bogus", "--task, --story")
+    _one_line_error(invoke("inspect-memory", trained_run, "--task", "six"), "--task", "'six'")
+    _one_line_error(invoke("inspect-memory", trained_run, "--task"), "--task: needs a value")
+    _one_line_error(invoke("eval", trained_run, "--data"), "--data: needs a value")
+    _one_line_error(invoke("eval", trained_run, "--story", "x"), "--story", "--data")
+
+
+def test_plot_draws_learning_curves_of_several_runs(trained_run: Path, tmp_path: Path) -> None:
+    figure = tmp_path / "curves.png"
+    result = invoke("plot", trained_run, trained_run, "--png", figure)
+    assert result.exit_code == 0, result.output
+    width, height = _png_size(figure)
+    assert width > 300 and height > 300
+    _one_line_error(
+        invoke("plot", trained_run, "--png", figure, "--metric", "bleu"), "--metric bleu", "error"
+    )
+    _one_line_error(invoke("plot", tmp_path, "--png", figure), "no metrics.jsonl records")
+
+
+def test_figures_without_matplotlib_say_which_extra_to_install(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    _one_line_error(invoke("plot", trained_run, "--png", tmp_path / "c.png"), "pip install 'memtool[plot]'")
+    result = invoke("inspect-memory", trained_run, "--png", tmp_path / "a.png")
+    _one_line_error(result, "pip install 'memtool[plot]'")
+    assert not (tmp_path / "a.png").exists()
+
+
+def test_data_commands_are_the_tasks_own(tmp_path: Path) -> None:
+    _one_line_error(invoke("data", "download", "nosuch"), "unknown task 'nosuch'", "babi")
+    _one_line_error(invoke("data", "shuffle", "babi"), "'shuffle'", "download, generate")
+    _one_line_error(invoke("data", "generate", "babi", "--to"), "--to: needs a value")
+    _one_line_error(invoke("data", "generate", "babi", "--train-stories", "0"), "--train-stories")
+    result = invoke("list")
+    assert "memtool data generate babi" in result.output and "--story" in result.output

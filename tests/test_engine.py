@@ -170,3 +170,57 @@ def test_no_validation_data_writes_strict_json(tmp_path: Path) -> None:
     for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines():
         assert json.loads(line, parse_constant=refuse)["valid_error"] is None
     json.loads((tmp_path / "run" / "summary.json").read_text(), parse_constant=refuse)
+
+
+def test_clipping_by_value_clamps_each_element_before_the_norm() -> None:
+    a = torch.nn.Parameter(torch.zeros(3))
+    a.grad = torch.tensor([-20.0, 0.5, 30.0])
+    clip_gradients([a], None, max_value=10.0)
+    assert a.grad.tolist() == [-10.0, 0.5, 10.0]
+    a.grad = torch.tensor([-20.0, 0.0, 30.0])
+    clip_gradients([a], 1.0, "per_matrix", max_value=10.0)
+    assert a.grad.tolist() == pytest.approx([-(2**-0.5), 0.0, 2**-0.5], rel=1e-4)
+
+
+def test_validation_every_n_steps_logs_between_epochs_and_resumes_exactly(tmp_path: Path) -> None:
+    from tests.test_contract import CrashAt
+
+    raw = tiny_config(
+        train={"epochs": 2, "batch_size": 16, "eval_every_steps": 4, "checkpoint_every_steps": 3}
+    )
+    config = build_config(raw)
+    whole = train(config, tmp_path / "whole")
+    records = [json.loads(x) for x in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records]
+    per_epoch = steps[-1] // 2
+    assert steps == sorted({*range(4, 2 * per_epoch, 4), per_epoch, 2 * per_epoch})
+    assert any(isinstance(r["epoch"], float) for r in records)  # mid-epoch records carry a fractional epoch
+    with pytest.raises(SystemExit):
+        train(config, tmp_path / "crashed", observer=CrashAt(step=10))  # after the step-8 validation
+    train(config, tmp_path / "crashed", resume=True)
+    again = [json.loads(x) for x in (tmp_path / "crashed" / "metrics.jsonl").read_text().splitlines()]
+    drop_time = lambda rows: [{k: v for k, v in r.items() if k != "elapsed"} for r in rows]  # noqa: E731
+    assert drop_time(again) == drop_time(records)
+    assert whole.steps == 2 * per_epoch
+
+
+def test_adam_rmsprop_and_adadelta_train(tmp_path: Path) -> None:
+    for name, lr in (("adamw", 0.01), ("rmsprop", 0.001), ("adadelta", 1.0)):
+        config = build_config(tiny_config(train={"optimizer": name, "lr": lr, "max_steps": 3}))
+        summary = train(config, tmp_path / name)
+        assert summary.steps == 3
+        assert load_checkpoint(tmp_path / name / "last.pt")["training"]["optimizer"]["state"]
+
+
+def test_tensorboard_event_files_hold_every_validation(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(build_config(tiny_config(train={"tensorboard": True, "epochs": 2})), tmp_path / "run")
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard" / "restart-1"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/error", "valid/loss", "valid/error", "lr"} <= tags
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    logged = events.Scalars("valid/loss")
+    assert [e.step for e in logged] == [r["step"] for r in records]
+    assert [e.value for e in logged] == pytest.approx([r["valid_loss"] for r in records])
