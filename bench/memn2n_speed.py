@@ -19,8 +19,8 @@ import torch
 
 from memtool.build import build_task, create_model, model_arguments
 from memtool.config import load_config
-from memtool.engine import clip_gradients
 from memtool.models.memn2n import MemN2N
+from memtool.optim import clip_gradients
 from memtool.tasks.base import Batch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,8 +80,7 @@ def main() -> None:
     load_seconds = time.perf_counter() - started
     arguments = model_arguments(config, task)
     train = task.splits["train"]
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
-    batches = list(task.batches("train", 32, order))[: args.steps]
+    batches = list(task.epoch_batches(32, seed=0))[: args.steps]
     longest = int(train.sentence_lengths.max())
     question_words = int(train.question_lengths.max())
     naive = [padded(b, config.task.params.memory_size, longest, question_words) for b in batches]
@@ -94,8 +93,8 @@ def main() -> None:
     # same answers from both: the baseline differs in speed only
     with torch.no_grad():
         model.eval(), baseline.eval()
-        a = model(**batches[0].inputs).logits
-        b = baseline(**naive[0].inputs).logits
+        a = model(**batches[0].inputs).prediction
+        b = baseline(**naive[0].inputs).prediction
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     time_steps(model, batches[:20], task), time_steps(baseline, naive[:20], task)  # warm up allocator
 
