@@ -71,7 +71,9 @@ def restore(
             f"{', '.join(k.rstrip('.') for k in changeable)} can change"
         )
     task = build_task(config, payload["task_state"])
-    return config, task, model_from_checkpoint(payload, resolve_device(config.device))
+    device = resolve_device(config.device)
+    task.to(device)
+    return config, task, model_from_checkpoint(payload, device)
 
 
 def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -154,7 +154,7 @@ def parse_task_options(args: list[str], schema: type[Any], where: str) -> Any:
         if key not in fields:
             raise UserError(f"--{name}: no such option for {where}; its options: {known}")
         if not has_value:
-            if fields[key].annotation in (bool, "bool"):
+            if fields[key].annotation in (bool, "bool", bool | None, "bool | None"):
                 value = "true"
             elif index + 1 < len(args):
                 index += 1
@@ -171,15 +171,25 @@ def parse_task_options(args: list[str], schema: type[Any], where: str) -> Any:
         raise UserError(f"{option}: {item['msg']} (got {item.get('input')!r})") from None
 
 
-def _checkpoint_task(run: Path) -> tuple[dict[str, Any], Any]:
-    """A checkpoint and the class of the task it was trained on (its plugins imported first)."""
+def _checkpoint_task(run: Path, overrides: list[str]) -> tuple[dict[str, Any], Any, list[str]]:
+    """A checkpoint, the class of the task it was trained on (its plugins imported first), and the
+    overrides left for ``restore``. ``--set imports=[PATH]`` points at a plugin that moved since training
+    (a relative path is read from the current folder)."""
     from memtool.checkpoint import load_checkpoint
+    from memtool.config import set_override
     from memtool.registry import TASKS, load_all, load_imports
 
     payload = load_checkpoint(run)
     load_all()
-    load_imports(payload["config"].get("imports", []), Path(payload["path"]).parent)
-    return payload, TASKS.get(payload["config"]["task"]["name"])
+    raw = {"imports": payload["config"].get("imports", [])}
+    moved = [a for a in overrides if a.partition("=")[0].strip() == "imports"]
+    for assignment in moved:
+        set_override(raw, assignment)
+    if not isinstance(raw["imports"], list):
+        raise UserError(f"--set imports: expected a list, e.g. imports=[plugin.py], got {raw['imports']!r}")
+    payload["config"] = {**payload["config"], "imports": load_imports(raw["imports"], Path.cwd())}
+    rest = [a for a in overrides if a not in moved]
+    return payload, TASKS.get(payload["config"]["task"]["name"]), rest
 
 
 @app.command("eval", context_settings=TASK_OPTIONS)
@@ -197,9 +207,9 @@ def evaluate(
     A task may add options of its own (e.g. another data directory); `memtool list` shows them."""
     from memtool.build import restore
 
-    payload, task_class = _checkpoint_task(run)
+    payload, task_class, overrides = _checkpoint_task(run, overrides or [])
     options = parse_task_options(context.args, task_class.EvalOptions, f"eval of task {task_class.__name__}")
-    extra = [*(overrides or []), *task_class.eval_overrides(options)]
+    extra = [*overrides, *task_class.eval_overrides(options)]
     config, task, model = restore(payload, extra, device.value if device else None)
     if split not in ("train", "valid", "test"):
         raise UserError(f"--split: unknown split {split!r}; choose test, valid or train")
@@ -233,11 +243,11 @@ def inspect_memory(
     from memtool.build import restore
     from memtool.views import InspectRequest
 
-    payload, task_class = _checkpoint_task(run)
+    payload, task_class, overrides = _checkpoint_task(run, overrides or [])
     options = parse_task_options(
         context.args, task_class.InspectOptions, f"inspect-memory of task {task_class.__name__}"
     )
-    _, task, model = restore(payload, list(overrides or []), device.value if device else None)
+    _, task, model = restore(payload, overrides, device.value if device else None)
     view = task.inspect(model, InspectRequest(split, example, options))
     if png is not None:
         from memtool.figures import save_png, view_figure
@@ -292,14 +302,15 @@ def plot(
 def _run_metrics(path: Path, records: list[dict[str, Any]]) -> list[Any]:
     """The run task's progress metrics with their labels, or the metric names its records hold."""
     from memtool.figures import CurveMetric
-    from memtool.registry import TASKS, load_all
+    from memtool.registry import TASKS, load_all, load_imports
 
     load_all()
     try:
-        task_name = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))["task"]["name"]
-        scoring = TASKS.get(task_name).scoring
+        raw = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+        load_imports(raw.get("imports", []), path)  # a plugin's task knows its own metrics
+        scoring = TASKS.get(raw["task"]["name"]).scoring
         return [CurveMetric(m.name, m.label, m.higher_is_better) for m in scoring.progress]
-    except (OSError, yaml.YAMLError, KeyError, TypeError, UserError):
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError, UserError):
         names = {
             key[6:]
             for key in records[0]

@@ -177,7 +177,7 @@ def constructor_schema(cls: type) -> type[BaseModel]:
             if name == "self" or name in supplied:
                 continue
             default = ... if parameter.default is inspect.Parameter.empty else parameter.default
-            fields[name] = (hints[name], default)
+            fields[name] = (hints.get(name, Any), default)  # unannotated: any value
         _SIGNATURE_SCHEMAS[cls] = create_model(
             f"{cls.__name__}Params", __config__=ConfigDict(extra="forbid", frozen=True), **fields
         )

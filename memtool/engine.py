@@ -284,6 +284,7 @@ class Trainer:
     ) -> EvalResult:
         """Score the validation split, log a record, keep best.pt; the window of training sums restarts."""
         valid = self.task.evaluate(model, "valid", self.tc.eval_batch_size)
+        model.train()  # whatever mode the task's evaluation left it in
         self._tick(state)
         seen = max(state.window_examples, 1)
         task_sums = {k: v for k, v in state.window_sums.items() if not k.startswith("aux_")}

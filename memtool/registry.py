@@ -95,7 +95,10 @@ def load_imports(imports: Sequence[str], base: Path) -> list[str]:
         if item.endswith(".py"):
             path = (base / item).resolve()
             if not path.is_file():
-                raise UserError(f"imports: {item!r}: no such file ({path})")
+                raise UserError(
+                    f"imports: {item!r}: no such file ({path}); if the plugin moved, pass its new path: "
+                    "--set 'imports=[/new/path/plugin.py]'"
+                )
             name = f"memtool_plugin_{path.stem}_{abs(hash(str(path))):x}"
             if name not in sys.modules:
                 spec = importlib.util.spec_from_file_location(name, path)
@@ -104,7 +107,7 @@ def load_imports(imports: Sequence[str], base: Path) -> list[str]:
                 sys.modules[name] = module
                 try:
                     spec.loader.exec_module(module)
-                except Exception as error:
+                except Exception as error:  # the user's own code: say which file, in one line
                     del sys.modules[name]
                     raise UserError(
                         f"imports: {item!r} failed to load: {type(error).__name__}: {error}"
@@ -115,5 +118,7 @@ def load_imports(imports: Sequence[str], base: Path) -> list[str]:
                 importlib.import_module(item)
             except ImportError as error:
                 raise UserError(f"imports: module {item!r} cannot be imported: {error}") from None
+            except ValueError as error:  # e.g. a name its module registers twice
+                raise UserError(f"imports: module {item!r}: {error}") from None
             resolved.append(item)
     return resolved

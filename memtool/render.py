@@ -152,6 +152,8 @@ class TrainProgress:
         self.phase_width = 6
 
     def started(self, config: Any, task: Any, model: Any, device: Any, resumed: bool) -> None:
+        if self.live:  # the next restart: the header stands, the restart column tells them apart
+            return
         self.restarts = config.train.restarts
         self.task = task
         self.metrics = task.scoring.progress

@@ -15,6 +15,8 @@ import yaml
 from memtool.checkpoint import load_checkpoint
 from tests.helpers import tiny_config
 
+pytestmark = pytest.mark.slow  # real training runs end to end
+
 CONFIG = tiny_config(
     data={"source": "generated", "generator": {"tasks": [1], "train_stories": 300, "test_stories": 10}},
     train={"epochs": 25, "checkpoint_every_steps": 5, "start_phase": {"mode": "linear_start", "epochs": 2}},

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from torch import Tensor, nn
 
 from memtool.models.base import ModelOutput
+from memtool.schema import NoOptions
 from memtool.views import InspectRequest
 
 
@@ -103,7 +104,13 @@ class DataReport(Protocol):
 
 
 class Task(Protocol):
-    """A dataset with its batching, loss and metrics, built from the config's ``task``/``data`` sections."""
+    """A dataset with its batching, loss and metrics, built from the config's ``task``/``data`` sections.
+
+    The engine constructs it as ``Task(params, data, seed=..., state=..., evaluation=...)``: the validated
+    ``Params``, ``Data`` (and ``Eval``) sections, the run's seed, and ``state`` from a checkpoint (None
+    when training starts) so that new data is encoded as the model was trained. ``TaskDefaults`` holds
+    the members most tasks leave as they are.
+    """
 
     Params: ClassVar[type[BaseModel]]  # schema of the config's ``task`` section (without ``name``)
     Data: ClassVar[type[BaseModel]]  # schema of the config's ``data`` section
@@ -158,6 +165,23 @@ class Task(Protocol):
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint must keep to encode new data the same way (e.g. the vocabulary)."""
         ...
+
+
+class TaskDefaults:
+    """The members a task often leaves as they are: inherit them, declare only what differs."""
+
+    Eval: ClassVar[type[BaseModel]] = NoOptions
+    InspectOptions: ClassVar[type[BaseModel]] = NoOptions
+    EvalOptions: ClassVar[type[BaseModel]] = NoOptions
+    eval_changeable: ClassVar[tuple[str, ...]] = ("data.",)
+    data_commands: ClassVar[dict[str, DataCommand]] = {}
+
+    @classmethod
+    def eval_overrides(cls, options: Any) -> list[str]:
+        return []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
 
 
 def shuffled_rows(rows: int, batch_size: int, seed: int, start: int = 0) -> Iterator[Tensor]:
