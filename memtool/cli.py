@@ -17,6 +17,7 @@ from rich.table import Table
 
 from memtool import jsonio, render
 from memtool.errors import TrainingDiverged, UserError
+from memtool.task_options import parse_task_options
 
 app = typer.Typer(
     help="Train, evaluate and open up neural networks with an external memory.",
@@ -132,43 +133,6 @@ def train(
 
 
 TASK_OPTIONS = {"allow_extra_args": True, "ignore_unknown_options": True}
-
-
-def parse_task_options(args: list[str], schema: type[Any], where: str) -> Any:
-    """``--name value`` / ``--name=value`` / ``--flag`` words into the task's options schema.
-
-    Options that belong to one task (bAbI's ``--task``, ``--story``) pass through the command line to the
-    task that declares them, so the CLI knows no family."""
-    from pydantic import ValidationError
-
-    fields = schema.model_fields
-    known = ", ".join("--" + name.replace("_", "-") for name in fields) or "none"
-    values: dict[str, Any] = {}
-    index = 0
-    while index < len(args):
-        token = args[index]
-        if not token.startswith("--") or token == "--":
-            raise UserError(f"unexpected argument {token!r}; {where} options: {known}")
-        name, has_value, value = token[2:].partition("=")
-        key = name.replace("-", "_")
-        if key not in fields:
-            raise UserError(f"--{name}: no such option for {where}; its options: {known}")
-        if not has_value:
-            if fields[key].annotation in (bool, "bool", bool | None, "bool | None"):
-                value = "true"
-            elif index + 1 < len(args):
-                index += 1
-                value = args[index]
-            else:
-                raise UserError(f"--{name}: needs a value")
-        values[key] = value
-        index += 1
-    try:
-        return schema.model_validate(values)
-    except ValidationError as error:
-        item = error.errors()[0]
-        option = "--" + str(item["loc"][0]).replace("_", "-") if item["loc"] else where
-        raise UserError(f"{option}: {item['msg']} (got {item.get('input')!r})") from None
 
 
 def _checkpoint_task(run: Path, overrides: list[str]) -> tuple[dict[str, Any], Any, list[str]]:
@@ -371,35 +335,6 @@ def _config_summary(path: Path) -> str:
     return " · ".join(str(part.get("name", "?")) if isinstance(part, dict) else "?" for part in names)
 
 
-class _RichDataReport:
-    """A data command's progress as a transient rich bar, its messages as lines."""
-
-    def __init__(self) -> None:
-        from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
-
-        self.bar = Progress(
-            *Progress.get_default_columns(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            console=out,
-            transient=True,
-        )
-        self.job: Any = None
-
-    def progress(self, done: int, total: int | None) -> None:
-        if self.job is None:
-            self.bar.start()
-            self.job = self.bar.add_task("", total=total)
-        self.bar.update(self.job, completed=done, total=total)
-
-    def message(self, text: str) -> None:
-        out.print(escape(text), soft_wrap=True)
-
-    def close(self) -> None:
-        if self.job is not None:
-            self.bar.stop()
-
-
 @app.command("data", context_settings=TASK_OPTIONS)
 @user_errors
 def data(
@@ -419,7 +354,7 @@ def data(
         raise UserError(f"{action!r}: task {task!r} has no such data command; it has: {known}")
     command = commands[action]
     options = parse_task_options(context.args, command.Options, f"data {action} {task}")
-    report = _RichDataReport()
+    report = render.DataProgress(out)
     try:
         command.run(options, report)
     finally:

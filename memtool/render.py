@@ -13,10 +13,12 @@ from typing import Any
 from rich.console import Console, Group, RenderableType
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
+    TransferSpeedColumn,
 )
 from rich.progress import Progress as ProgressBar
 from rich.table import Table
@@ -219,3 +221,31 @@ class TrainProgress:
 
 def _cell(value: Any, width: int = 6, decimals: int = 1) -> str:
     return f"{'–':>{width}}" if value is None else f"{value:{width}.{decimals}f}"
+
+
+class DataProgress:
+    """A data command's progress as a transient rich bar, its messages as lines."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.bar = ProgressBar(
+            *ProgressBar.get_default_columns(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=console,
+            transient=True,
+        )
+        self.job: Any = None
+
+    def progress(self, done: int, total: int | None) -> None:
+        if self.job is None:
+            self.bar.start()
+            self.job = self.bar.add_task("", total=total)
+        self.bar.update(self.job, completed=done, total=total)
+
+    def message(self, text: str) -> None:
+        self.console.print(Text(text), soft_wrap=True)
+
+    def close(self) -> None:
+        if self.job is not None:
+            self.bar.stop()

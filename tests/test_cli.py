@@ -329,3 +329,16 @@ def test_data_commands_are_the_tasks_own(tmp_path: Path) -> None:
     _one_line_error(invoke("data", "generate", "babi", "--train-stories", "0"), "--train-stories")
     result = invoke("list")
     assert "memtool data generate babi" in result.output and "--story" in result.output
+
+
+def test_tensorboard_without_the_package_says_which_extra_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if it were not installed
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(train={"tensorboard": True})))
+    result = invoke("train", config, "--out", tmp_path / "run")
+    _one_line_error(result, "pip install 'memtool[tensorboard]'")
+    assert not (tmp_path / "run" / "last.pt").exists()
