@@ -1,3 +1,3 @@
-from memtool.cli import main
+from memtool.entry import main
 
 main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,7 +38,43 @@ def model_arguments(config: RunConfig, task: Task) -> dict[str, Any]:
 
 def create_model(name: str, arguments: dict[str, Any]) -> nn.Module:
     load_all()
+    check_model_size(name, arguments)
     return MODELS.get(name)(**arguments)
+
+
+# parameters, their gradients and up to two optimizer moments each
+TRAINING_COPIES = 4
+
+
+def check_model_size(name: str, arguments: dict[str, Any]) -> None:
+    """Refuse a model that cannot fit this machine's memory before allocating it: built on the meta
+    device (shapes, no storage), its parameters are counted in a moment whatever their size."""
+    with torch.device("meta"):
+        probe = MODELS.get(name)(**arguments)
+    size = sum(p.numel() * p.element_size() for p in probe.parameters()) * TRAINING_COPIES
+    available = physical_memory()
+    if available and size > available:
+        numbers = sorted(
+            (
+                (key, value)
+                for key, value in arguments.items()
+                if isinstance(value, int) and not isinstance(value, bool)
+            ),
+            key=lambda item: -item[1],
+        )
+        largest = ", ".join(f"{key}={value:,}" for key, value in numbers[:3])
+        raise UserError(
+            f"model {name!r} would need about {size / 2**30:,.1f} GiB to train ({largest}), more than this "
+            f"machine's {available / 2**30:,.1f} GiB; lower the size settings of the model or task sections"
+        )
+
+
+def physical_memory() -> int:
+    """Bytes of RAM, 0 when the system does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 def resolve_device(requested: str) -> torch.device:

@@ -51,8 +51,10 @@ def atomic_write(path: Path, write: Any) -> None:
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes files private; a run's files are not
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename in (None, temporary):
+            error.filename = str(path)  # a full disk names no file, or the temporary one: name ours
         raise
 
 

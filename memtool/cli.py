@@ -15,9 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from memtool import jsonio, render
+from memtool import jsonio
 from memtool.errors import TrainingDiverged, UserError
-from memtool.task_options import parse_task_options
 
 app = typer.Typer(
     help="Train, evaluate and open up neural networks with an external memory.",
@@ -47,9 +46,15 @@ SetOption = Annotated[
 ]
 
 
+MOST_ERROR_CHARACTERS = 1000
+
+
 def _error_line(message: str) -> None:
     """A user error as the one line on stderr that every command promises, whatever the message held."""
-    err.print(f"[red]error:[/] {escape(' '.join(message.split()))}", soft_wrap=True)
+    line = " ".join(message.split())
+    if len(line) > MOST_ERROR_CHARACTERS:
+        line = line[: MOST_ERROR_CHARACTERS - 1] + "…"
+    err.print(f"[red]error:[/] {escape(line)}", soft_wrap=True)
 
 
 def user_errors(command: Any) -> Any:
@@ -70,6 +75,15 @@ def user_errors(command: Any) -> Any:
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def program() -> str:
+    """How this memtool was started, so a printed command works as typed (``memtool`` may not be on
+    PATH: the README's set-up installs it into ``.venv/bin``)."""
+    started = sys.argv[0] if sys.argv and sys.argv[0] else "memtool"
+    if Path(started).name == "__main__.py":
+        return f"{sys.executable} -m memtool"
+    return started if Path(started).name == "memtool" else "memtool"
 
 
 def _default_run_dir(config_path: Path, resume: bool) -> Path:
@@ -114,12 +128,14 @@ def train(
 
     run_config = load_config(config, overrides or [], seed=seed, device=device.value if device else None)
     run_dir = out_dir or _default_run_dir(config, resume)
+    from memtool import render
+
     observer = render.TrainProgress(out)
     try:
         summary = run_training(run_config, run_dir, resume=resume, observer=observer)
     except Interrupted as stopped:
         # the run's own resolved config carries every --set, so this command resumes it as it was
-        hint = f"memtool train {run_dir / 'config.yaml'} --out {run_dir} --resume"
+        hint = f"{program()} train {run_dir / 'config.yaml'} --out {run_dir} --resume"
         err.print(f"[yellow]{escape(str(stopped))}[/] · continue with: {escape(hint)}", soft_wrap=True)
         raise typer.Exit(130) from None
     finally:
@@ -128,7 +144,9 @@ def train(
 
     out.print(render.summary_renderable(summary, TASKS.get(run_config.task.name).scoring))
     out.print(
-        f"results in [bold]{run_dir}[/] · look inside with: memtool inspect-memory {run_dir}", soft_wrap=True
+        f"results in [bold]{escape(str(run_dir))}[/] · look inside with: "
+        f"{escape(program())} inspect-memory {escape(str(run_dir))}",
+        soft_wrap=True,
     )
 
 
@@ -169,7 +187,9 @@ def evaluate(
     """Score a trained model on a split, with the task's metrics and per-group table.
 
     A task may add options of its own (e.g. another data directory); `memtool list` shows them."""
+    from memtool import render
     from memtool.build import restore
+    from memtool.task_options import parse_task_options
 
     payload, task_class, overrides = _checkpoint_task(run, overrides or [])
     options = parse_task_options(context.args, task_class.EvalOptions, f"eval of task {task_class.__name__}")
@@ -204,7 +224,9 @@ def inspect_memory(
     """Show what the model attended to or stored for one example: a table, --json, or a --png figure.
 
     A task may add options of its own (e.g. which group, or your own input); `memtool list` shows them."""
+    from memtool import render
     from memtool.build import restore
+    from memtool.task_options import parse_task_options
     from memtool.views import InspectRequest
 
     payload, task_class, overrides = _checkpoint_task(run, overrides or [])
@@ -345,7 +367,9 @@ def data(
     """Get a task's data: each task declares its own commands and options (`memtool list` shows them).
 
     Examples: memtool data download babi --to data/babi · memtool data generate babi --seed 1"""
+    from memtool import render
     from memtool.registry import TASKS, load_all
+    from memtool.task_options import parse_task_options
 
     load_all()
     commands = TASKS.get(task).data_commands

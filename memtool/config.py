@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import inspect
 import re
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,9 +200,20 @@ def _format_error(prefix: str, error: ValidationError) -> list[str]:
             lines.append(f"{location}: {RENAMED[location]}")
             continue
         value = item.get("input")
-        shown = "" if item["type"] == "missing" or isinstance(value, dict) else f" (got {value!r})"
-        lines.append(f"{location}: {item['msg']}{shown}")
+        shown = "" if item["type"] == "missing" or isinstance(value, dict) else f" (got {shorten(value)})"
+        lines.append(f"{location}: {item['msg'].removeprefix('Value error, ')}{shown}")
     return lines
+
+
+_SHORT = reprlib.Repr()  # keyword arguments need Python 3.12
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 3, 6, 6, 50, 50
+
+
+def shorten(value: Any, width: int = 60) -> str:
+    """``repr`` of a value the user gave, cut to ``width`` characters without ever walking all of it
+    (an alias bomb's value has billions of items): an error line stays one short line."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 _EXPONENT = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
@@ -213,7 +225,7 @@ def set_override(raw: dict[str, Any], assignment: str) -> None:
     if not sep or not key.strip():
         raise UserError(f"--set {assignment!r}: expected KEY.PATH=VALUE, e.g. train.lr=0.005")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = parse_yaml(text) if text.strip() else None
     except yaml.YAMLError:
         value = text
     if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
@@ -230,11 +242,52 @@ def set_override(raw: dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = value
 
 
+MOST_CONFIG_BYTES = 1 << 20  # a config is a page of settings, not data
+MOST_ALIASES = 100  # YAML aliases (*name) in one document: enough for reuse, too few for an alias bomb
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (YAML lets the last silently win) and alias bombs."""
+
+    aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MOST_ALIASES:
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"more than {MOST_ALIASES} aliases (*name); is it an alias bomb?",
+                    event.start_mark,
+                )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (the last would silently win)", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML as memtool reads it: safe types, no duplicate keys, a bounded number of aliases."""
+    return yaml.load(text, Loader=_ConfigLoader)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{path}: config file not found")
+    if path.stat().st_size > MOST_CONFIG_BYTES:
+        raise UserError(f"{path}: {path.stat().st_size:,} bytes is too large for a config (at most 1 MiB)")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = parse_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -243,8 +296,20 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a UTF-8 text file") from None
     if not isinstance(raw, dict):
-        raise UserError(f"{path}: expected a mapping of sections (model, task, data, train), got {raw!r:.60}")
+        raise UserError(
+            f"{path}: expected a mapping of sections (model, task, data, train), got {shorten(raw)}"
+        )
     return raw
+
+
+def _with_suggestion(problem: str, fields: dict[str, set[str]]) -> str:
+    """``model.memory_size: Extra inputs ...`` → ``...; did you mean task.memory_size?``"""
+    location, _, message = problem.partition(": ")
+    section, _, key = location.partition(".")
+    if not message.startswith("Extra inputs") or "." in key:
+        return problem
+    homes = [name for name, names in fields.items() if name != section and key in names]
+    return f"{problem}; did you mean {' or '.join(f'{home}.{key}' for home in homes)}?" if homes else problem
 
 
 def load_config(path: Path, overrides: Sequence[str] = (), **top_level: Any) -> RunConfig:
@@ -321,5 +386,11 @@ def build_config(
                 f"train.start_phase.mode: model {model.name!r} has no mode {train.start_phase.mode!r}; {has}"
             )
     if problems:
-        raise UserError(f"{source}: " + "; ".join(problems))
+        fields = {"train": set(TrainConfig.model_fields)}
+        if "name" in top.model and top.model["name"] in MODELS:
+            fields["model"] = set(constructor_schema(MODELS.get(top.model["name"])).model_fields)
+        if "name" in top.task and top.task["name"] in TASKS:
+            task_class = TASKS.get(top.task["name"])
+            fields |= {"task": set(task_class.Params.model_fields), "data": set(task_class.Data.model_fields)}
+        raise UserError(f"{source}: " + "; ".join(_with_suggestion(p, fields) for p in problems))
     return RunConfig(top.seed, top.device, model, task, data, train, evaluation, imports, source)

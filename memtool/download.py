@@ -26,4 +26,4 @@ def fetch(url: str, destination: Path, on_progress: Callable[[int, int | None], 
                     on_progress(done, total)
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
-        raise UserError(f"--url {url}: download failed: {reason}") from None
+        raise UserError(f"{url}: download failed: {reason}") from None

@@ -24,6 +24,7 @@ from torch import nn
 from memtool.build import (
     build_task,
     changed_keys,
+    check_model_size,
     create_model,
     model_arguments,
     model_from_checkpoint,
@@ -91,6 +92,7 @@ class Trainer:
 
     # -- setup ---------------------------------------------------------------------------------------
     def _resume_point(self, resume: bool) -> dict[str, Any] | None:
+        """What to resume from, checked while this process owns the run directory."""
         last = self.files.last
         if not resume:
             if last.exists():
@@ -98,11 +100,8 @@ class Trainer:
                     f"{self.files.path}: already holds a run; "
                     "pass --resume to continue it or choose another --out"
                 )
+            self.files.start_fresh()
             return None
-        if not last.is_file():
-            raise UserError(
-                f"{self.files.path}: nothing to resume (no {last.name}); drop --resume to start the run"
-            )
         saved = load_checkpoint(last)
         if "training" not in saved:
             raise UserError(f"{last}: holds no training state to resume from")
@@ -153,6 +152,32 @@ class Trainer:
 
     # -- the run -------------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> Summary:
+        if resume and not self.files.last.is_file():
+            raise UserError(
+                f"{self.files.path}: nothing to resume (no {self.files.last.name}); "
+                "drop --resume to start the run"
+            )
+        created = not self.files.path.exists()
+        self.files.claim()
+        try:
+            return self._run(resume)
+        except UserError:
+            if created and not self.files.last.exists():  # a run refused before it began leaves nothing
+                self.files.remove()
+            raise
+        except RuntimeError as error:  # torch.OutOfMemoryError is a RuntimeError too
+            if not _out_of_memory(error):
+                raise
+            first = str(error).strip().splitlines()[0][:200]
+            last = f"last good state: {self.files.last}" if self.files.last.exists() else "nothing was saved"
+            raise UserError(
+                f"out of memory ({first}); lower train.batch_size, train.eval_batch_size or the sizes in the "
+                f"model and task sections ({last})"
+            ) from None
+        finally:
+            self.files.release()
+
+    def _run(self, resume: bool) -> Summary:
         saved = self._resume_point(resume)
         if self.tc.tensorboard:
             from memtool.tensorboard import TensorBoardObserver
@@ -163,14 +188,23 @@ class Trainer:
             raise UserError("data: no training examples for this task configuration; check the data section")
         self.task.to(self.device)
         self.model_args = saved["model_args"] if saved else model_arguments(self.config, self.task)
-        self.files.write_config(self.config.to_dict(), self.config.source)
+        check_model_size(self.config.model.name, self.model_args)
         state = TrainState(**saved["training"]["progress"]) if saved else TrainState()
         self._clock = (state.elapsed, time.monotonic())
         if state.finished:
-            self.observer.message(f"{self.files.path} already finished training; its summary:")
-            return self._summary(state, tick=False)
+            if self._finished(state):  # nothing more to do: leave every file as it is
+                self.observer.message(f"{self.files.path} already finished training; its summary:")
+                return self._summary(state, tick=False, write=False)
+            state.finished = False  # train.epochs or train.max_steps was raised: train on
+            self.observer.message(f"{self.files.path} had finished; training on to the new limits")
+        self.files.write_config(self.config.to_dict(), self.config.source)
         if saved:
-            self.files.trim_records(state.restart, state.step)
+            dropped = self.files.trim_records(state.restart, state.step)
+            if dropped:
+                self.observer.message(
+                    f"metrics.jsonl: dropped {dropped} unreadable line(s), e.g. a line torn by a kill; "
+                    "the checkpoint holds the run's state"
+                )
         try:
             with _graceful_interrupt() as stop:
                 while True:
@@ -360,7 +394,7 @@ class Trainer:
             reason = "validation loss stopped falling" if plateau else f"its {phase.epochs} epochs"
             self.observer.message(f"{ended} ended after epoch {state.epoch}: {reason}")
 
-    def _summary(self, state: TrainState, tick: bool = True) -> Summary:
+    def _summary(self, state: TrainState, tick: bool = True, write: bool = True) -> Summary:
         if tick:
             self._tick(state)
         model = model_from_checkpoint(load_checkpoint(self.files.best), self.device)
@@ -377,8 +411,18 @@ class Trainer:
             train_seconds=state.elapsed,
             steps=state.step,
         )
-        self.files.write_summary(summary.to_dict())
+        if write:
+            self.files.write_summary(summary.to_dict())
         return summary
+
+
+def _out_of_memory(error: RuntimeError) -> bool:
+    text = str(error).lower()
+    return (
+        isinstance(error, torch.OutOfMemoryError)
+        or "can't allocate memory" in text
+        or "out of memory" in text
+    )
 
 
 def train(

@@ -1,19 +1,23 @@
-"""The files of a run directory: the resolved config, the versions, the metrics log and the summary.
+"""The files of a run directory: the resolved config, the versions, the metrics log and the summary, and
+who owns the directory while a run trains.
 
 Checkpoints (``best.pt``, ``last.pt``) are ``memtool.checkpoint``'s; this module owns the rest, so the
-training loop never builds a path.
+training loop never builds a path. memtool writes only into a new or empty folder, or one it made itself
+(it holds ``.memtool-run``), and one process at a time (a lock held for the life of the run).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from memtool import jsonio
-from memtool.checkpoint import BEST, LAST, versions
+from memtool.checkpoint import BEST, LAST, atomic_write, versions
+from memtool.errors import UserError
 
 CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, VERSIONS_FILE = (
     "config.yaml",
@@ -21,40 +25,140 @@ CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, VERSIONS_FILE = (
     "summary.json",
     "versions.json",
 )
+MARKER, LOCK = ".memtool-run", ".lock"
 
 
 class RunDirectory:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.best, self.last = path / BEST, path / LAST
+        self._lock: int | None = None
+
+    # -- ownership -----------------------------------------------------------------------------------
+    def is_run(self) -> bool:
+        """A folder memtool made: its marker, or (runs of memtool 0.1) a ``last.pt``."""
+        return (self.path / MARKER).is_file() or self.last.is_file()
+
+    def claim(self) -> None:
+        """Own the folder for the life of this process: a second ``train`` on it is refused.
+
+        ``flock`` is released by the kernel when the process ends however it ends (even SIGKILL), so a
+        lock left by a killed run never blocks the next one. A folder that holds files memtool did not
+        write is refused: memtool never writes over the user's files."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"{self.path}: exists and is not a folder; choose another --out")
+        if self.path.is_dir() and any(self.path.iterdir()) and not self.is_run():
+            raise UserError(
+                f"{self.path}: a folder that is not empty and not a memtool run; memtool does not write "
+                "into folders of yours: choose a new or empty --out"
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / MARKER).touch()
+        self._lock = _lock(self.path / LOCK)
+
+    def remove(self) -> None:
+        """Delete a folder this process made and filled only with memtool's own files."""
+        self.release()
+        for path in self.path.iterdir():
+            path.unlink()
+        self.path.rmdir()
+
+    def release(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor releases the flock
+            self._lock = None
+
+    # -- files ---------------------------------------------------------------------------------------
+    def start_fresh(self) -> None:
+        """A new run in a folder memtool made before (a run that died before its first checkpoint): its
+        records would mix with the new ones."""
+        (self.path / METRICS_FILE).unlink(missing_ok=True)
+        (self.path / SUMMARY_FILE).unlink(missing_ok=True)
+        self.best.unlink(missing_ok=True)
 
     def write_config(self, resolved: dict[str, Any], source: str) -> None:
         """config.yaml, headed by the config it came from; a resumed run keeps the first header."""
-        self.path.mkdir(parents=True, exist_ok=True)
         path = self.path / CONFIG_FILE
         header = f"# resolved from {source}\n"
         if path.exists():
             header = path.read_text(encoding="utf-8").splitlines(keepends=True)[0]
-        path.write_text(header + yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
-        (self.path / VERSIONS_FILE).write_text(json.dumps(versions(), indent=2) + "\n", encoding="utf-8")
+        text = header + yaml.safe_dump(resolved, sort_keys=False)
+        atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+        versions_text = json.dumps(versions(), indent=2) + "\n"
+        atomic_write(self.path / VERSIONS_FILE, lambda handle: handle.write(versions_text.encode("utf-8")))
 
     def append_record(self, record: dict[str, Any]) -> None:
-        with (self.path / METRICS_FILE).open("a", encoding="utf-8") as handle:
-            handle.write(jsonio.dumps(record) + "\n")
+        path = self.path / METRICS_FILE
+        try:
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write(jsonio.dumps(record) + "\n")
+        except OSError as error:
+            raise _naming(error, path) from None
 
     def records(self) -> list[dict[str, Any]]:
-        path = self.path / METRICS_FILE
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return self.read_records()[0]
 
-    def trim_records(self, restart: int, step: int) -> None:
-        """Drop records written after the checkpoint we resume from; the resumed run writes them again."""
+    def read_records(self) -> tuple[list[dict[str, Any]], int]:
+        """The log's records, and how many lines could not be read: a torn last line from a kill during
+        an append, or a line that is not one of ours. The log is a record of the run, not its state:
+        ``last.pt`` is the truth, so an unreadable line is dropped, never fatal."""
         path = self.path / METRICS_FILE
         if not path.exists():
-            return
-        kept = [r for r in self.records() if (r["restart"], r["step"]) <= (restart, step)]
-        path.write_text("".join(jsonio.dumps(r) + "\n" for r in kept), encoding="utf-8")
+            return [], 0
+        records, bad = [], 0
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                bad += 1
+                continue
+            if isinstance(record, dict) and isinstance(record.get("restart"), int) and "step" in record:
+                records.append(record)
+            else:
+                bad += 1
+        return records, bad
+
+    def trim_records(self, restart: int, step: int) -> int:
+        """Keep the records up to the checkpoint we resume from (the resumed run writes the rest again);
+        returns how many unreadable lines were dropped."""
+        path = self.path / METRICS_FILE
+        if not path.exists():
+            return 0
+        records, bad = self.read_records()
+        kept = [r for r in records if (r["restart"], r["step"]) <= (restart, step)]
+        text = "".join(jsonio.dumps(r) + "\n" for r in kept)
+        atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+        return bad
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        (self.path / SUMMARY_FILE).write_text(jsonio.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        text = jsonio.dumps(summary, indent=2) + "\n"
+        atomic_write(self.path / SUMMARY_FILE, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def _lock(path: Path) -> int | None:
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: no lock, as before
+        return None
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.read(descriptor, 64).decode(errors="replace").strip() or "?"
+        os.close(descriptor)
+        raise UserError(
+            f"{path.parent}: another memtool train (pid {owner}) is writing this run; wait for it to end "
+            "or choose another --out"
+        ) from None
+    os.ftruncate(descriptor, 0)
+    os.write(descriptor, f"{os.getpid()}\n".encode())
+    return descriptor
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """The same error, naming the file it was about (a full disk names none)."""
+    if error.filename is None:
+        error.filename = str(path)
+    return error

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, PositiveInt
+from pydantic import Field
 
+from memtool.errors import UserError
 from memtool.schema import Strict
 from memtool.tasks.base import DataCommand, DataReport
 
@@ -19,10 +20,10 @@ class DownloadOptions(Strict):
 class GenerateOptions(Strict):
     to: Path = Field(Path("data/generated"), description="output directory")
     seed: int = Field(0, description="the same seed writes the same stories")
-    train_stories: PositiveInt = Field(
-        200, description="stories per task in the train files (5 questions each)"
+    train_stories: int = Field(
+        200, ge=1, le=100_000, description="stories per task in the train files (5 questions each)"
     )
-    test_stories: PositiveInt = Field(200, description="stories per task in the test files")
+    test_stories: int = Field(200, ge=1, le=100_000, description="stories per task in the test files")
 
 
 def download(options: DownloadOptions, report: DataReport) -> None:
@@ -39,13 +40,23 @@ def download(options: DownloadOptions, report: DataReport) -> None:
     )
 
 
+GENERATED_MARKER = ".memtool-generated"
+
+
 def generate(options: GenerateOptions, report: DataReport) -> None:
+    """Writes only into a new or empty folder, or one it generated before: never over real bAbI files."""
     from memtool.tasks.babi.generator import GENERATED_TASKS, write_generated
 
-    written = write_generated(
-        options.to, GENERATED_TASKS, options.train_stories, options.test_stories, options.seed
-    )
-    report.message(f"wrote {len(written)} files to {options.to}")
+    to = options.to
+    if to.is_dir() and any(to.iterdir()) and not (to / GENERATED_MARKER).exists():
+        raise UserError(
+            f"--to {to}: the folder holds files memtool did not generate (real bAbI files?); "
+            "choose a new or empty folder"
+        )
+    to.mkdir(parents=True, exist_ok=True)
+    (to / GENERATED_MARKER).touch()
+    written = write_generated(to, GENERATED_TASKS, options.train_stories, options.test_stories, options.seed)
+    report.message(f"wrote {len(written)} files to {to}")
 
 
 DATA_COMMANDS: dict[str, Any] = {

@@ -48,8 +48,14 @@ def unpack_babi(archive: Path, to: Path, name: str | None = None) -> list[Path]:
 def download_babi(
     to: Path, url: str = BABI_URL, on_progress: Callable[[int, int | None], None] | None = None
 ) -> list[Path]:
+    created = not to.exists()
     to.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=to) as scratch:
-        archive = Path(scratch) / "babi.tar.gz"
-        fetch(url, archive, on_progress)
-        return unpack_babi(archive, to, name=url)
+    try:
+        with tempfile.TemporaryDirectory(dir=to) as scratch:
+            archive = Path(scratch) / "babi.tar.gz"
+            fetch(url, archive, on_progress)
+            return unpack_babi(archive, to, name=url)
+    except BaseException:
+        if created and not any(to.iterdir()):  # leave no empty folder behind a failed download
+            to.rmdir()
+        raise

@@ -26,20 +26,34 @@ from memtool.views import InspectRequest
 NIL = "<nil>"  # word 0: padding, and the id of any word the vocabulary has not seen
 
 
+MOST_STORIES = 100_000  # per task and split: 500k questions, already minutes of preparation
+MOST_MEMORY = 100_000  # sentences a question can see; the paper's is 50
+
+
 class BabiParams(Strict):
-    tasks: list[PositiveInt] | Literal["all"] = "all"  # bAbI task numbers; "all": every task found
-    memory_size: PositiveInt = 50  # only the most recent sentences are kept in memory
+    tasks: list[int] | Literal["all"] = "all"  # bAbI task numbers; "all": every task found
+    memory_size: int = Field(50, ge=1, le=MOST_MEMORY)  # only the most recent sentences are kept
 
     @field_validator("tasks", mode="before")
     @classmethod
-    def _one_task(cls, value: Any) -> Any:
-        return [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    def _task_numbers(cls, value: Any) -> Any:
+        """One plain-words error for anything but "all" or a non-empty list of task numbers ≥ 1."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        if value == "all":
+            return value
+        numbers = isinstance(value, list) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        )
+        if not numbers or not value or min(value) < 1:
+            raise ValueError('expected "all" or a non-empty list of bAbI task numbers (1, 2, ...)')
+        return value
 
 
 class GeneratorParams(Strict):
     tasks: list[Literal[GENERATED_TASKS]] = Field(default_factory=lambda: list(GENERATED_TASKS))  # type: ignore[valid-type]
-    train_stories: PositiveInt = 200
-    test_stories: PositiveInt = 200
+    train_stories: int = Field(200, ge=1, le=MOST_STORIES)
+    test_stories: int = Field(200, ge=1, le=MOST_STORIES)
     questions_per_story: PositiveInt = 5  # fewer questions: shorter stories, an easier task
     seed: int | None = None  # None: the run's seed
 
@@ -306,6 +320,9 @@ class BabiTask:
                 rows = rows[torch.randperm(len(rows), generator=generator)]
             train_rows.append(rows[: len(rows) - held])
             valid_rows.append(rows[len(rows) - held :])
+        if not train_rows:  # no questions at all: the engine says so in one line
+            nothing = torch.zeros(0, dtype=torch.long)
+            return nothing, nothing
         return torch.cat(train_rows).sort().values, torch.cat(valid_rows).sort().values
 
     # -- the Task protocol ---------------------------------------------------------------------------

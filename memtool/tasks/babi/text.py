@@ -84,6 +84,11 @@ def parse_lines(lines: Iterable[str], task: int, source: str = "<text>") -> list
                 ) from None
             answer = parts[1].strip().casefold()
             story.questions.append(Question(tokenize(parts[0]), answer, supporting, len(story.sentences)))
+        elif text.rstrip().endswith("?"):
+            raise UserError(
+                f"{source}:{number}: a question needs its answer after a TAB "
+                "('ID question?<TAB>answer<TAB>supporting IDs')"
+            )
         else:
             line_to_sentence[line_id] = len(story.sentences)
             story.sentences.append(tokenize(text))
