@@ -162,6 +162,8 @@ def _checkpoint_task(run: Path, overrides: list[str]) -> tuple[dict[str, Any], A
     from memtool.registry import TASKS, load_all, load_imports
 
     payload = load_checkpoint(run)
+    if run.is_dir() and Path(payload["path"]).name != "best.pt":  # say so: it is not the selected model
+        err.print(f"[yellow]note:[/] {escape(str(run))} has no best.pt; using {escape(payload['path'])}")
     load_all()
     raw = {"imports": payload["config"].get("imports", [])}
     moved = [a for a in overrides if a.partition("=")[0].strip() == "imports"]
@@ -201,12 +203,12 @@ def evaluate(
         raise UserError(f"--split {split}: no examples in this split of the data")
     result = task.evaluate(model, split, config.train.eval_batch_size)
     if as_json:
-        payload_out: dict[str, Any] = {"metrics": result.metrics}
+        payload_out: dict[str, Any] = {"checkpoint": payload["path"], "metrics": result.metrics}
         if result.groups:
             payload_out[result.group_label] = result.groups
         sys.stdout.write(jsonio.dumps(payload_out) + "\n")
         return
-    out.print(render.metrics_table(result, f"{split} · {run}", task.scoring))
+    out.print(render.metrics_table(result, f"{split} · {payload['path']}", task.scoring))
 
 
 @app.command("inspect-memory", context_settings=TASK_OPTIONS)
