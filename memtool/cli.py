@@ -41,7 +41,10 @@ class Device(str, Enum):
 SetOption = Annotated[
     list[str] | None,
     typer.Option(
-        "--set", "-s", help="Override a config value: KEY.PATH=VALUE (repeatable), e.g. train.lr=0.005."
+        "--set",
+        "-s",
+        help="Override a config value: KEY.PATH=VALUE (repeatable), e.g. train.lr=0.005.",
+        metavar="KEY=VALUE",
     ),
 ]
 
@@ -108,20 +111,29 @@ def _default_run_dir(config_path: Path, resume: bool) -> Path:
 @app.command()
 @user_errors
 def train(
-    config: Annotated[Path, typer.Argument(help="A YAML config, e.g. configs/quickstart.yaml.")],
+    config: Annotated[
+        Path, typer.Argument(help="A YAML config, e.g. configs/quickstart.yaml.", metavar="CONFIG")
+    ],
     overrides: SetOption = None,
     out_dir: Annotated[
-        Path | None, typer.Option("--out", help="Run directory (default: runs/<config name>).")
+        Path | None, typer.Option("--out", help="Run directory (default: runs/<config name>).", metavar="DIR")
     ] = None,
     seed: Annotated[
-        int | None, typer.Option(help="Seed for data split, init and order (overrides the config).")
+        int | None,
+        typer.Option(help="Seed for data split, init and order (overrides the config).", metavar="N"),
     ] = None,
-    device: Annotated[Device | None, typer.Option(help="auto: CUDA when present, else CPU.")] = None,
+    device: Annotated[
+        Device | None, typer.Option(help="auto: CUDA when present, else CPU.", metavar="auto|cpu|cuda")
+    ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
+        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.", metavar="")
     ] = False,
 ) -> None:
-    """Train a model; the run directory gets the resolved config, metrics.jsonl and best/last checkpoints."""
+    """Train a model; the run directory gets the resolved config, metrics.jsonl and best/last checkpoints.
+
+    Examples: memtool train configs/quickstart.yaml --out runs/quickstart · memtool train
+    configs/memn2n_babi_task1.yaml --set train.lr=0.01 --seed 1 · memtool train runs/quickstart/config.yaml
+    --out runs/quickstart --resume"""
     from memtool.config import load_config
     from memtool.engine import Interrupted
     from memtool.engine import train as run_training
@@ -180,15 +192,24 @@ def _checkpoint_task(run: Path, overrides: list[str]) -> tuple[dict[str, Any], A
 @user_errors
 def evaluate(
     context: typer.Context,
-    run: Annotated[Path, typer.Argument(help="A run directory (its best.pt) or a checkpoint file.")],
-    split: Annotated[str, typer.Option(help="test, valid or train.")] = "test",
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+    run: Annotated[
+        Path, typer.Argument(help="A run directory (its best.pt) or a checkpoint file.", metavar="RUN")
+    ],
+    split: Annotated[str, typer.Option(help="test, valid or train.", metavar="SPLIT")] = "test",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of tables.", metavar="")
+    ] = False,
     overrides: SetOption = None,
-    device: Annotated[Device | None, typer.Option(help="auto: CUDA when present, else CPU.")] = None,
+    device: Annotated[
+        Device | None, typer.Option(help="auto: CUDA when present, else CPU.", metavar="auto|cpu|cuda")
+    ] = None,
 ) -> None:
     """Score a trained model on a split, with the task's metrics and per-group table.
 
-    A task may add options of its own (e.g. another data directory); `memtool list` shows them."""
+    A task may add options of its own (e.g. another data directory); `memtool list` shows them.
+
+    Examples: memtool eval runs/quickstart · memtool eval runs/quickstart --json · memtool eval
+    runs/memn2n_babi_1k_joint --data data/babi/hn"""
     from memtool import render
     from memtool.build import restore
     from memtool.task_options import parse_task_options
@@ -215,17 +236,30 @@ def evaluate(
 @user_errors
 def inspect_memory(
     context: typer.Context,
-    run: Annotated[Path, typer.Argument(help="A run directory (its best.pt) or a checkpoint file.")],
-    example: Annotated[int, typer.Option(help="Which example of the split (after the task's filters).")] = 0,
-    split: Annotated[str, typer.Option(help="test, valid or train.")] = "test",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the view as JSON for scripts.")] = False,
-    png: Annotated[Path | None, typer.Option("--png", help="Also draw the view as a PNG figure.")] = None,
+    run: Annotated[
+        Path, typer.Argument(help="A run directory (its best.pt) or a checkpoint file.", metavar="RUN")
+    ],
+    example: Annotated[
+        int, typer.Option(help="Which example of the split (after the task's filters).", metavar="N")
+    ] = 0,
+    split: Annotated[str, typer.Option(help="test, valid or train.", metavar="SPLIT")] = "test",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the view as JSON for scripts.", metavar="")
+    ] = False,
+    png: Annotated[
+        Path | None, typer.Option("--png", help="Also draw the view as a PNG figure.", metavar="FILE")
+    ] = None,
     overrides: SetOption = None,
-    device: Annotated[Device | None, typer.Option(help="auto: CUDA when present, else CPU.")] = None,
+    device: Annotated[
+        Device | None, typer.Option(help="auto: CUDA when present, else CPU.", metavar="auto|cpu|cuda")
+    ] = None,
 ) -> None:
     """Show what the model attended to or stored for one example: a table, --json, or a --png figure.
 
-    A task may add options of its own (e.g. which group, or your own input); `memtool list` shows them."""
+    A task may add options of its own (e.g. which group, or your own input); `memtool list` shows them.
+
+    Examples: memtool inspect-memory runs/quickstart --task 2 --example 3 --png attention.png ·
+    memtool inspect-memory runs/quickstart --story story.txt --question 'Where is Mary?'"""
     from memtool import render
     from memtool.build import restore
     from memtool.task_options import parse_task_options
@@ -253,10 +287,13 @@ def inspect_memory(
 @app.command()
 @user_errors
 def plot(
-    runs: Annotated[list[Path], typer.Argument(help="One or more run directories, drawn on one figure.")],
-    png: Annotated[Path, typer.Option("--png", help="Where to write the PNG figure.")],
+    runs: Annotated[
+        list[Path], typer.Argument(help="One or more run directories, drawn on one figure.", metavar="RUN...")
+    ],
+    png: Annotated[Path, typer.Option("--png", help="Where to write the PNG figure.", metavar="FILE")],
     metric: Annotated[
-        list[str] | None, typer.Option(help="Which metric(s) besides loss (default: the task's own).")
+        list[str] | None,
+        typer.Option(help="Which metric(s) besides loss (default: the task's own).", metavar="NAME"),
     ] = None,
 ) -> None:
     """Learning curves from runs' metrics.jsonl: training and validation per step, phase changes marked.
@@ -310,7 +347,9 @@ def _run_metrics(path: Path, records: list[dict[str, Any]]) -> list[Any]:
 @app.command("list")
 @user_errors
 def list_components() -> None:
-    """The registered models and tasks (with their options and data commands), and the shipped configs."""
+    """The registered models and tasks (with their options and data commands), and the shipped configs.
+
+    Example: memtool list"""
     from memtool.registry import MODELS, TASKS, load_all
 
     load_all()
@@ -363,8 +402,10 @@ def _config_summary(path: Path) -> str:
 @user_errors
 def data(
     context: typer.Context,
-    action: Annotated[str, typer.Argument(help="What to do, e.g. download or generate.")],
-    task: Annotated[str, typer.Argument(help="Which task's data, e.g. a name from `memtool list`.")],
+    action: Annotated[str, typer.Argument(help="What to do, e.g. download or generate.", metavar="ACTION")],
+    task: Annotated[
+        str, typer.Argument(help="Which task's data, e.g. a name from `memtool list`.", metavar="TASK")
+    ],
 ) -> None:
     """Get a task's data: each task declares its own commands and options (`memtool list` shows them).
 
