@@ -360,17 +360,23 @@ def list_components() -> None:
         table.add_row(entry.name, entry.summary)
     out.print(table)
     table = Table(title="tasks", header_style="bold")
-    for column in ("name", "what it is", "inspect-memory / eval options", "data commands"):
+    table.add_column("name")
+    table.add_column("what it is")
+    for entry in TASKS.entries():
+        table.add_row(entry.name, entry.summary)
+    out.print(table)
+    table = Table(title="the tasks' own options", header_style="bold")
+    for column in ("task", "command", "option", "what it does"):
         table.add_column(column)
     for entry in TASKS.entries():
         task = entry.target
-        options = [
-            f"--{name.replace('_', '-')}"
-            for schema in (task.InspectOptions, task.EvalOptions)
-            for name in schema.model_fields
-        ]
-        commands = [f"memtool data {action} {entry.name}" for action in task.data_commands]
-        table.add_row(entry.name, entry.summary, " ".join(options), "\n".join(commands))
+        commands = [("inspect-memory RUN", task.InspectOptions), ("eval RUN", task.EvalOptions)]
+        commands += [(f"data {action} {entry.name}", c.Options) for action, c in task.data_commands.items()]
+        for command, schema in commands:
+            for name, field in schema.model_fields.items():
+                default = "" if field.default is None else f" (default: {field.default})"
+                option = f"--{name.replace('_', '-')}"
+                table.add_row(entry.name, command, option, f"{field.description or ''}{default}")
     out.print(table)
     table = Table(title="configs", header_style="bold")
     table.add_column("path")

@@ -53,6 +53,10 @@ class StartPhase(Strict):
     patience: PositiveInt = 1
 
 
+# CUDA-graph capture, differentiable steps and fused kernels change what a step is: not for configs
+UNSUPPORTED_OPTIMIZER_ARGUMENTS = {"capturable", "differentiable", "fused"}
+
+
 class OptimizerConfig(BaseModel):
     """A torch optimizer by name plus its keyword arguments, checked against the real constructor.
 
@@ -73,10 +77,13 @@ class OptimizerConfig(BaseModel):
 
         constructor = getattr(torch.optim, OPTIMIZERS[self.name])
         accepted = set(inspect.signature(constructor.__init__).parameters) - {"self", "params", "lr"}
+        accepted -= UNSUPPORTED_OPTIMIZER_ARGUMENTS
         unknown = sorted(set(self.arguments) - accepted)
+        if "lr" in unknown:
+            raise ValueError("the learning rate is train.lr, not an optimizer argument")
         if unknown:
             raise ValueError(
-                f"{self.name} takes no argument {unknown[0]!r}; it takes: {', '.join(sorted(accepted))}"
+                f"{self.name} takes no argument {unknown[0]!r} here; it takes: {', '.join(sorted(accepted))}"
             )
         try:  # torch checks the values itself (ranges, types): ask it, on a throwaway parameter
             constructor([torch.nn.Parameter(torch.zeros(1))], lr=0.1, **self.arguments)
@@ -175,7 +182,8 @@ def constructor_schema(cls: type) -> type[BaseModel]:
         hints = inspect.get_annotations(cls.__init__, eval_str=True)
         fields: dict[str, Any] = {}
         for name, parameter in inspect.signature(cls.__init__).parameters.items():
-            if name == "self" or name in supplied:
+            variadic = parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+            if name == "self" or name in supplied or variadic:
                 continue
             default = ... if parameter.default is inspect.Parameter.empty else parameter.default
             fields[name] = (hints.get(name, Any), default)  # unannotated: any value
@@ -274,6 +282,14 @@ class _ConfigLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.1 reads 1e-8 as a string (it wants 1.0e-8); every config means a number
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
 
 
 def parse_yaml(text: str) -> Any:
@@ -387,9 +403,9 @@ def build_config(
             )
     if problems:
         fields = {"train": set(TrainConfig.model_fields)}
-        if "name" in top.model and top.model["name"] in MODELS:
+        if isinstance(top.model.get("name"), str) and top.model["name"] in MODELS:
             fields["model"] = set(constructor_schema(MODELS.get(top.model["name"])).model_fields)
-        if "name" in top.task and top.task["name"] in TASKS:
+        if isinstance(top.task.get("name"), str) and top.task["name"] in TASKS:
             task_class = TASKS.get(top.task["name"])
             fields |= {"task": set(task_class.Params.model_fields), "data": set(task_class.Data.model_fields)}
         raise UserError(f"{source}: " + "; ".join(_with_suggestion(p, fields) for p in problems))

@@ -48,6 +48,7 @@ RESUMABLE_CHANGES = {
     "train.checkpoint_every_steps",
     "train.checkpoint_every_seconds",
     "train.tensorboard",
+    "imports",  # a plugin that moved: the same code at a new path
 }
 
 
@@ -364,6 +365,11 @@ class Trainer:
     def _keep_if_best(self, model: nn.Module, valid: EvalResult, state: TrainState) -> None:
         """best.pt: the best selection metric (then lowest loss) over all validations of all restarts."""
         metric = self.task.scoring.select
+        if metric.name not in valid.metrics and valid.metrics.get("examples"):
+            raise UserError(
+                f"task {self.config.task.name!r}: its evaluate() returned no {metric.name!r}, the metric its "
+                f"scoring selects the best model by (it returned: {', '.join(valid.metrics)})"
+            )
         score, loss = valid.metrics.get(metric.name, math.nan), valid.metrics["loss"]
         better = (
             math.isnan(score)  # no validation data: the latest model is the best we know
@@ -391,8 +397,8 @@ class Trainer:
         if state.epoch >= phase.epochs or plateau:
             ended, state.phase = state.phase, MAIN
             model.set_mode(None)
-            reason = "validation loss stopped falling" if plateau else f"its {phase.epochs} epochs"
-            self.observer.message(f"{ended} ended after epoch {state.epoch}: {reason}")
+            reason = "validation loss stopped falling" if plateau else f"after {phase.epochs} epoch(s)"
+            self.observer.message(f"{ended} ended at epoch {state.epoch}: {reason}")
 
     def _summary(self, state: TrainState, tick: bool = True, write: bool = True) -> Summary:
         if tick:

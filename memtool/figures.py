@@ -6,6 +6,7 @@ with the non-interactive Agg backend. A family registers a figure for its own vi
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
@@ -42,14 +43,20 @@ def save_png(figure: Figure, path: Path, dpi: int = 120) -> Path:
     """Write ``figure`` to ``path`` as PNG (atomically: temp file, then rename) and close it."""
     plt = require_matplotlib()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() != ".png":  # never turn a config or a story into a picture
+        plt.close(figure)
+        raise UserError(f"--png {path}: the file name must end in .png")
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(temporary, format="png", dpi=dpi)
         os.replace(temporary, path)
+    except OSError as error:
+        raise UserError(f"--png {path}: cannot write it: {error.strerror or error}") from None
     finally:
         plt.close(figure)
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # nothing to clean when the folder itself is unusable
+            temporary.unlink(missing_ok=True)
     return path
 
 

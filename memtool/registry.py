@@ -92,33 +92,49 @@ def load_imports(imports: Sequence[str], base: Path) -> list[str]:
     folder). Returns them resolved (paths made absolute), as the run's config records them."""
     resolved = []
     for item in imports:
-        if item.endswith(".py"):
-            path = (base / item).resolve()
-            if not path.is_file():
-                raise UserError(
-                    f"imports: {item!r}: no such file ({path}); if the plugin moved, pass its new path: "
-                    "--set 'imports=[/new/path/plugin.py]'"
-                )
-            name = f"memtool_plugin_{path.stem}_{abs(hash(str(path))):x}"
-            if name not in sys.modules:
-                spec = importlib.util.spec_from_file_location(name, path)
-                assert spec is not None and spec.loader is not None
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[name] = module
-                try:
-                    spec.loader.exec_module(module)
-                except Exception as error:  # the user's own code: say which file, in one line
-                    del sys.modules[name]
-                    raise UserError(
-                        f"imports: {item!r} failed to load: {type(error).__name__}: {error}"
-                    ) from None
-            resolved.append(str(path))
-        else:
-            try:
-                importlib.import_module(item)
-            except ImportError as error:
-                raise UserError(f"imports: module {item!r} cannot be imported: {error}") from None
-            except ValueError as error:  # e.g. a name its module registers twice
-                raise UserError(f"imports: module {item!r}: {error}") from None
-            resolved.append(item)
+        if not isinstance(item, str) or not item:
+            raise UserError(f"imports: expected module names or .py paths, got {item!r:.60}")
+        if item.endswith(".py") or "/" in item or "\\" in item or (base / item).is_file():
+            resolved.append(str(_import_file(item, (base / item).resolve())))
+            continue
+        try:
+            importlib.import_module(item)
+        except ImportError as error:
+            raise UserError(f"imports: module {item!r} cannot be imported: {error}") from None
+        except Exception as error:  # the user's own code: say which module, in one line
+            raise UserError(
+                f"imports: module {item!r} failed to load: {type(error).__name__}: {error}"
+            ) from None
+        resolved.append(item)
     return resolved
+
+
+def _import_file(item: str, path: Path) -> Path:
+    if path.suffix != ".py":
+        raise UserError(f"imports: {item!r}: a path must name a .py file")
+    if not path.is_file():
+        raise UserError(
+            f"imports: {item!r}: no such file ({path}); if the plugin moved, pass its new path: "
+            "--set 'imports=[/new/path/plugin.py]'"
+        )
+    if _already_imported(path):  # e.g. also installed as an entry point: its names are registered
+        return path
+    name = f"memtool_plugin_{path.stem}_{abs(hash(str(path))):x}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # the user's own code: say which file, in one line
+        del sys.modules[name]
+        raise UserError(f"imports: {item!r} failed to load: {type(error).__name__}: {error}") from None
+    return path
+
+
+def _already_imported(path: Path) -> bool:
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if file and Path(file).resolve() == path:
+            return True
+    return False

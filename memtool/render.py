@@ -24,6 +24,7 @@ from rich.progress import Progress as ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from memtool.errors import UserError
 from memtool.tasks.base import EvalResult, Metric, Scoring
 from memtool.train_state import Summary, TrainState
 from memtool.views import HeatmapView
@@ -67,7 +68,7 @@ def group_table(result: EvalResult, scoring: Scoring) -> Table:
             value = values.get(metric.name)
             if rule is not None and metric.name == rule.metric and value is not None:
                 style = "red" if rule.failed(value) else "green"
-                cells.append(Text(f"{value:.1f}", style=style))
+                cells.append(Text(f"{value:.{metric.decimals}f}", style=style))
             else:
                 cells.append(number(value))
         groups.add_row(key, *cells)
@@ -85,7 +86,8 @@ def shade(weight: float, low: float = 0.0, high: float = 1.0) -> str:
 
 @functools.singledispatch
 def view_renderable(view: Any) -> RenderableType:
-    raise TypeError(f"no renderer for {type(view).__name__}")
+    """The table of one view; each view class registers its own (``HeatmapView`` is registered here)."""
+    raise UserError(f"no table for a {type(view).__name__}: a task's inspect() returns a registered view")
 
 
 @view_renderable.register
@@ -169,7 +171,7 @@ class TrainProgress:
             f"{sizes} · {device}"
         )
         restart = f"{'restart':>7} " if self.restarts > 1 else ""
-        columns = " ".join(f"{m.short or m.name:>6}" for m in self.metrics)
+        columns = " ".join(f"{m.short or m.name:>6}" for m in self.metrics)  # as wide as _cell's
         self.console.print(
             f"[bold]{restart}{'epoch':>5} {'phase':{self.phase_width}} {'lr':>8}  "
             f"{'train loss':>10} {columns}  {'valid loss':>10} {columns} {'time':>7}[/]"
@@ -200,7 +202,10 @@ class TrainProgress:
         restart = f"{record['restart'] + 1:>7} " if self.restarts > 1 else ""
 
         def cells(split: str) -> str:
-            return " ".join(_cell(record.get(f"{split}_{m.name}")) for m in self.metrics)
+            return " ".join(
+                _cell(record.get(f"{split}_{m.name}"), max(6, len(m.short or m.name)), m.decimals)
+                for m in self.metrics
+            )
 
         epoch = record["epoch"]
         shown = f"{epoch:5d}" if isinstance(epoch, int) else f"{epoch:5.2f}"

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from memtool.errors import UserError
 
 FLAG_TYPES = (bool, "bool", bool | None, "bool | None")
+COMMAND_OPTIONS = {"example", "split", "json", "png", "set", "device", "help"}
 
 
 def parse_task_options(args: list[str], schema: type[Any], where: str) -> Any:
@@ -21,6 +22,9 @@ def parse_task_options(args: list[str], schema: type[Any], where: str) -> Any:
     fields = schema.model_fields
     known = ", ".join("--" + name.replace("_", "-") for name in fields) or "none"
     values: dict[str, Any] = {}
+    taken = sorted(set(fields) & COMMAND_OPTIONS)
+    if taken:  # the command would take them: the task would never see its own option
+        raise UserError(f"{where}: the task's option --{taken[0]} is the command's own; rename it")
     index = 0
     while index < len(args):
         token = args[index]
@@ -31,8 +35,8 @@ def parse_task_options(args: list[str], schema: type[Any], where: str) -> Any:
         if key not in fields:
             raise UserError(f"--{name}: no such option for {where}; its options: {known}")
         if not has_value:
-            if fields[key].annotation in FLAG_TYPES:
-                value = "true"
+            if fields[key].annotation in FLAG_TYPES or "bool" in str(fields[key].annotation).lower():
+                value = True
             elif index + 1 < len(args):
                 index += 1
                 value = args[index]

@@ -328,7 +328,7 @@ def test_data_commands_are_the_tasks_own(tmp_path: Path) -> None:
     _one_line_error(invoke("data", "generate", "babi", "--to"), "--to: needs a value")
     _one_line_error(invoke("data", "generate", "babi", "--train-stories", "0"), "--train-stories")
     result = invoke("list")
-    assert "memtool data generate babi" in result.output and "--story" in result.output
+    assert "data generate babi" in result.output and "--story" in result.output
 
 
 def test_tensorboard_without_the_package_says_which_extra_to_install(

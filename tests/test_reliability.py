@@ -301,3 +301,105 @@ def test_a_user_error_in_a_plugin_is_one_line(tmp_path: Path) -> None:
     one_line_error(invoke("train", config), "imports: 'broken.py' failed to load", "SyntaxError")
     with pytest.raises(UserError):
         build_config({**tiny_config(), "imports": ["broken.py"]}, source=str(config))
+
+
+# -- found by a new user's review --------------------------------------------------------------------------
+
+
+def test_review_findings_are_one_line_each(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml")
+    one_line_error(invoke("train", config, "--set", "model.name=[memn2n]"), "model.name")
+    one_line_error(invoke("train", config, "--set", "task.name=[1]"), "task.name")
+    line = one_line_error(invoke("train", config, "--set", "train.optimizer={name: adam, capturable: true}"))
+    assert "capturable" in line
+    one_line_error(invoke("train", config, "--set", "train.optimizer={name: sgd, lr: 0.1}"), "train.lr")
+    (tmp_path / "notes.yaml").write_text("x: 1\n")
+    one_line_error(invoke("train", config, "--set", "imports=[notes.yaml]"), "must name a .py file")
+    (tmp_path / "raising_module_for_test.py").write_text("raise RuntimeError('boom')\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        one_line_error(
+            invoke("train", config, "--set", "imports=[raising_module_for_test]"), "RuntimeError: boom"
+        )
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+def test_exponent_numbers_in_a_yaml_file_are_numbers(tmp_path: Path) -> None:
+    raw = tiny_config()
+    text = yaml.safe_dump(raw) + ""
+    text = text.replace("  lr: 0.005", "  lr: 5e-3\n  optimizer: {name: adam, eps: 1e-8, weight_decay: 1e-4}")
+    (tmp_path / "c.yaml").write_text(text)
+    from memtool.config import load_config
+
+    config = load_config(tmp_path / "c.yaml")
+    assert config.train.lr == 0.005 and config.train.optimizer.arguments == {
+        "eps": 1e-8,
+        "weight_decay": 1e-4,
+    }
+
+
+def test_png_must_be_a_png_and_errors_name_the_users_path(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", train={"max_steps": 2})
+    run = tmp_path / "run"
+    assert invoke("train", config, "--out", run).exit_code == 0
+    story = tmp_path / "story.txt"
+    story.write_text("Mary went home.\n")
+    one_line_error(invoke("plot", run, "--png", story), "must end in .png")
+    assert story.read_text() == "Mary went home.\n"
+    one_line_error(invoke("plot", run, "--png", run / "config.yaml"), "must end in .png")
+    (tmp_path / "a-file").write_text("")
+    line = one_line_error(invoke("inspect-memory", run, "--png", tmp_path / "a-file" / "x.png"))
+    assert "a-file/x.png" in line and ".tmp" not in line
+
+
+def test_a_task_whose_evaluate_forgets_its_selection_metric_is_told_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memtool.tasks.babi.task import BabiTask
+
+    original = BabiTask.evaluate
+
+    def forgetful(self, model, split, batch_size):
+        result = original(self, model, split, batch_size)
+        result.metrics.pop("error")
+        return result
+
+    monkeypatch.setattr(BabiTask, "evaluate", forgetful)
+    with pytest.raises(UserError, match=r"evaluate\(\) returned no 'error'"):
+        train(build_config(tiny_config(train={"max_steps": 2})), tmp_path / "run")
+
+
+def test_a_run_whose_plugin_moved_resumes_with_its_new_path(tmp_path: Path) -> None:
+    plugin = tmp_path / "first" / "parity.py"
+    plugin.parent.mkdir()
+    plugin.write_text((ROOT / "examples" / "parity" / "parity.py").read_text())
+    raw = yaml.safe_load((ROOT / "examples" / "parity" / "config.yaml").read_text())
+    raw["train"] |= {"max_steps": 3, "restarts": 1, "checkpoint_every_steps": 1}
+    raw["data"] |= {"train_examples": 64, "test_examples": 16}
+    (plugin.parent / "config.yaml").write_text(yaml.safe_dump(raw))
+    # new processes, as a user's would be: this one may hold examples/parity's own registrations
+    run = tmp_path / "run"
+    trained = memtool("train", plugin.parent / "config.yaml", "--out", run)
+    assert trained.wait(timeout=300) == 0, trained.stderr.read()
+    moved = tmp_path / "moved"
+    plugin.parent.rename(moved)
+    lost = memtool("eval", run)
+    _, error = lost.communicate(timeout=120)
+    assert lost.returncode == 2 and "no such file" in error and "--set 'imports=" in error, error
+    new_place = f"imports=[{moved / 'parity.py'}]"
+    evaluated = memtool("eval", run, "--set", new_place)
+    assert evaluated.wait(timeout=120) == 0, evaluated.stderr.read()
+    resumed = memtool(
+        "train",
+        run / "config.yaml",
+        "--out",
+        run,
+        "--resume",
+        "--set",
+        new_place,
+        "--set",
+        "train.max_steps=5",
+    )
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert json.loads((run / "summary.json").read_text())["steps"] == 5

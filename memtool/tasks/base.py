@@ -45,6 +45,7 @@ class Metric:
     label: str  # in tables and figures, e.g. "error (%)"
     short: str = ""  # column heading in the per-validation line, e.g. "err %"
     higher_is_better: bool = False
+    decimals: int = 1  # shown in the per-validation line and the group table (1 suits percentages)
 
     def better(self, a: float, b: float) -> bool:
         return a > b if self.higher_is_better else a < b
