@@ -184,7 +184,12 @@ class Trainer:
             from memtool.tensorboard import TensorBoardObserver
 
             self.observer = Observers(self.observer, TensorBoardObserver(self.files.path / "tensorboard"))
+        self.observer.stage("preparing the data (read, tokenise, tensorise once)")
+        started = time.monotonic()
         self.task = build_task(self.config, saved["task_state"] if saved else None)
+        self.observer.stage(None)
+        if time.monotonic() - started > 5:
+            self.observer.message(f"data ready in {time.monotonic() - started:.0f} s")
         if self.task.split_size("train") == 0:
             raise UserError("data: no training examples for this task configuration; check the data section")
         self.task.to(self.device)

@@ -154,6 +154,7 @@ class TrainProgress:
         self.task: Any = None
         self.metrics: tuple[Metric, ...] = ()
         self.phase_width = 6
+        self.status: Any = None
 
     def started(self, config: Any, task: Any, model: Any, device: Any, resumed: bool) -> None:
         if self.live:  # the next restart: the header stands, the restart column tells them apart
@@ -218,7 +219,17 @@ class TrainProgress:
     def message(self, text: str) -> None:
         self.console.print(f"[yellow]{text}[/]")
 
+    def stage(self, text: str | None) -> None:
+        """A spinner while data is prepared (it can take minutes for large generated sets)."""
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+        if text is not None:
+            self.status = self.console.status(text)
+            self.status.start()
+
     def close(self) -> None:
+        self.stage(None)
         if self.live:
             self.bar_display.stop()
             self.live = False

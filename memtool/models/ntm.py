@@ -1,0 +1,192 @@
+"""Neural Turing Machines (Graves, Wayne, Danihelka 2014, arXiv 1410.5401).
+
+Read beside the paper's Sec. 3: a controller (LSTM or feed-forward) emits, per head, a key k, a strength β,
+a gate g, a shift distribution s and a sharpening γ, and for write heads an erase vector e and an add
+vector a. Addressing (Sec. 3.3, Fig. 2) runs four stages, each a function below and each switchable:
+content (Eq. 5-6), interpolation (Eq. 7), circular shift (Eq. 8), sharpening (Eq. 9). Reading is Eq. 2,
+writing Eq. 3-4: ``M_t = M_{t-1} ⊙ (1 - w e^T) + w a^T``; several write heads apply in head order.
+
+The whole batch steps through time together; the only Python loop is over time steps (and over the
+3-tap shift kernel), never over the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from memtool.models.base import ModelOutput
+from memtool.registry import register_model
+
+PositiveInt = Annotated[int, Field(ge=1)]
+EPSILON = 1e-8
+
+
+# -- addressing, one function per stage ---------------------------------------------------------------------
+def content_weights(memory: Tensor, key: Tensor, strength: Tensor) -> Tensor:
+    """Eq. 5-6: softmax over rows of β · cosine(k, M_i). memory (B, N, M), key (B, H, M), strength (B, H)
+    → (B, H, N). The cosine's denominator is kept away from 0, so a zero key or an empty row is safe."""
+    dot = key @ memory.transpose(1, 2)  # (B, H, N)
+    norms = key.norm(dim=-1, keepdim=True) * memory.norm(dim=-1).unsqueeze(1)
+    cosine = dot / norms.clamp_min(EPSILON)
+    return torch.softmax(strength.unsqueeze(-1) * cosine, dim=-1)
+
+
+def interpolate(content: Tensor, previous: Tensor, gate: Tensor) -> Tensor:
+    """Eq. 7: w_g = g · w_c + (1 - g) · w_{t-1}; gate (B, H) in (0, 1)."""
+    gate = gate.unsqueeze(-1)
+    return gate * content + (1 - gate) * previous
+
+
+def shift(weights: Tensor, shift_weights: Tensor) -> Tensor:
+    """Eq. 8: circular convolution w̃(i) = Σ_j w(j) s(i - j), offsets -r..r; rows wrap around.
+    weights (B, H, N), shift_weights (B, H, 2r+1) summing to 1."""
+    radius = (shift_weights.shape[-1] - 1) // 2
+    shifted = [weights.roll(offset, dims=-1) for offset in range(-radius, radius + 1)]
+    return (torch.stack(shifted, -1) * shift_weights.unsqueeze(-2)).sum(-1)
+
+
+def sharpen(weights: Tensor, gamma: Tensor) -> Tensor:
+    """Eq. 9: w_i^γ / Σ_j w_j^γ, computed as a softmax of γ·log w: no 0^γ, no overflow for a huge γ."""
+    return torch.softmax(gamma.unsqueeze(-1) * torch.log(weights + EPSILON), dim=-1)
+
+
+def read(memory: Tensor, weights: Tensor) -> Tensor:
+    """Eq. 2: r = Σ_i w_i M_i. weights (B, H, N) → (B, H, M)."""
+    return weights @ memory
+
+
+def write(memory: Tensor, weights: Tensor, erase: Tensor, add: Tensor) -> Tensor:
+    """Eq. 3-4 for one head: M ⊙ (1 - w e^T) + w a^T. weights (B, N), erase and add (B, M)."""
+    w = weights.unsqueeze(-1)  # (B, N, 1)
+    return memory * (1 - w * erase.unsqueeze(1)) + w * add.unsqueeze(1)
+
+
+@register_model("ntm")
+class NTM(nn.Module):
+    """Neural Turing Machine: a controller with read and write heads on an N×M memory (Graves et al. 2014)."""
+
+    data_dims = ("input_size", "output_size")
+    start_modes = ()
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        controller: Literal["lstm", "feedforward"] = "lstm",
+        controller_size: PositiveInt = 100,
+        memory_rows: PositiveInt = 128,
+        memory_width: PositiveInt = 20,
+        read_heads: PositiveInt = 1,
+        write_heads: PositiveInt = 1,
+        shift_range: Annotated[int, Field(ge=0)] = 1,
+        interpolation: bool = True,
+        shifting: bool = True,
+        sharpening: bool = True,
+        memory_init: Literal["constant", "learned", "random"] = "constant",
+        output_clip: Annotated[float, Field(gt=0)] = 20.0,
+    ) -> None:
+        super().__init__()
+        self.rows, self.width = memory_rows, memory_width
+        self.read_heads, self.write_heads = read_heads, write_heads
+        self.shift_size = 2 * shift_range + 1
+        self.interpolation, self.shifting, self.sharpening = interpolation, shifting, sharpening
+        self.output_clip = output_clip
+        self.controller_kind = controller
+        controller_input = input_size + read_heads * memory_width
+        if controller == "lstm":
+            self.controller: nn.Module = nn.LSTMCell(controller_input, controller_size)
+        else:
+            self.controller = nn.Sequential(nn.Linear(controller_input, controller_size), nn.Tanh())
+        # per head: key M, strength 1, gate 1, shift 2r+1, gamma 1; write heads also erase M and add M
+        self.addressing_size = memory_width + 3 + self.shift_size
+        heads = read_heads + write_heads
+        self.head_parameters = nn.Linear(
+            controller_size, heads * self.addressing_size + write_heads * 2 * memory_width
+        )
+        self.output = nn.Linear(controller_size + read_heads * memory_width, output_size)
+        # Collier & Beel 2018: a small constant memory converges fastest; learned and random for comparison
+        initial = torch.full((memory_rows, memory_width), 1e-6)
+        if memory_init == "random":
+            initial = torch.empty(memory_rows, memory_width).uniform_(-1, 1) / math.sqrt(
+                memory_rows + memory_width
+            )
+        if memory_init == "learned":
+            self.memory_init: Tensor = nn.Parameter(initial)
+        else:
+            self.register_buffer("memory_init", initial)
+
+    def set_mode(self, mode: str | None) -> None:
+        """No start modes: the engine calls this only with None."""
+
+    def _address(self, memory: Tensor, previous: Tensor, parameters: Tensor) -> Tensor:
+        """One head group's weighting: parameters (B, H, addressing_size) → (B, H, N)."""
+        m = self.width
+        key = parameters[..., :m]
+        strength = nn.functional.softplus(parameters[..., m])
+        gate = torch.sigmoid(parameters[..., m + 1])
+        shift_weights = torch.softmax(parameters[..., m + 2 : m + 2 + self.shift_size], -1)
+        gamma = 1 + nn.functional.softplus(parameters[..., -1])
+        weights = content_weights(memory, key, strength)
+        if self.interpolation:
+            weights = interpolate(weights, previous, gate)
+        if self.shifting:
+            weights = shift(weights, shift_weights)
+        if self.sharpening:
+            weights = sharpen(weights, gamma)
+        return weights
+
+    def forward(self, inputs: Tensor) -> ModelOutput:
+        """inputs (B, T, input_size) → logits (B, T, output_size), and the trace: read and write weightings
+        (B, T, heads, N), erase and add vectors (B, T, write heads, M), and (in eval mode) the memory after
+        every step (B, T, N, M)."""
+        batch, steps, _ = inputs.shape
+        r, w, m = self.read_heads, self.write_heads, self.width
+        memory = self.memory_init.unsqueeze(0).expand(batch, -1, -1)
+        start = torch.zeros(batch, r + w, self.rows, device=inputs.device, dtype=inputs.dtype)
+        start[..., 0] = 1.0  # every head starts on row 0
+        previous = start
+        reads = inputs.new_zeros(batch, r * m)
+        state = None
+        outputs, read_trace, write_trace, erase_trace, add_trace, memory_trace = [], [], [], [], [], []
+        for t in range(steps):
+            controller_input = torch.cat([inputs[:, t], reads], -1)
+            if self.controller_kind == "lstm":
+                state = self.controller(controller_input, state)
+                hidden = state[0]
+            else:
+                hidden = self.controller(controller_input)
+            emitted = self.head_parameters(hidden).clamp(-self.output_clip, self.output_clip)
+            addressing = emitted[:, : (r + w) * self.addressing_size].view(batch, r + w, -1)
+            erase_add = emitted[:, (r + w) * self.addressing_size :].view(batch, w, 2 * m)
+            erase, add = torch.sigmoid(erase_add[..., :m]), torch.tanh(erase_add[..., m:])
+            # writes first, then reads see this step's memory (as the paper's Fig. 1 step)
+            write_weights = self._address(memory, previous[:, r:], addressing[:, r:])
+            for head in range(w):  # heads write in order: a later head sees an earlier head's write
+                memory = write(memory, write_weights[:, head], erase[:, head], add[:, head])
+            read_weights = self._address(memory, previous[:, :r], addressing[:, :r])
+            read_vectors = read(memory, read_weights)  # (B, R, M)
+            reads = read_vectors.flatten(1)
+            previous = torch.cat([read_weights, write_weights], 1)
+            outputs.append(
+                self.output(torch.cat([hidden, reads], -1)).clamp(-self.output_clip, self.output_clip)
+            )
+            read_trace.append(read_weights)
+            write_trace.append(write_weights)
+            erase_trace.append(erase)
+            add_trace.append(add)
+            if not self.training:
+                memory_trace.append(memory)
+        trace = {
+            "read_weights": torch.stack(read_trace, 1),
+            "write_weights": torch.stack(write_trace, 1),
+            "erase": torch.stack(erase_trace, 1),
+            "add": torch.stack(add_trace, 1),
+        }
+        if memory_trace:
+            trace["memory"] = torch.stack(memory_trace, 1)
+        return ModelOutput(prediction=torch.stack(outputs, 1), trace=trace)

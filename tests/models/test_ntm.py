@@ -1,0 +1,107 @@
+"""The NTM's addressing stages, read and write against hand-computed values (Graves et al. 2014, Sec. 3)."""
+
+import math
+
+import pytest
+import torch
+
+from memtool.models.ntm import NTM, content_weights, interpolate, read, sharpen, shift, write
+
+
+def test_content_addressing_is_a_softmax_of_strength_times_cosine() -> None:
+    memory = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]]])  # (1, 3 rows, 2)
+    key = torch.tensor([[[3.0, 0.0]]])  # cosines with the rows: 1, 0, 1/√2
+    weights = content_weights(memory, key, torch.tensor([[2.0]]))
+    scores = torch.tensor([2.0, 0.0, 2 / math.sqrt(2)])
+    torch.testing.assert_close(weights[0, 0], scores.softmax(0))
+
+
+def test_interpolation_mixes_content_and_previous_by_the_gate() -> None:
+    content, previous = torch.tensor([[[1.0, 0.0, 0.0]]]), torch.tensor([[[0.0, 0.0, 1.0]]])
+    torch.testing.assert_close(
+        interpolate(content, previous, torch.tensor([[0.25]])), torch.tensor([[[0.25, 0, 0.75]]])
+    )
+
+
+def test_shift_is_a_circular_convolution_that_wraps_around() -> None:
+    weights = torch.tensor([[[0.0, 0.0, 0.0, 1.0]]])  # on the last row
+    forward = torch.tensor([[[0.0, 0.0, 1.0]]])  # all mass on offset +1
+    torch.testing.assert_close(
+        shift(weights, forward), torch.tensor([[[1.0, 0.0, 0.0, 0.0]]])
+    )  # wraps to row 0
+    spread = torch.tensor([[[0.5, 0.25, 0.25]]])  # offsets -1, 0, +1
+    torch.testing.assert_close(shift(weights, spread), torch.tensor([[[0.25, 0.0, 0.5, 0.25]]]))
+
+
+def test_sharpening_raises_to_gamma_and_renormalises() -> None:
+    weights = torch.tensor([[[0.5, 0.3, 0.2]]])
+    expected = weights**2 / (weights**2).sum()
+    torch.testing.assert_close(sharpen(weights, torch.tensor([[2.0]])), expected, atol=1e-6, rtol=1e-5)
+
+
+def test_a_write_with_erase_1_and_weight_1_clears_the_row_then_adds() -> None:
+    memory = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])
+    weights = torch.tensor([[1.0, 0.0]])
+    cleared = write(memory, weights, erase=torch.ones(1, 2), add=torch.zeros(1, 2))
+    torch.testing.assert_close(cleared, torch.tensor([[[0.0, 0.0], [3.0, 4.0]]]))
+    written = write(memory, weights, erase=torch.ones(1, 2), add=torch.tensor([[7.0, -1.0]]))
+    torch.testing.assert_close(written, torch.tensor([[[7.0, -1.0], [3.0, 4.0]]]))
+    half = write(memory, torch.tensor([[0.5, 0.5]]), erase=torch.tensor([[1.0, 0.0]]), add=torch.zeros(1, 2))
+    torch.testing.assert_close(half, torch.tensor([[[0.5, 2.0], [1.5, 4.0]]]))  # M(1 - w e) exactly
+    torch.testing.assert_close(read(written, torch.tensor([[[0.5, 0.5]]])), torch.tensor([[[5.0, 1.5]]]))
+
+
+def test_weightings_sum_to_one_and_stay_finite_under_extreme_inputs() -> None:
+    memory = torch.zeros(2, 5, 3)  # an empty memory and a zero key: cosine 0/0 must not be NaN
+    key = torch.zeros(2, 1, 3)
+    weights = content_weights(memory, key, torch.full((2, 1), 1e6))
+    assert torch.isfinite(weights).all()
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 1))
+    peaked = torch.tensor([[[1.0, 0.0, 0.0, 0.0, 0.0]]])
+    sharp = sharpen(peaked, torch.tensor([[1e4]]))  # huge γ on exact zeros
+    assert torch.isfinite(sharp).all()
+    torch.testing.assert_close(sharp.sum(-1), torch.ones(1, 1))
+
+
+def _model(**options) -> NTM:
+    torch.manual_seed(0)
+    return NTM(input_size=4, output_size=3, controller_size=12, memory_rows=6, memory_width=5, **options)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"interpolation": False, "shifting": False, "sharpening": False}, {"controller": "feedforward"},
+     {"read_heads": 2, "write_heads": 2, "memory_init": "random"}],
+)  # fmt: skip
+def test_the_trace_holds_weightings_that_sum_to_one_per_head_and_step(options: dict) -> None:
+    model = _model(**options).eval()
+    inputs = torch.randn(3, 7, 4) * 100  # large inputs: outputs are clipped, nothing overflows
+    output = model(inputs=inputs)
+    assert output.prediction.shape == (3, 7, 3) and torch.isfinite(output.prediction).all()
+    for name in ("read_weights", "write_weights"):
+        weights = output.trace[name]
+        assert weights.shape[:2] == (3, 7) and weights.shape[-1] == 6
+        torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
+    assert output.trace["memory"].shape == (3, 7, 6, 5)  # recorded in eval mode
+    assert "memory" not in _model(**options).train()(inputs=inputs).trace  # not while training
+
+
+def test_the_batch_steps_together_each_sequence_as_if_alone() -> None:
+    model = _model().eval()
+    inputs = torch.randn(4, 5, 4)
+    together = model(inputs=inputs).prediction
+    alone = torch.cat([model(inputs=inputs[i : i + 1]).prediction for i in range(4)])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_the_write_head_writes_into_the_memory_the_read_head_reads() -> None:
+    """Wire a hand-made step: the engine-free forward must apply Eq. 3-4 to the memory it returns."""
+    model = _model().eval()
+    output = model(inputs=torch.randn(1, 2, 4))
+    w, e, a = (
+        output.trace["write_weights"][0, 0, 0],
+        output.trace["erase"][0, 0, 0],
+        output.trace["add"][0, 0, 0],
+    )
+    expected = write(model.memory_init.unsqueeze(0), w.unsqueeze(0), e.unsqueeze(0), a.unsqueeze(0))
+    torch.testing.assert_close(output.trace["memory"][0, 0], expected[0])
