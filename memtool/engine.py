@@ -323,6 +323,8 @@ class Trainer:
         self, model: nn.Module, state: TrainState, lr: float, batches_per_epoch: int, epoch_end: bool = False
     ) -> EvalResult:
         """Score the validation split, log a record, keep best.pt; the window of training sums restarts."""
+        self._tick(state)
+        speed = state.window_examples / max(state.elapsed - state.window_start, 1e-9)
         valid = self.task.evaluate(model, "valid", self.tc.eval_batch_size)
         model.train()  # whatever mode the task's evaluation left it in
         self._tick(state)
@@ -348,6 +350,7 @@ class Trainer:
             "valid_loss": valid.metrics["loss"],
             **{f"valid_{m.name}": valid.metrics.get(m.name) for m in self.task.scoring.progress},
             "elapsed": state.elapsed,
+            "examples_per_second": speed,  # training only, validation excluded
             "valid_groups": valid.groups,
         }
         state.start_window()

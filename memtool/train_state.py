@@ -25,6 +25,7 @@ class TrainState:
     window_loss: float = 0.0
     window_sums: dict[str, float] = field(default_factory=dict)
     window_examples: int = 0
+    window_start: float = 0.0  # ``elapsed`` when the window began: training speed per window
     best_score: float = math.nan  # the task's selection metric, best over every restart so far
     best_loss: float = math.inf
     best_restart: int = -1
@@ -33,6 +34,7 @@ class TrainState:
 
     def start_window(self) -> None:
         self.window_loss, self.window_sums, self.window_examples = 0.0, {}, 0
+        self.window_start = self.elapsed
 
     def next_restart(self) -> TrainState:
         return TrainState(
