@@ -30,7 +30,7 @@ class LSTMBaseline(nn.Module):
     def set_mode(self, mode: str | None) -> None:
         """No start modes."""
 
-    def forward(self, inputs: Tensor) -> ModelOutput:
-        """inputs (B, T, input_size) → logits (B, T, output_size); no memory to trace."""
+    def forward(self, inputs: Tensor, trace_memory: bool = False) -> ModelOutput:
+        """inputs (B, T, input_size) → logits (B, T, output_size); no external memory, so nothing to trace."""
         hidden, _ = self.lstm(inputs)
         return ModelOutput(prediction=self.output(hidden))

@@ -140,10 +140,10 @@ class NTM(nn.Module):
             weights = sharpen(weights, gamma)
         return weights
 
-    def forward(self, inputs: Tensor) -> ModelOutput:
+    def forward(self, inputs: Tensor, trace_memory: bool = False) -> ModelOutput:
         """inputs (B, T, input_size) → logits (B, T, output_size), and the trace: read and write weightings
-        (B, T, heads, N), erase and add vectors (B, T, write heads, M), and (in eval mode) the memory after
-        every step (B, T, N, M)."""
+        (B, T, heads, N), erase and add vectors (B, T, write heads, M), and with ``trace_memory`` the memory
+        after every step (B, T, N, M): for inspection, too large to keep while training or scoring."""
         batch, steps, _ = inputs.shape
         r, w, m = self.read_heads, self.write_heads, self.width
         memory = self.memory_init.unsqueeze(0).expand(batch, -1, -1)
@@ -179,7 +179,7 @@ class NTM(nn.Module):
             write_trace.append(write_weights)
             erase_trace.append(erase)
             add_trace.append(add)
-            if not self.training:
+            if trace_memory:
                 memory_trace.append(memory)
         trace = {
             "read_weights": torch.stack(read_trace, 1),

@@ -76,14 +76,14 @@ def _model(**options) -> NTM:
 def test_the_trace_holds_weightings_that_sum_to_one_per_head_and_step(options: dict) -> None:
     model = _model(**options).eval()
     inputs = torch.randn(3, 7, 4) * 100  # large inputs: outputs are clipped, nothing overflows
-    output = model(inputs=inputs)
+    output = model(inputs=inputs, trace_memory=True)
     assert output.prediction.shape == (3, 7, 3) and torch.isfinite(output.prediction).all()
     for name in ("read_weights", "write_weights"):
         weights = output.trace[name]
         assert weights.shape[:2] == (3, 7) and weights.shape[-1] == 6
         torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
-    assert output.trace["memory"].shape == (3, 7, 6, 5)  # recorded in eval mode
-    assert "memory" not in _model(**options).train()(inputs=inputs).trace  # not while training
+    assert output.trace["memory"].shape == (3, 7, 6, 5)  # recorded when asked for
+    assert "memory" not in model(inputs=inputs).trace  # not while training or scoring
 
 
 def test_the_batch_steps_together_each_sequence_as_if_alone() -> None:
@@ -97,7 +97,7 @@ def test_the_batch_steps_together_each_sequence_as_if_alone() -> None:
 def test_the_write_head_writes_into_the_memory_the_read_head_reads() -> None:
     """Wire a hand-made step: the engine-free forward must apply Eq. 3-4 to the memory it returns."""
     model = _model().eval()
-    output = model(inputs=torch.randn(1, 2, 4))
+    output = model(inputs=torch.randn(1, 2, 4), trace_memory=True)
     w, e, a = (
         output.trace["write_weights"][0, 0, 0],
         output.trace["erase"][0, 0, 0],

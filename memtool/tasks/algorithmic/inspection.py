@@ -24,7 +24,7 @@ def inspect_sequence(
     device = next(model.parameters()).device
     model.eval()
     with torch.no_grad():
-        output = model(inputs=inputs.to(device))
+        output = model(inputs=inputs.to(device), trace_memory=True)
     steps, answer = inputs.shape[1], targets.shape[1]
     times = [str(t + 1) for t in range(steps)]
     answer_times = times[-answer:]
