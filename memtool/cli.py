@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
+import threading
 from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
@@ -60,11 +62,30 @@ def _error_line(message: str) -> None:
     err.print(f"[red]error:[/] {escape(line)}", soft_wrap=True)
 
 
+def _import_torch_shielded() -> None:
+    """Import torch with Ctrl-C held back until it is done, then honoured (exit 130 in ``main``).
+
+    A KeyboardInterrupt raised while torch's C++ extensions initialise reaches pybind11, which calls
+    std::terminate: the process aborts with a C++ message instead of stopping cleanly. Help and usage
+    errors never get here, so they still answer without importing torch."""
+    if "torch" in sys.modules or threading.current_thread() is not threading.main_thread():
+        return
+    interrupted: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: interrupted.append(number))
+    try:
+        import torch  # noqa: F401
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        raise KeyboardInterrupt
+
+
 def user_errors(command: Any) -> Any:
     """Turn a UserError into one red line on stderr and exit code 2; divergence into exit code 1."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _import_torch_shielded()
         try:
             return command(*args, **kwargs)
         except UserError as error:
