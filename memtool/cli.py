@@ -374,18 +374,13 @@ def list_components() -> None:
     from memtool.registry import MODELS, TASKS, load_all
 
     load_all()
-    table = Table(title="models", header_style="bold")
-    table.add_column("name")
-    table.add_column("what it is")
-    for entry in MODELS.entries():
-        table.add_row(entry.name, entry.summary)
-    out.print(table)
-    table = Table(title="tasks", header_style="bold")
-    table.add_column("name")
-    table.add_column("what it is")
-    for entry in TASKS.entries():
-        table.add_row(entry.name, entry.summary)
-    out.print(table)
+    for registry in (MODELS, TASKS):
+        table = Table(title=f"{registry.kind}s", header_style="bold")
+        table.add_column("name")
+        table.add_column("what it is")
+        for entry in registry.entries():
+            table.add_row(entry.name, entry.summary)
+        out.print(table)
     table = Table(title="the tasks' own options", header_style="bold")
     for column in ("task", "command", "option", "what it does"):
         table.add_column(column)

@@ -9,6 +9,7 @@ import yaml
 from typer.testing import CliRunner
 
 from memtool.cli import app
+from tests.helpers import one_line_error as _one_line_error
 from tests.helpers import tiny_config
 
 runner = CliRunner()
@@ -96,15 +97,6 @@ def test_list_shows_models_tasks_and_configs() -> None:
     assert result.exit_code == 0
     for text in ("memn2n", "babi", "quickstart.yaml", "memn2n_babi_1k_joint.yaml"):
         assert text in result.output
-
-
-def _one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_bad_inputs_exit_2_with_one_clear_line(tmp_path: Path, trained_run: Path) -> None:

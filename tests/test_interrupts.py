@@ -1,10 +1,8 @@
 """Ctrl-C and SIGKILL against a real ``memtool train`` process, then ``--resume``: the run must end exactly
 where an uninterrupted one ends."""
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import torch
 import yaml
 
 from memtool.checkpoint import load_checkpoint
-from tests.helpers import tiny_config
+from tests.helpers import memtool_process, tiny_config
 
 pytestmark = pytest.mark.slow  # real training runs end to end
 
@@ -23,15 +21,8 @@ CONFIG = tiny_config(
 )
 
 
-def _memtool(*args: object, **kwargs):
-    return subprocess.Popen(
-        [sys.executable, "-m", "memtool", *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-        **kwargs,
-    )
+def _memtool(*args: object) -> subprocess.Popen:
+    return memtool_process(*args, merge_output=True)
 
 
 def _wait_for_checkpoint(run: Path, process: subprocess.Popen, timeout: float = 60) -> None:

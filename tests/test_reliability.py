@@ -20,7 +20,7 @@ from memtool.cli import app
 from memtool.config import build_config
 from memtool.engine import train
 from memtool.errors import UserError
-from tests.helpers import tiny_config
+from tests.helpers import memtool_process, one_line_error, tiny_config
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,30 +30,13 @@ def invoke(*args: object):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def one_line_error(result, *fragments: str) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
-
 def write_config(path: Path, **sections) -> Path:
     path.write_text(yaml.safe_dump(tiny_config(**sections)))
     return path
 
 
-def memtool(*args: object, **options) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "memtool", *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-        **options,
-    )
+def memtool(*args: object) -> subprocess.Popen:
+    return memtool_process(*args)
 
 
 # -- run directories ------------------------------------------------------------------------------------
