@@ -224,9 +224,6 @@ def shorten(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-_EXPONENT = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
-
-
 def set_override(raw: dict[str, Any], assignment: str) -> None:
     """Apply one ``key.path=value`` override; the value is parsed as YAML (``3``, ``true``, ``[1, 2]``)."""
     key, sep, text = assignment.partition("=")
@@ -236,8 +233,6 @@ def set_override(raw: dict[str, Any], assignment: str) -> None:
         value = parse_yaml(text) if text.strip() else None
     except yaml.YAMLError:
         value = text
-    if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
-        value = float(value)  # YAML 1.1 reads 1e-3 as a string; a number is what was meant
     parts = key.strip().split(".")
     if not all(parts):
         raise UserError(f"--set {assignment!r}: empty name in the key path {key.strip()!r}")

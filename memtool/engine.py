@@ -118,7 +118,7 @@ class Trainer:
     def _new_model(self, restart: int) -> tuple[nn.Module, torch.optim.Optimizer]:
         torch.manual_seed(self.config.seed + restart)
         model = create_model(self.config.model.name, self.model_args).to(self.device)
-        return model, build_optimizer(self.tc, [p for p in model.parameters()])
+        return model, build_optimizer(self.tc, list(model.parameters()))
 
     def _epoch_seed(self, state: TrainState) -> int:
         """The epoch's batch order is a pure function of (seed, restart, epoch): nothing to save."""
@@ -312,10 +312,10 @@ class Trainer:
         state.batches_done += 1
         state.window_loss += loss_value * batch.size
         state.window_examples += batch.size
-        names = [*counts, *(f"aux_{name}" for name in output.aux_losses)]
-        for name, value in zip(names, numbers[1:], strict=True):
-            weight = batch.size if name.startswith("aux_") else 1  # aux losses are batch means
-            state.window_sums[name] = state.window_sums.get(name, 0.0) + value * weight
+        for name, value in zip(counts, numbers[1 : 1 + len(counts)], strict=True):
+            state.window_sums[name] = state.window_sums.get(name, 0.0) + value
+        for name, value in zip(output.aux_losses, numbers[1 + len(counts) :], strict=True):
+            state.window_aux[name] = state.window_aux.get(name, 0.0) + value * batch.size  # batch means
         self.observer.stepped(state, loss_value)
 
     # -- validation ----------------------------------------------------------------------------------
@@ -329,8 +329,7 @@ class Trainer:
         model.train()  # whatever mode the task's evaluation left it in
         self._tick(state)
         seen = max(state.window_examples, 1)
-        task_sums = {k: v for k, v in state.window_sums.items() if not k.startswith("aux_")}
-        train_metrics = self.task.train_metrics(task_sums, state.window_examples)
+        train_metrics = self.task.train_metrics(state.window_sums, state.window_examples)
         epoch: float = (
             state.epoch if epoch_end else round(state.epoch + state.batches_done / batches_per_epoch, 3)
         )
@@ -342,11 +341,7 @@ class Trainer:
             "lr": lr,
             "train_loss": state.window_loss / seen,
             **{f"train_{name}": value for name, value in train_metrics.items()},
-            **{
-                f"train_{k.removeprefix('aux_')}": v / seen
-                for k, v in state.window_sums.items()
-                if k.startswith("aux_")
-            },
+            **{f"train_{name}": total / seen for name, total in state.window_aux.items()},
             "valid_loss": valid.metrics["loss"],
             **{f"valid_{m.name}": valid.metrics.get(m.name) for m in self.task.scoring.progress},
             "elapsed": state.elapsed,

@@ -192,8 +192,7 @@ class TrainProgress:
     def stepped(self, state: TrainState, loss: float) -> None:
         self.loss = 0.9 * self.loss + 0.1 * loss if self.loss else loss
         if state.batches_done % self.refresh_every == 0:
-            sums = {k: v for k, v in state.window_sums.items() if not k.startswith("aux_")}
-            values = self.task.train_metrics(sums, state.window_examples) if self.metrics else {}
+            values = self.task.train_metrics(state.window_sums, state.window_examples) if self.metrics else {}
             metric = "".join(
                 f" · {m.short or m.name} {values[m.name]:.1f}" for m in self.metrics if m.name in values
             )

@@ -12,7 +12,6 @@ from pydantic import ValidationError
 
 from memtool.errors import UserError
 
-FLAG_TYPES = (bool, "bool", bool | None, "bool | None")
 COMMAND_OPTIONS = {"example", "split", "json", "png", "set", "device", "help"}
 
 
@@ -35,7 +34,7 @@ def parse_task_options(args: list[str], schema: type[Any], where: str) -> Any:
         if key not in fields:
             raise UserError(f"--{name}: no such option for {where}; its options: {known}")
         if not has_value:
-            if fields[key].annotation in FLAG_TYPES or "bool" in str(fields[key].annotation).lower():
+            if "bool" in str(fields[key].annotation).lower():  # bool, bool | None, StrictBool
                 value = True
             elif index + 1 < len(args):
                 index += 1

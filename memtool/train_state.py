@@ -23,7 +23,8 @@ class TrainState:
     phase_stalls: int = 0
     # since the last validation: summed loss, the task's summed counts, auxiliary losses, examples
     window_loss: float = 0.0
-    window_sums: dict[str, float] = field(default_factory=dict)
+    window_sums: dict[str, float] = field(default_factory=dict)  # the task's counts (e.g. "wrong")
+    window_aux: dict[str, float] = field(default_factory=dict)  # each auxiliary loss × examples
     window_examples: int = 0
     window_start: float = 0.0  # ``elapsed`` when the window began: training speed per window
     best_score: float = math.nan  # the task's selection metric, best over every restart so far
@@ -33,7 +34,7 @@ class TrainState:
     finished: bool = False
 
     def start_window(self) -> None:
-        self.window_loss, self.window_sums, self.window_examples = 0.0, {}, 0
+        self.window_loss, self.window_sums, self.window_aux, self.window_examples = 0.0, {}, {}, 0
         self.window_start = self.elapsed
 
     def next_restart(self) -> TrainState:

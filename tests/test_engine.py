@@ -227,3 +227,22 @@ def test_tensorboard_event_files_hold_every_validation(tmp_path: Path) -> None:
     logged = events.Scalars("valid/loss")
     assert [e.step for e in logged] == [r["step"] for r in records]
     assert [e.value for e in logged] == pytest.approx([r["valid_loss"] for r in records])
+
+
+def test_a_models_auxiliary_loss_is_trained_on_and_logged_on_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memtool.models.memn2n import MemN2N
+
+    original = MemN2N.forward
+
+    def with_penalty(self, **inputs):
+        output = original(self, **inputs)
+        output.aux_losses["penalty"] = torch.tensor(0.5)  # a constant, so its logged mean is known
+        return output
+
+    monkeypatch.setattr(MemN2N, "forward", with_penalty)
+    train(build_config(tiny_config(train={"epochs": 1, "loss_reduction": "mean"})), tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["train_penalty"] == pytest.approx(0.5)
+    assert record["train_loss"] > 0.5  # the task's loss plus the penalty
