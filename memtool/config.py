@@ -108,6 +108,7 @@ class TrainConfig(Strict):
     start_phase: StartPhase | None = None
     restarts: PositiveInt = 1  # train this many times (seed, seed+1, ...) and keep the best on validation
     eval_every_steps: PositiveInt | None = None  # also validate every N steps, not only at epoch ends
+    stop_at_target: bool = False  # end a restart once validation reaches the task's target (converged)
     eval_batch_size: PositiveInt = 512
     checkpoint_every_steps: PositiveInt | None = None
     checkpoint_every_seconds: PositiveFloat = 30.0

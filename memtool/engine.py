@@ -48,6 +48,7 @@ RESUMABLE_CHANGES = {
     "train.checkpoint_every_steps",
     "train.checkpoint_every_seconds",
     "train.tensorboard",
+    "train.stop_at_target",
     "imports",  # a plugin that moved: the same code at a new path
 }
 
@@ -253,7 +254,7 @@ class Trainer:
                 group["lr"] = lr
             self.observer.epoch_started(state, batches_per_epoch, lr)
             batches = self.task.epoch_batches(
-                tc.batch_size, self._epoch_seed(state), start=state.batches_done
+                tc.batch_size, self._epoch_seed(state), start=state.batches_done, epoch=state.epoch
             )
             for batch in batches:
                 self._step(model, optimizer, parameters, batch.to(self.device), state)
@@ -262,6 +263,8 @@ class Trainer:
                 every = tc.eval_every_steps
                 if every and state.step % every == 0 and state.batches_done < batches_per_epoch:
                     self._validate(model, state, lr, batches_per_epoch)
+                    if self._finished(state):  # reached the target, with train.stop_at_target
+                        break
                 now = time.monotonic()
                 every = tc.checkpoint_every_steps
                 if (every and state.step % every == 0) or now - last_save >= tc.checkpoint_every_seconds:
@@ -276,6 +279,8 @@ class Trainer:
 
     def _finished(self, state: TrainState) -> bool:
         if self.tc.max_steps is not None and state.step >= self.tc.max_steps:
+            return True
+        if self.tc.stop_at_target and str(state.restart) in state.reached:
             return True
         return state.phase == MAIN and state.main_epochs >= self.tc.epochs
 
@@ -310,6 +315,7 @@ class Trainer:
         optimizer.zero_grad(set_to_none=True)
         state.step += 1
         state.batches_done += 1
+        state.examples += batch.size
         state.window_loss += loss_value * batch.size
         state.window_examples += batch.size
         for name, value in zip(counts, numbers[1 : 1 + len(counts)], strict=True):
@@ -345,12 +351,14 @@ class Trainer:
             "valid_loss": valid.metrics["loss"],
             **{f"valid_{m.name}": valid.metrics.get(m.name) for m in self.task.scoring.progress},
             "elapsed": state.elapsed,
+            "examples_seen": state.examples,  # training examples of this restart
             "examples_per_second": speed,  # training only, validation excluded
             "valid_groups": valid.groups,
         }
         state.start_window()
         if valid.metrics["examples"] and not math.isfinite(valid.metrics["loss"]):
             raise TrainingDiverged(f"validation loss became {valid.metrics['loss']} at step {state.step}")
+        self._note_target(valid, state)
         self._keep_if_best(model, valid, state)
         self.files.append_record(record)
         self.observer.evaluated(record)
@@ -364,6 +372,23 @@ class Trainer:
         valid = self._validate(model, state, lr, batches_per_epoch, epoch_end=True)
         self._advance_phase(model, valid.metrics["loss"], state)
         self._save_last(model, optimizer, state)
+
+    def _note_target(self, valid: EvalResult, state: TrainState) -> None:
+        """The first validation of this restart that reaches the task's target: examples and seconds."""
+        target = self.task.scoring.target
+        value = valid.metrics.get(target.metric) if target is not None else None
+        if target is None or value is None or str(state.restart) in state.reached:
+            return
+        if not target.reached(value):
+            return
+        seconds = state.elapsed - state.restart_start
+        reached = {"examples": state.examples, "seconds": seconds, "step": state.step}
+        state.reached[str(state.restart)] = reached
+        noun = self.task.scoring.examples_noun
+        self.observer.message(
+            f"reached {target.label or target.metric} (validation {value:.4g}) after "
+            f"{state.examples:,} {noun}, {seconds:.0f} s, step {state.step}"
+        )
 
     def _keep_if_best(self, model: nn.Module, valid: EvalResult, state: TrainState) -> None:
         """best.pt: the best selection metric (then lowest loss) over all validations of all restarts."""
@@ -419,10 +444,25 @@ class Trainer:
             valid=valid,
             train_seconds=state.elapsed,
             steps=state.step,
+            target=self._target_summary(state),
         )
         if write:
             self.files.write_summary(summary.to_dict())
         return summary
+
+    def _target_summary(self, state: TrainState) -> dict[str, Any] | None:
+        target = self.task.scoring.target
+        if target is None:
+            return None
+        restarts = range(state.restart + 1)
+        return {
+            "metric": target.metric,
+            "threshold": target.threshold,
+            "label": target.label,
+            "examples_noun": self.task.scoring.examples_noun,
+            "by_restart": {str(r): state.reached.get(str(r)) for r in restarts},
+            "kept": state.reached.get(str(state.best_restart)),
+        }
 
 
 def _out_of_memory(error: RuntimeError) -> bool:

@@ -123,6 +123,10 @@ def summary_renderable(summary: Summary, scoring: Scoring) -> RenderableType:
     for metric in scoring.summary:
         if metric.name in summary.test.metrics:
             table.add_row(f"test {metric.label}", number(summary.test.metrics[metric.name]))
+    if summary.target is not None:
+        kept, noun = summary.target["kept"], summary.target["examples_noun"]
+        reached = f"after {kept['examples']:,} {noun} ({kept['seconds']:.0f} s)" if kept else "not reached"
+        table.add_row(f"validation {summary.target['label'] or summary.target['metric']}", reached)
     table.add_row("optimizer steps (last restart)", str(summary.steps))
     table.add_row("wall time", f"{summary.train_seconds:.1f} s")
     parts: list[RenderableType] = [table]

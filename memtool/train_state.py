@@ -32,6 +32,10 @@ class TrainState:
     best_restart: int = -1
     elapsed: float = 0.0  # training seconds, summed over interruptions
     finished: bool = False
+    examples: int = 0  # training examples seen in this restart
+    restart_start: float = 0.0  # ``elapsed`` when this restart began
+    # restart (as a string: JSON keys) → when it first reached the task's target, if it did
+    reached: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def start_window(self) -> None:
         self.window_loss, self.window_sums, self.window_aux, self.window_examples = 0.0, {}, {}, 0
@@ -44,6 +48,8 @@ class TrainState:
             best_loss=self.best_loss,
             best_restart=self.best_restart,
             elapsed=self.elapsed,
+            restart_start=self.elapsed,
+            reached=self.reached,
         )
 
 
@@ -58,6 +64,7 @@ class Summary:
     valid: Any  # EvalResult
     train_seconds: float
     steps: int
+    target: dict[str, Any] | None = None  # the task's target and when each restart reached it
 
     def to_dict(self) -> dict[str, Any]:
         """summary.json: the selection metric's best value under ``best_valid_<metric>``."""
@@ -70,6 +77,7 @@ class Summary:
             "valid": vars(self.valid),
             "train_seconds": self.train_seconds,
             "steps": self.steps,
+            **({"target": self.target} if self.target is not None else {}),
         }
 
 

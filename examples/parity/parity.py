@@ -160,7 +160,7 @@ class ParityTask(TaskDefaults):
             split["targets"][rows],
         )
 
-    def epoch_batches(self, batch_size: int, seed: int, start: int = 0) -> Iterator[Batch]:
+    def epoch_batches(self, batch_size: int, seed: int, start: int = 0, epoch: int = 0) -> Iterator[Batch]:
         split = self.splits["train"]
         for rows in shuffled_rows(self.split_size("train"), batch_size, seed, start):
             yield self._batch(split, rows.to(split["targets"].device))

@@ -65,6 +65,20 @@ class FailRule:
 
 
 @dataclass(frozen=True)
+class Target:
+    """A validation value that counts as learned: the engine reports how many training examples and
+    seconds each restart took to first reach it (the NTM paper's "sequences to converge")."""
+
+    metric: str
+    threshold: float
+    higher_is_better: bool = False
+    label: str = ""  # e.g. "cost < 0.1 bits per sequence"
+
+    def reached(self, value: float) -> bool:
+        return value >= self.threshold if self.higher_is_better else value < self.threshold
+
+
+@dataclass(frozen=True)
 class Scoring:
     """How the engine, the renderer and ``plot`` read a task's results."""
 
@@ -75,6 +89,8 @@ class Scoring:
     group_label: str = "group"  # the group column's heading (e.g. "task", "length")
     group_metrics: tuple[Metric, ...] = ()  # columns of the per-group table
     failed: FailRule | None = None
+    target: Target | None = None  # "converged": reported per restart; train.stop_at_target stops there
+    examples_noun: str = "examples"  # what one example is called in messages ("sequences", "questions")
 
 
 @dataclass
@@ -136,10 +152,11 @@ class Task(Protocol):
 
     def batches_per_epoch(self, batch_size: int) -> int: ...
 
-    def epoch_batches(self, batch_size: int, seed: int, start: int = 0) -> Iterator[Batch]:
-        """One epoch of training batches from batch ``start`` on: a pure function of ``seed``, so a resumed
-        run replays the same order. The task decides the order (shuffle, length buckets, curriculum, an
-        endless generator: an "epoch" is then a fixed number of generated batches)."""
+    def epoch_batches(self, batch_size: int, seed: int, start: int = 0, epoch: int = 0) -> Iterator[Batch]:
+        """One epoch of training batches from batch ``start`` on: a pure function of ``seed`` (and
+        ``epoch``, the number of epochs this restart finished before it), so a resumed run replays the same
+        order. The task decides the order (shuffle, length buckets, an endless generator: an "epoch" is
+        then a fixed number of generated batches); ``epoch`` lets a curriculum grow with training."""
         ...
 
     def batches(self, split: str, batch_size: int) -> Iterator[Batch]:

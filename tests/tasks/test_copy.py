@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from memtool.cli import app
 from memtool.config import build_config
 from memtool.engine import train
-from memtool.tasks.algorithmic.copy import CopyData, CopyEval, CopyParams, CopyTask, copy_sequences
+from memtool.tasks.algorithmic.copy import CopyEval, CopyParams, CopyTask, copy_sequences
+from memtool.tasks.algorithmic.sequence import SequenceData as CopyData
 
 TINY = {
     "seed": 0,

@@ -18,14 +18,16 @@ def _matrix(values: Tensor) -> list[list[float]]:
 
 
 def inspect_sequence(
-    model: nn.Module, inputs: Tensor, targets: Tensor, title: str, step: int | None, input_steps: int
+    model: nn.Module, inputs: Tensor, targets: Tensor, title: str, step: int | None
 ) -> HeatmapView:
-    """inputs (1, T, channels), targets (1, L, bits): the answer is the last L steps."""
+    """inputs (1, T, channels), targets (1, L, bits): the answer is the last L steps, the input phase
+    (delimiters included) the steps before it."""
     device = next(model.parameters()).device
     model.eval()
     with torch.no_grad():
         output = model(inputs=inputs.to(device), trace_memory=True)
     steps, answer = inputs.shape[1], targets.shape[1]
+    input_steps = steps - answer
     times = [str(t + 1) for t in range(steps)]
     answer_times = times[-answer:]
     probability = output.prediction[0, -answer:].sigmoid().cpu()  # (L, bits)

@@ -351,7 +351,7 @@ class BabiTask:
     def batches_per_epoch(self, batch_size: int) -> int:
         return math.ceil(self.split_size("train") / batch_size)
 
-    def epoch_batches(self, batch_size: int, seed: int, start: int = 0) -> Iterator[Batch]:
+    def epoch_batches(self, batch_size: int, seed: int, start: int = 0, epoch: int = 0) -> Iterator[Batch]:
         data = self.splits["train"]
         for rows in shuffled_rows(len(data), batch_size, seed, start):
             yield batch_from_split(data, rows.to(data.answers.device))
