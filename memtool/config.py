@@ -113,6 +113,9 @@ class TrainConfig(Strict):
     checkpoint_every_steps: PositiveInt | None = None
     checkpoint_every_seconds: PositiveFloat = 30.0
     threads: PositiveInt | None = None  # torch intra-op threads; None keeps torch's default
+    # torch.compile the model for training (the NTM: its step function); the first steps of each new
+    # shape pay the compile time (about 1-2 minutes on 2 cores), see docs/PERFORMANCE.md
+    compile: bool = False
     tensorboard: bool = False  # also write TensorBoard event files into the run directory
 
     @field_validator("optimizer", mode="before")

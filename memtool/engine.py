@@ -33,6 +33,7 @@ from memtool.build import (
 from memtool.checkpoint import load_checkpoint, save_checkpoint
 from memtool.config import RunConfig
 from memtool.errors import TrainingDiverged, UserError
+from memtool.models.base import compile_model
 from memtool.optim import build_optimizer, clip_gradients, learning_rate
 from memtool.run_dir import RunDirectory
 from memtool.tasks.base import Batch, EvalResult
@@ -44,6 +45,7 @@ RESUMABLE_CHANGES = {
     "train.epochs",
     "train.max_steps",
     "train.threads",
+    "train.compile",
     "train.eval_batch_size",
     "train.checkpoint_every_steps",
     "train.checkpoint_every_seconds",
@@ -242,6 +244,11 @@ class Trainer:
             state.phase = tc.start_phase.mode
         if tc.start_phase is not None:
             model.set_mode(state.phase if state.phase != MAIN else None)
+        if tc.compile:
+            compiled = compile_model(model)
+            self.observer.message(
+                f"torch.compile: {', '.join(compiled)}; the first steps of each new shape compile it"
+            )
         self.observer.started(self.config, self.task, model, self.device, saved is not None)
         parameters = [p for p in model.parameters() if p.requires_grad]
         batches_per_epoch = self.task.batches_per_epoch(tc.batch_size)

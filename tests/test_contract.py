@@ -4,7 +4,9 @@ declared metrics, and an exact resume after a crash."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +112,26 @@ def test_a_crashed_run_resumes_to_the_uninterrupted_result(name: str, tmp_path: 
         b = load_checkpoint(tmp_path / "crashed" / file)["model_state"]
         assert all(torch.equal(a[key], b[key]) for key in a), file
     assert resumed.test.metrics == whole.test.metrics
+
+
+@pytest.mark.parametrize("name", sorted(SMOKE))
+def test_every_pair_inspects_as_a_table_json_and_a_figure(name: str, tmp_path: Path) -> None:
+    from dataclasses import asdict
+
+    from rich.console import Console
+
+    from memtool import jsonio, render
+    from memtool.figures import save_png, view_figure
+    from memtool.views import InspectRequest
+
+    pytest.importorskip("matplotlib")
+    config = _config(name)
+    task = build_task(config)
+    model = create_model(config.model.name, model_arguments(config, task)).eval()
+    view = task.inspect(model, InspectRequest("test", 0, None))
+    console = Console(record=True, width=200, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(render.view_renderable(view))
+    assert len(console.export_text().splitlines()) > 3
+    assert json.loads(jsonio.dumps(asdict(view)))  # a non-empty JSON object
+    save_png(view_figure(view), tmp_path / "view.png")
+    assert (tmp_path / "view.png").stat().st_size > 1000

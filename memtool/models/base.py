@@ -37,6 +37,9 @@ class MemoryModel(Protocol):
     data_dims: ClassVar[tuple[str, ...]]
     # modes the model can run in during ``train.start_phase`` (e.g. MemN2N's "linear_start"); () for none
     start_modes: ClassVar[tuple[str, ...]]
+    # optional: methods ``train.compile`` compiles instead of the whole forward, e.g. a recurrent model's
+    # one-step function (compiling a Python loop over time would unroll it into one graph per length)
+    compile_parts: ClassVar[tuple[str, ...]]
 
     def forward(self, **inputs: Tensor) -> ModelOutput: ...
 
@@ -44,6 +47,19 @@ class MemoryModel(Protocol):
         """Run in ``mode`` (one of ``start_modes``), or normally with None. The engine owns which mode is
         on: it calls this when a phase starts or ends and when a checkpoint is loaded."""
         ...
+
+
+def compile_model(model: Any) -> list[str]:
+    """``torch.compile`` the model in place for ``train.compile``: its ``compile_parts`` (with dynamic
+    shapes: batch sizes and lengths vary), or else its forward. Returns what was compiled."""
+    import torch
+
+    parts = tuple(getattr(model, "compile_parts", ()))
+    for name in parts:
+        setattr(model, name, torch.compile(getattr(model, name), dynamic=True))
+    if not parts:
+        model.compile(dynamic=True)
+    return list(parts) or ["forward"]
 
 
 def start_modes(model_class: Any) -> tuple[str, ...]:

@@ -72,6 +72,7 @@ class NTM(nn.Module):
 
     data_dims = ("input_size", "output_size")
     start_modes = ()
+    compile_parts = ("step",)  # train.compile: the step function, not the loop over time
 
     def __init__(
         self,
@@ -97,6 +98,7 @@ class NTM(nn.Module):
         self.interpolation, self.shifting, self.sharpening = interpolation, shifting, sharpening
         self.output_clip = output_clip
         self.controller_kind = controller
+        self.controller_size = controller_size
         controller_input = input_size + read_heads * memory_width
         if controller == "lstm":
             self.controller: nn.Module = nn.LSTMCell(controller_input, controller_size)
@@ -151,36 +153,21 @@ class NTM(nn.Module):
         start[..., 0] = 1.0  # every head starts on row 0
         previous = start
         reads = inputs.new_zeros(batch, r * m)
-        state = None
-        outputs, read_trace, write_trace, erase_trace, add_trace, memory_trace = [], [], [], [], [], []
+        state = (inputs.new_zeros(batch, self.controller_size), inputs.new_zeros(batch, self.controller_size))
+        hiddens, read_trace, write_trace, erase_trace, add_trace, memory_trace = [], [], [], [], [], []
         for t in range(steps):
-            controller_input = torch.cat([inputs[:, t], reads], -1)
-            if self.controller_kind == "lstm":
-                state = self.controller(controller_input, state)
-                hidden = state[0]
-            else:
-                hidden = self.controller(controller_input)
-            emitted = self.head_parameters(hidden).clamp(-self.output_clip, self.output_clip)
-            addressing = emitted[:, : (r + w) * self.addressing_size].view(batch, r + w, -1)
-            erase_add = emitted[:, (r + w) * self.addressing_size :].view(batch, w, 2 * m)
-            erase, add = torch.sigmoid(erase_add[..., :m]), torch.tanh(erase_add[..., m:])
-            # writes first, then reads see this step's memory (as the paper's Fig. 1 step)
-            write_weights = self._address(memory, previous[:, r:], addressing[:, r:])
-            for head in range(w):  # heads write in order: a later head sees an earlier head's write
-                memory = write(memory, write_weights[:, head], erase[:, head], add[:, head])
-            read_weights = self._address(memory, previous[:, :r], addressing[:, :r])
-            read_vectors = read(memory, read_weights)  # (B, R, M)
-            reads = read_vectors.flatten(1)
-            previous = torch.cat([read_weights, write_weights], 1)
-            outputs.append(
-                self.output(torch.cat([hidden, reads], -1)).clamp(-self.output_clip, self.output_clip)
+            memory, previous, reads, state, erase, add = self.step(
+                inputs[:, t], memory, previous, reads, state
             )
-            read_trace.append(read_weights)
-            write_trace.append(write_weights)
+            hiddens.append(torch.cat([state[0], reads], -1))
+            read_trace.append(previous[:, :r])
+            write_trace.append(previous[:, r:])
             erase_trace.append(erase)
             add_trace.append(add)
             if trace_memory:
                 memory_trace.append(memory)
+        # the output layer once over every step: one large product instead of one per step
+        outputs = self.output(torch.stack(hiddens, 1)).clamp(-self.output_clip, self.output_clip)
         trace = {
             "read_weights": torch.stack(read_trace, 1),
             "write_weights": torch.stack(write_trace, 1),
@@ -189,4 +176,29 @@ class NTM(nn.Module):
         }
         if memory_trace:
             trace["memory"] = torch.stack(memory_trace, 1)
-        return ModelOutput(prediction=torch.stack(outputs, 1), trace=trace)
+        return ModelOutput(prediction=outputs, trace=trace)
+
+    def step(
+        self, x: Tensor, memory: Tensor, previous: Tensor, reads: Tensor, state: tuple[Tensor, Tensor]
+    ) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, Tensor], Tensor, Tensor]:
+        """One time step for the whole batch: x (B, input_size), memory (B, N, M), previous weightings
+        (B, R + W, N) (read heads first), reads (B, R·M), controller state (h, c; a feed-forward
+        controller keeps c at zero). Returns the new memory, weightings, reads, state, erase and add."""
+        batch = x.shape[0]
+        r, w, m = self.read_heads, self.write_heads, self.width
+        controller_input = torch.cat([x, reads], -1)
+        if self.controller_kind == "lstm":
+            state = self.controller(controller_input, state)
+        else:
+            state = (self.controller(controller_input), state[1])
+        emitted = self.head_parameters(state[0]).clamp(-self.output_clip, self.output_clip)
+        addressing = emitted[:, : (r + w) * self.addressing_size].view(batch, r + w, -1)
+        erase_add = emitted[:, (r + w) * self.addressing_size :].view(batch, w, 2 * m)
+        erase, add = torch.sigmoid(erase_add[..., :m]), torch.tanh(erase_add[..., m:])
+        # writes first, then reads see this step's memory (as the paper's Fig. 1 step)
+        write_weights = self._address(memory, previous[:, r:], addressing[:, r:])
+        for head in range(w):  # heads write in order: a later head sees an earlier head's write
+            memory = write(memory, write_weights[:, head], erase[:, head], add[:, head])
+        read_weights = self._address(memory, previous[:, :r], addressing[:, :r])
+        reads = read(memory, read_weights).flatten(1)  # (B, R·M)
+        return memory, torch.cat([read_weights, write_weights], 1), reads, state, erase, add

@@ -1,11 +1,17 @@
 """The NTM's addressing stages, read and write against hand-computed values (Graves et al. 2014, Sec. 3)."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
+from memtool.config import build_config
+from memtool.engine import train
 from memtool.models.ntm import NTM, content_weights, interpolate, read, sharpen, shift, write
+
+SMOKE = Path(__file__).resolve().parent.parent / "smoke"
 
 
 def test_content_addressing_is_a_softmax_of_strength_times_cosine() -> None:
@@ -105,3 +111,23 @@ def test_the_write_head_writes_into_the_memory_the_read_head_reads() -> None:
     )
     expected = write(model.memory_init.unsqueeze(0), w.unsqueeze(0), e.unsqueeze(0), a.unsqueeze(0))
     torch.testing.assert_close(output.trace["memory"][0, 0], expected[0])
+
+
+def test_train_compile_compiles_the_step_function_not_the_loop_over_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wiring only: a real compile takes minutes on 2 cores (bench/ntm_speed.py --compile measures
+    it). The stand-in returns the function unchanged, so the run must equal an uncompiled one exactly."""
+    compiled: list[str] = []
+
+    def fake_compile(function, **options):
+        compiled.append(f"{function.__name__} dynamic={options.get('dynamic')}")
+        return function
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    raw = yaml.safe_load((SMOKE / "ntm-copy.yaml").read_text())
+    plain = train(build_config(raw), tmp_path / "plain")
+    raw["train"]["compile"] = True
+    fast = train(build_config(raw), tmp_path / "compiled")
+    assert compiled == ["step dynamic=True"]
+    assert fast.test.metrics == plain.test.metrics

@@ -13,7 +13,6 @@ import yaml
 
 from memtool.config import build_config
 from memtool.engine import train
-
 from memtool.tasks.algorithmic.copy import CopyParams, CopyTask
 from memtool.tasks.algorithmic.priority_sort import (
     PrioritySortEval,
