@@ -1,7 +1,7 @@
 """Training speed of the NTM on copy, in sequences per second at batch 1, 16 and 64, against the public
 PyTorch NTM (loudinthecloud/pytorch-ntm) measured in the same run on the same sequences.
 
-    python bench/ntm_speed.py [--quick] [--threads 2] [--external bench/.external/pytorch-ntm]
+    python bench/ntm_speed.py [--quick] [--compile] [--threads 2] [--external bench/.external/pytorch-ntm]
 
 Both train the copy task's paper-sized model (LSTM controller 100, one read and one write head, a 128 × 20
 memory, 8-bit vectors of lengths 1-20, one length per batch) with RMSprop and gradients clamped to ±10:
@@ -13,6 +13,8 @@ outputs); its code is not part of memtool: fetch it with
     git clone https://github.com/loudinthecloud/pytorch-ntm bench/.external/pytorch-ntm
 
 (only its ``ntm/`` package is imported; it needs numpy). Without it, its rows are skipped with a message.
+``--compile`` adds memtool with ``train.compile`` (torch.compile of the NTM's step function) and the
+seconds its first steps at each batch size spend compiling.
 Run with no other torch process on the machine: on 2 cores a second one slows the first several times.
 The last line printed is one JSON object with every figure.
 """
@@ -31,6 +33,7 @@ from torch import nn
 
 from memtool.build import build_task, create_model, model_arguments
 from memtool.config import load_config
+from memtool.models.base import compile_model
 from memtool.optim import clip_gradients
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,17 +99,20 @@ def public_step(model: nn.Module, optimizer: torch.optim.Optimizer) -> Any:
     return step
 
 
-def sequences_per_second(step: Any, batches: list, seconds: float) -> tuple[float, int]:
-    """Train on ``batches`` (cycled) for about ``seconds`` after two warm-up steps."""
-    for inputs, targets in batches[:2]:
+def sequences_per_second(step: Any, batches: list, seconds: float) -> tuple[float, float]:
+    """Train on ``batches`` (cycled) for about ``seconds`` after warm-up steps (one per length in the
+    first batches, so that a compiled step has met them); returns the speed and the warm-up seconds."""
+    warm = time.perf_counter()
+    for inputs, targets in batches[:3]:
         step(inputs, targets)
+    warm = time.perf_counter() - warm
     done, steps, start = 0, 0, time.perf_counter()
     while steps < 3 or time.perf_counter() - start < seconds:
         inputs, targets = batches[steps % len(batches)]
         step(inputs, targets)
         done += inputs.shape[0]
         steps += 1
-    return done / (time.perf_counter() - start), steps
+    return done / (time.perf_counter() - start), warm
 
 
 def rmsprop(model: nn.Module) -> torch.optim.Optimizer:
@@ -117,6 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="about a minute in all (3 s per figure)")
     parser.add_argument("--seconds", type=float, default=None, help="timed seconds per figure (default 15)")
+    parser.add_argument("--compile", action="store_true", help="also time memtool with train.compile")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--external", type=Path, default=ROOT / "bench" / ".external" / "pytorch-ntm")
     args = parser.parse_args()
@@ -133,24 +140,36 @@ def main() -> None:
         print(f"loudinthecloud/pytorch-ntm: {sum(p.numel() for p in theirs.parameters()):,} parameters")
 
     figures: dict[str, Any] = {"threads": torch.get_num_threads(), "seconds_per_figure": seconds}
+    compiled = memtool_model() if args.compile else None
+    if compiled is not None:
+        compile_model(compiled)
     rows = []
     for batch_size in BATCH_SIZES:
         batches = make_batches(batch_size, count=64 if batch_size < 64 else 16)
-        ours_speed, ours_steps = sequences_per_second(memtool_step(ours, rmsprop(ours)), batches, seconds)
+        ours_speed, _ = sequences_per_second(memtool_step(ours, rmsprop(ours)), batches, seconds)
         figures[f"memtool_b{batch_size}"] = ours_speed
-        theirs_speed = None
+        theirs_speed = compiled_speed = None
         if theirs is not None:
             theirs_speed, _ = sequences_per_second(public_step(theirs, rmsprop(theirs)), batches, seconds)
             figures[f"public_b{batch_size}"] = theirs_speed
-        rows.append((batch_size, ours_speed, ours_steps, theirs_speed))
+        if compiled is not None:
+            step = memtool_step(compiled, rmsprop(compiled))
+            compiled_speed, warm = sequences_per_second(step, batches, seconds)
+            figures[f"compiled_b{batch_size}"] = compiled_speed
+            figures[f"compiled_warmup_seconds_b{batch_size}"] = warm
+        rows.append((batch_size, ours_speed, theirs_speed, compiled_speed))
 
     print()
-    print(f"{'batch':>5}  {'memtool seq/s':>13}  {'public seq/s':>12}  {'memtool / public':>16}")
-    for batch_size, ours_speed, _, theirs_speed in rows:
+    head = f"{'batch':>5}  {'memtool seq/s':>13}  {'public seq/s':>12}  {'memtool / public':>16}"
+    print(head + (f"  {'compiled seq/s':>14}  {'compile s':>9}" if compiled is not None else ""))
+    for batch_size, ours_speed, theirs_speed, compiled_speed in rows:
         public = f"{theirs_speed:12.1f}" if theirs_speed else f"{'–':>12}"
         ratio = f"{ours_speed / theirs_speed:15.1f}×" if theirs_speed else f"{'–':>16}"
-        print(f"{batch_size:>5}  {ours_speed:13.1f}  {public}  {ratio}")
-    for who in ("memtool", "public"):
+        line = f"{batch_size:>5}  {ours_speed:13.1f}  {public}  {ratio}"
+        if compiled_speed is not None:
+            line += f"  {compiled_speed:14.1f}  {figures[f'compiled_warmup_seconds_b{batch_size}']:9.0f}"
+        print(line)
+    for who in ("memtool", "compiled", "public"):
         if f"{who}_b1" in figures:
             for batch_size in BATCH_SIZES[1:]:
                 gain = figures[f"{who}_b{batch_size}"] / figures[f"{who}_b1"]
