@@ -3,8 +3,6 @@ then write the sequence back. Scored in bits per sequence at the training length
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from pydantic import Field, PositiveInt, model_validator
 from torch import Tensor
@@ -13,9 +11,8 @@ from memtool.registry import register_task
 from memtool.schema import Strict
 from memtool.tasks.algorithmic.sequence import (
     Curriculum,
-    SequenceTask,
+    RangeSizedTask,
     Size,
-    draw,
     random_bits,
     sequence_scoring,
 )
@@ -59,7 +56,7 @@ def copy_sequences(count: int, length: int, bits: int, generator: torch.Generato
 
 
 @register_task("copy")
-class CopyTask(SequenceTask):
+class CopyTask(RangeSizedTask):
     """Copy (NTM paper, Sec. 4.1): bit vectors, a delimiter, the vectors back; scored in bits per sequence."""
 
     name = "copy"
@@ -69,24 +66,13 @@ class CopyTask(SequenceTask):
     scoring = sequence_scoring("per_length", "length")
     params: CopyParams
 
-    def validation_sizes(self) -> list[Size]:
-        low, span = self.params.min_length, self.params.max_length - self.params.min_length
-        return [(low + round(span * k / 3),) for k in range(4)]
+    eval_field, inspect_field = "lengths", "length"
 
-    def scored_sizes(self, evaluation: CopyEval | None) -> list[Size]:
-        if evaluation is not None and evaluation.lengths:
-            return [(n,) for n in evaluation.lengths]
-        longest = self.params.max_length
-        return [(longest,), *((n,) for n in (30, 50, 120) if n > longest)]
+    def size_range(self) -> tuple[int, int]:
+        return self.params.min_length, self.params.max_length
 
-    def largest_training_size(self) -> Size:
-        return (self.params.max_length,)
-
-    def training_size(self, generator: torch.Generator, reach: float) -> Size:
-        return (draw(self.params.min_length, self.params.max_length, reach, generator),)
-
-    def trained(self, size: Size) -> bool:
-        return size[0] <= self.params.max_length
+    def larger_sizes(self, most: int) -> list[int]:
+        return [30, 50, 120]  # the paper's Fig. 4
 
     def generate(self, count: int, size: Size, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         return copy_sequences(count, size[0], self.params.bits, generator)
@@ -99,9 +85,6 @@ class CopyTask(SequenceTask):
 
     def describe(self, size: Size) -> str:
         return f"{size[0]} vectors of {self.params.bits} bits"
-
-    def inspect_size(self, options: Any) -> Size:
-        return (options.length or self.params.max_length,)
 
     @property
     def test_lengths(self) -> list[int]:

@@ -4,8 +4,6 @@ The paper sorts 20 inputs into 16 outputs; longer lists keep that ratio."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from pydantic import Field, PositiveInt, model_validator
 from torch import Tensor
@@ -14,9 +12,8 @@ from memtool.registry import register_task
 from memtool.schema import Strict
 from memtool.tasks.algorithmic.sequence import (
     Curriculum,
-    SequenceTask,
+    RangeSizedTask,
     Size,
-    draw,
     random_bits,
     sequence_scoring,
 )
@@ -68,7 +65,7 @@ def priority_sort_sequences(
 
 
 @register_task("priority_sort")
-class PrioritySortTask(SequenceTask):
+class PrioritySortTask(RangeSizedTask):
     """Priority sort (NTM paper, Sec. 4.5): vectors with priorities; the top ones back, in priority order."""
 
     name = "priority sort"
@@ -82,28 +79,13 @@ class PrioritySortTask(SequenceTask):
         """The trained ratio of outputs to inputs, at least one."""
         return max(1, round(inputs * self.params.outputs / self.params.inputs))
 
-    @property
-    def fewest(self) -> int:
-        return self.params.min_inputs or self.params.inputs
+    eval_field, inspect_field = "inputs", "inputs"
 
-    def validation_sizes(self) -> list[Size]:
-        low, span = self.fewest, self.params.inputs - self.fewest
-        return [(low + round(span * k / 3),) for k in range(4)]
+    def size_range(self) -> tuple[int, int]:
+        return self.params.min_inputs or self.params.inputs, self.params.inputs
 
-    def scored_sizes(self, evaluation: PrioritySortEval | None) -> list[Size]:
-        if evaluation is not None and evaluation.inputs:
-            return [(n,) for n in evaluation.inputs]
-        n = self.params.inputs
-        return [(n,), (n * 3 // 2,), (2 * n,)]
-
-    def largest_training_size(self) -> Size:
-        return (self.params.inputs,)
-
-    def training_size(self, generator: torch.Generator, reach: float) -> Size:
-        return (draw(self.fewest, self.params.inputs, reach, generator),)
-
-    def trained(self, size: Size) -> bool:
-        return size[0] <= self.params.inputs
+    def larger_sizes(self, most: int) -> list[int]:
+        return [most * 3 // 2, 2 * most]
 
     def generate(self, count: int, size: Size, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         return priority_sort_sequences(count, size[0], self.outputs_for(size[0]), self.params.bits, generator)
@@ -116,6 +98,3 @@ class PrioritySortTask(SequenceTask):
 
     def describe(self, size: Size) -> str:
         return f"{size[0]} vectors of {self.params.bits} bits, the top {self.outputs_for(size[0])} back"
-
-    def inspect_size(self, options: Any) -> Size:
-        return (options.inputs or self.params.inputs,)

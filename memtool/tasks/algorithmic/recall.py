@@ -4,8 +4,6 @@ followed the query in the list. Scored at the trained item counts and at longer 
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from pydantic import Field, PositiveInt, model_validator
 from torch import Tensor
@@ -14,9 +12,8 @@ from memtool.registry import register_task
 from memtool.schema import Strict
 from memtool.tasks.algorithmic.sequence import (
     Curriculum,
-    SequenceTask,
+    RangeSizedTask,
     Size,
-    draw,
     random_bits,
     sequence_scoring,
 )
@@ -77,7 +74,7 @@ def recall_sequences(
 
 
 @register_task("associative_recall")
-class RecallTask(SequenceTask):
+class RecallTask(RangeSizedTask):
     """Associative recall (NTM paper, Sec. 4.3): a list of items, a query; the item that came next."""
 
     name = "associative recall"
@@ -87,23 +84,13 @@ class RecallTask(SequenceTask):
     scoring = sequence_scoring("per_items", "items")
     params: RecallParams
 
-    def validation_sizes(self) -> list[Size]:
-        return [(n,) for n in range(self.params.min_items, self.params.max_items + 1)][:8]
+    eval_field, inspect_field = "items", "items"
 
-    def scored_sizes(self, evaluation: RecallEval | None) -> list[Size]:
-        if evaluation is not None and evaluation.items:
-            return [(n,) for n in evaluation.items]
-        most = self.params.max_items
-        return [(most,), *((n,) for n in (8, 12, 15) if n > most)]
+    def size_range(self) -> tuple[int, int]:
+        return self.params.min_items, self.params.max_items
 
-    def largest_training_size(self) -> Size:
-        return (self.params.max_items,)
-
-    def training_size(self, generator: torch.Generator, reach: float) -> Size:
-        return (draw(self.params.min_items, self.params.max_items, reach, generator),)
-
-    def trained(self, size: Size) -> bool:
-        return size[0] <= self.params.max_items
+    def larger_sizes(self, most: int) -> list[int]:
+        return [8, 12, 15]
 
     def generate(self, count: int, size: Size, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         return recall_sequences(count, size[0], self.params.item_length, self.params.bits, generator)
@@ -117,6 +104,3 @@ class RecallTask(SequenceTask):
 
     def describe(self, size: Size) -> str:
         return f"{size[0]} items of {self.params.item_length} × {self.params.bits} bits"
-
-    def inspect_size(self, options: Any) -> Size:
-        return (options.items or self.params.max_items,)

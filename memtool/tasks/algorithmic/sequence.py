@@ -269,3 +269,43 @@ class SequenceTask(TaskDefaults):
         inputs, targets = self.generate(1, size, generator)
         title = f"{self.name} · {self.describe(size)} · example {request.example}"
         return inspect_sequence(model, inputs, targets, title, getattr(options, "step", None))
+
+
+class RangeSizedTask(SequenceTask):
+    """A task whose size is one number drawn from a range: copy's length, recall's items, sort's inputs."""
+
+    eval_field: ClassVar[str]  # the ``eval`` section's list of scored sizes
+    inspect_field: ClassVar[str]  # the ``inspect-memory`` option choosing the size
+
+    def size_range(self) -> tuple[int, int]:
+        """The training sizes, lowest and highest."""
+        raise NotImplementedError
+
+    def larger_sizes(self, most: int) -> list[int]:
+        """Sizes scored beyond the training range when the ``eval`` section names none."""
+        raise NotImplementedError
+
+    def validation_sizes(self) -> list[Size]:
+        low, high = self.size_range()
+        if high - low < 6:
+            return [(n,) for n in range(low, high + 1)]
+        return [(low + round((high - low) * k / 3),) for k in range(4)]
+
+    def scored_sizes(self, evaluation: Any | None) -> list[Size]:
+        chosen = getattr(evaluation, self.eval_field, None) if evaluation is not None else None
+        if chosen:
+            return [(n,) for n in chosen]
+        most = self.size_range()[1]
+        return [(most,), *((n,) for n in self.larger_sizes(most) if n > most)]
+
+    def largest_training_size(self) -> Size:
+        return (self.size_range()[1],)
+
+    def training_size(self, generator: torch.Generator, reach: float) -> Size:
+        return (draw(*self.size_range(), reach, generator),)
+
+    def trained(self, size: Size) -> bool:
+        return size[0] <= self.size_range()[1]
+
+    def inspect_size(self, options: Any) -> Size:
+        return (getattr(options, self.inspect_field) or self.size_range()[1],)

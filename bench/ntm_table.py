@@ -1,0 +1,77 @@
+"""Markdown table of algorithmic-task runs: sequences and wall time to converge, wrong bits per size.
+
+    python bench/ntm_table.py runs/ntm_copy runs/ntm_copy-1 runs/lstm_copy
+
+One row per run directory, read from its ``summary.json`` (the test split of ``best.pt``, and when
+validation first reached cost < 0.1 bits per sequence), ``config.yaml`` and ``metrics.jsonl`` (the
+training speed), so every number in docs/RESULTS.md comes from a run, not from hand copying.
+A cell reads "wrong bits per sequence (cost in bits per sequence)".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from statistics import median
+
+import yaml
+
+THRESHOLD = 0.1  # bits per sequence: the algorithmic tasks' target
+
+
+def describe(run: Path) -> dict:
+    summary = json.loads((run / "summary.json").read_text())
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    speeds = [r["examples_per_second"] for r in records if r.get("examples_per_second")]
+    batch = config["train"]["batch_size"]
+    if "target" in summary:
+        kept = summary["target"]["kept"]
+    else:  # a run from before summaries recorded it: the first validation under the threshold
+        first = next((r for r in records if r.get("valid_cost_bits", 1e9) < THRESHOLD), None)
+        kept = first and {"examples": first["step"] * batch, "seconds": first["elapsed"]}
+    last = records[-1] if records else {}
+    return {
+        "name": run.name,
+        "model": config["model"]["name"],
+        "seed": summary["seed"],
+        "converged": f"{kept['examples']:,} ({kept['seconds']:.0f} s)" if kept else "not reached",
+        "whole": f"{last.get('step', 0) * batch:,} sequences, {summary['train_seconds']:.0f} s",
+        "speed": f"{median(speeds):.0f}" if speeds else "–",
+        "groups": summary["test"]["groups"],
+        "threads": config["train"].get("threads"),
+        "compiled": config["train"].get("compile", False),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", type=Path, nargs="+", help="run directories")
+    args = parser.parse_args()
+    rows = [describe(run) for run in args.runs]
+    sizes: list[str] = []
+    for row in rows:
+        sizes += [size for size in row["groups"] if size not in sizes]
+    print(
+        "| run | model | seed | valid cost < 0.1 after (sequences) | whole run | seq/s | "
+        + " | ".join(sizes)
+        + " |"
+    )
+    print("|---|---|---:|---|---|---:|" + "---|" * len(sizes))
+    for row in rows:
+        cells = []
+        for size in sizes:
+            group = row["groups"].get(size)
+            cells.append(f"{group['bit_errors']:.2f} ({group['cost_bits']:.3g})" if group else "–")
+        speed = row["speed"] + ("ᶜ" if row["compiled"] else "")
+        print(
+            f"| {row['name']} | {row['model']} | {row['seed']} | {row['converged']} | {row['whole']} | "
+            f"{speed} | " + " | ".join(cells) + " |"
+        )
+    print()
+    print("seq/s: the median of the training speed logged at each validation; ᶜ: train.compile")
+
+
+if __name__ == "__main__":
+    main()
