@@ -49,8 +49,11 @@ TRAINING_COPIES = 4
 def check_model_size(name: str, arguments: dict[str, Any]) -> None:
     """Refuse a model that cannot fit this machine's memory before allocating it: built on the meta
     device (shapes, no storage), its parameters are counted in a moment whatever their size."""
-    with torch.device("meta"):
-        probe = MODELS.get(name)(**arguments)
+    try:
+        with torch.device("meta"):
+            probe = MODELS.get(name)(**arguments)
+    except ValueError as error:  # a model's own check of its arguments together (e.g. NTM shift range)
+        raise UserError(f"model {name}: {error}") from None
     size = sum(p.numel() * p.element_size() for p in probe.parameters()) * TRAINING_COPIES
     available = physical_memory()
     if available and size > available:

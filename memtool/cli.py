@@ -261,7 +261,10 @@ def inspect_memory(
         Path, typer.Argument(help="A run directory (its best.pt) or a checkpoint file.", metavar="RUN")
     ],
     example: Annotated[
-        int, typer.Option(help="Which example of the split (after the task's filters).", metavar="N")
+        int,
+        typer.Option(
+            help="Which example of the split (after the task's filters), from 0.", metavar="N", min=0
+        ),
     ] = 0,
     split: Annotated[str, typer.Option(help="test, valid or train.", metavar="SPLIT")] = "test",
     as_json: Annotated[
@@ -291,6 +294,8 @@ def inspect_memory(
         context.args, task_class.InspectOptions, f"inspect-memory of task {task_class.__name__}"
     )
     _, task, model = restore(payload, overrides, device.value if device else None)
+    if split not in ("train", "valid", "test"):
+        raise UserError(f"--split: unknown split {split!r}; choose test, valid or train")
     view = task.inspect(model, InspectRequest(split, example, options))
     if png is not None:
         from memtool.figures import save_png, view_figure

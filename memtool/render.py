@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -27,7 +27,7 @@ from rich.text import Text
 from memtool.errors import UserError
 from memtool.tasks.base import EvalResult, Metric, Scoring
 from memtool.train_state import Summary, TrainState
-from memtool.views import HeatmapView
+from memtool.views import Heatmap, HeatmapView
 
 
 def number(value: Any) -> str:
@@ -90,27 +90,64 @@ def view_renderable(view: Any) -> RenderableType:
     raise UserError(f"no table for a {type(view).__name__}: a task's inspect() returns a registered view")
 
 
-@view_renderable.register
-def heatmap_tables(view: HeatmapView) -> RenderableType:
-    """Each panel as a shaded table; marked cells get a red ✗ beside their value."""
-    parts: list[RenderableType] = []
-    for panel in view.panels:
+class HeatmapPanel:
+    """One heatmap: a table of shaded values when it fits the terminal, else one shaded cell per value
+    (the numbers are in ``--json``), so a 113-step weighting still reads as a picture."""
+
+    CELL = 6  # characters a value takes in the full table ("0.83✗" and borders)
+
+    def __init__(self, panel: Heatmap) -> None:
+        self.panel = panel
+        flat = [v for row in panel.values for v in row]
+        self.low, self.high = panel.value_range or ((min(flat), max(flat)) if flat else (0.0, 1.0))
+
+    def _marks(self, index: int, row: list[float]) -> list[bool]:
+        return self.panel.marks[index] if self.panel.marks else [False] * len(row)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        panel = self.panel
+        label_width = max((len(label) for label in panel.rows), default=0)
+        if label_width + 4 + self.CELL * len(panel.columns) <= options.max_width:
+            yield self._table()
+            return
+        yield Text(f"{panel.title} (one cell per value, dark = high; the numbers: --json)", style="italic")
+        ticks = [" "] * len(panel.columns)
+        for index in range(0, len(panel.columns), 5):  # a column label every 5 cells, where it fits
+            label = panel.columns[index]
+            if index + len(label) <= len(ticks):
+                ticks[index : index + len(label)] = list(label)
+        yield Text(" " * (label_width + 1) + "".join(ticks), style="dim")
+        for index, (label, row) in enumerate(zip(panel.rows, panel.values, strict=True)):
+            line = Text(label.rjust(label_width) + " ", style="dim")
+            for value, marked in zip(row, self._marks(index, row), strict=True):
+                style = "bold red on white" if marked else self._shade(value)
+                line.append("✗" if marked else " ", style=style)
+            yield line
+
+    def _shade(self, value: float) -> str:
+        return shade(value, self.low, self.high)
+
+    def _table(self) -> Table:
+        panel = self.panel
         table = Table(title=panel.title, header_style="bold")
         table.add_column("", style="dim")
         for column in panel.columns:
             table.add_column(column, justify="right")
-        flat = [v for row in panel.values for v in row]
-        low, high = panel.value_range or ((min(flat), max(flat)) if flat else (0.0, 1.0))
         for index, (label, row) in enumerate(zip(panel.rows, panel.values, strict=True)):
-            marks = panel.marks[index] if panel.marks else [False] * len(row)
             cells = [
-                Text(f"{v:.2f}{'✗' if marked else ''}", style="bold red" if marked else shade(v, low, high))
-                for v, marked in zip(row, marks, strict=True)
+                Text(f"{v:.2f}{'✗' if marked else ''}", style="bold red" if marked else self._shade(v))
+                for v, marked in zip(row, self._marks(index, row), strict=True)
             ]
             table.add_row(label, *cells)
-        parts.append(table)
+        return table
+
+
+@view_renderable.register
+def heatmap_tables(view: HeatmapView) -> RenderableType:
+    """Each panel as a shaded table (or shaded cells when too wide); marked cells get a red ✗."""
     title = Text(view.title, style="bold")
-    return Group(title, *parts, *(Text(note, style="yellow") for note in view.notes))
+    panels = [HeatmapPanel(panel) for panel in view.panels]
+    return Group(title, *panels, *(Text(note, style="yellow") for note in view.notes))
 
 
 def summary_renderable(summary: Summary, scoring: Scoring) -> RenderableType:

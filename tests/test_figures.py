@@ -137,3 +137,27 @@ def test_require_matplotlib_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes ``import matplotlib`` raise ImportError
     with pytest.raises(UserError, match=r"pip install 'memtool\[plot\]'"):
         require_matplotlib()
+
+
+def test_a_heatmap_too_wide_for_the_terminal_is_drawn_one_cell_per_value() -> None:
+    from rich.console import Console
+
+    from memtool.render import view_renderable
+    from memtool.views import Heatmap, HeatmapView
+
+    steps = 113
+    values = [[(t % 7) / 6 for t in range(steps)] for _ in range(3)]
+    marks = [[t == 50 for t in range(steps)] for _ in range(3)]
+    wide = Heatmap(
+        "read weighting", ["row 0", "row 1", "row 2"], [str(t + 1) for t in range(steps)], values, marks
+    )
+    narrow = Heatmap("erase", ["erase"], ["1", "2"], [[0.25, 0.75]])
+    console = Console(record=True, width=140, color_system="truecolor")
+    console.print(view_renderable(HeatmapView("view", [wide, narrow])))
+    text = console.export_text(clear=False)
+    lines = text.splitlines()
+    cells = [line for line in lines if line.startswith("row ")]
+    assert len(cells) == 3 and all(len(line) == len("row 0 ") + steps for line in cells)
+    assert all(line[len("row 0 ") + 50] == "✗" for line in cells)
+    assert "0.25" in text and "0.75" in text  # the narrow one: a table
+    assert "rgb(" in console.export_html() or "background" in console.export_html()  # shaded, not blank

@@ -92,6 +92,11 @@ class NTM(nn.Module):
         output_clip: Annotated[float, Field(gt=0)] = 20.0,
     ) -> None:
         super().__init__()
+        if 2 * shift_range + 1 > memory_rows:
+            raise ValueError(
+                f"shift_range {shift_range} shifts by up to {2 * shift_range + 1} rows, more than the "
+                f"{memory_rows} memory_rows; lower shift_range to at most {(memory_rows - 1) // 2}"
+            )
         self.rows, self.width = memory_rows, memory_width
         self.read_heads, self.write_heads = read_heads, write_heads
         self.shift_size = 2 * shift_range + 1

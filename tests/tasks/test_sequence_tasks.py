@@ -146,3 +146,42 @@ def test_the_summary_says_when_each_restart_reached_the_target_and_can_stop_ther
     assert [r["examples_seen"] for r in records if r["restart"] == 1] == [16, 16]  # mid-epoch, then end
     saved = json.loads((tmp_path / "stops" / "summary.json").read_text())
     assert saved["target"]["kept"]["examples"] == 16
+
+
+def test_a_curriculum_without_a_range_of_sizes_is_refused() -> None:
+    with pytest.raises(ValueError, match="curriculum needs a range"):
+        PrioritySortParams(curriculum=Curriculum(sequences=100))
+    with pytest.raises(ValueError, match="curriculum needs a range"):
+        CopyParams(min_length=5, max_length=5, curriculum=Curriculum(sequences=100))
+    PrioritySortParams(min_inputs=10, curriculum=Curriculum(sequences=100))  # a range: fine
+
+
+def test_headline_metrics_average_the_sizes_inside_the_training_range_only() -> None:
+    task = PrioritySortTask(
+        PrioritySortParams(min_inputs=15),
+        SequenceData(),
+        seed=0,
+        evaluation=PrioritySortEval(inputs=[10, 17, 30]),
+    )
+    assert [task.trained(size) for size in task.test_sizes] == [False, True, False]
+
+
+def test_inspection_shows_a_sequence_of_the_chosen_split_and_refuses_bad_positions(tmp_path: Path) -> None:
+    from memtool.build import build_task, create_model, model_arguments
+    from memtool.errors import UserError
+    from memtool.views import InspectRequest
+
+    config = build_config(yaml.safe_load((SMOKE / "ntm-copy.yaml").read_text()))
+    task = build_task(config)
+    model = create_model(config.model.name, model_arguments(config, task))
+    options = task.InspectOptions(length=3, step=7)
+    test = task.inspect(model, InspectRequest("test", 1, options))
+    valid = task.inspect(model, InspectRequest("valid", 1, options))
+    expected, _ = task._fixed_set("test", (3,))
+    assert test.panels[0].values == expected[1].T.tolist()  # the very sequence eval scores
+    assert test.panels[0].values != valid.panels[0].values
+    assert "write head 1 at step 7" in " ".join(p.title for p in test.panels)  # counted from 1
+    with pytest.raises(UserError, match="--step: 8 is out of range; this sequence has steps 1–7"):
+        task.inspect(model, InspectRequest("test", 0, task.InspectOptions(length=3, step=8)))
+    with pytest.raises(UserError, match="--example: the test set has 4 sequences"):
+        task.inspect(model, InspectRequest("test", 4, options))

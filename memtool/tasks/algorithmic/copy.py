@@ -9,10 +9,13 @@ from torch import Tensor
 
 from memtool.registry import register_task
 from memtool.schema import Strict
+from memtool.tasks.algorithmic.inspection import plural
 from memtool.tasks.algorithmic.sequence import (
     Curriculum,
     RangeSizedTask,
     Size,
+    StepOption,
+    check_curriculum,
     random_bits,
     sequence_scoring,
 )
@@ -30,6 +33,7 @@ class CopyParams(Strict):
     def _ordered(self) -> CopyParams:
         if self.min_length > self.max_length:
             raise ValueError(f"min_length {self.min_length} is above max_length {self.max_length}")
+        check_curriculum(self.curriculum, self.min_length, self.max_length, "min_length and max_length")
         return self
 
 
@@ -38,11 +42,10 @@ class CopyEval(Strict):
     lengths: list[PositiveInt] | None = Field(None, min_length=1)
 
 
-class CopyInspectOptions(Strict):
+class CopyInspectOptions(StepOption):
     length: PositiveInt | None = Field(
         None, description="sequence length to show (default: the longest trained)"
     )
-    step: int | None = Field(None, ge=0, description="time step whose erase and add vectors are shown")
 
 
 def copy_sequences(count: int, length: int, bits: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -84,7 +87,7 @@ class CopyTask(RangeSizedTask):
         return self.params.bits + 1, self.params.bits
 
     def describe(self, size: Size) -> str:
-        return f"{size[0]} vectors of {self.params.bits} bits"
+        return f"{plural(size[0], 'vector')} of {self.params.bits} bits"
 
     @property
     def test_lengths(self) -> list[int]:

@@ -13,6 +13,10 @@ from memtool.views import Heatmap, HeatmapView
 USED = 0.05  # rows whose weight never reaches this are left out of the tables (noted below them)
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _matrix(values: Tensor) -> list[list[float]]:
     return values.float().cpu().tolist()
 
@@ -33,21 +37,23 @@ def inspect_sequence(
     probability = output.prediction[0, -answer:].sigmoid().cpu()  # (L, bits)
     wrong = (probability > 0.5).float() != targets[0]
     bits = [f"bit {b + 1}" for b in range(targets.shape[2])]
+    # control channels may hold values outside [0, 1] (a normalised repeat count, a priority in [-1, 1])
+    low, high = min(0.0, float(inputs.min())), max(1.0, float(inputs.max()))
     panels = [
         Heatmap(
-            "input",
+            "input" if (low, high) == (0.0, 1.0) else f"input (shaded from {low:.2f} to {high:.2f})",
             [f"ch {c + 1}" for c in range(inputs.shape[2])],
             times,
             _matrix(inputs[0].T),
             None,
-            (0, 1),
+            (low, high),
         ),
         Heatmap("target", bits, answer_times, _matrix(targets[0].T), None, (0, 1)),
         Heatmap(
             "output (✗: wrong bit)", bits, answer_times, _matrix(probability.T), wrong.T.tolist(), (0, 1)
         ),
     ]
-    notes = [f"{int(wrong.sum())} wrong bit(s) of {wrong.numel()}"]
+    notes = [f"{plural(int(wrong.sum()), 'wrong bit')} of {wrong.numel()}"]
     trace = output.trace
     for kind in ("write", "read"):
         weights = trace.get(f"{kind}_weights")
@@ -68,9 +74,8 @@ def inspect_sequence(
                 )
             )
             if len(rows) < w.shape[0]:
-                notes.append(
-                    f"{kind} head {head + 1}: {w.shape[0] - len(rows)} rows never weighted ≥ {USED}, left out"
-                )
+                unused = plural(w.shape[0] - len(rows), "row")
+                notes.append(f"{kind} head {head + 1}: {unused} never weighted ≥ {USED}, left out")
     if "memory" in trace:
         memory = trace["memory"][0, input_steps - 1].cpu()  # after the input phase (and the delimiter)
         used = torch.nonzero(memory.abs().max(1).values > 1e-3).squeeze(1).tolist() or [0]
@@ -82,10 +87,12 @@ def inspect_sequence(
                 _matrix(memory[used]),
             )
         )
+    if "write_weights" not in trace:
+        notes.append("this model has no external memory: no weightings, memory or erase and add to show")
     if "erase" in trace:
-        at = input_steps // 2 if step is None else step
+        at = input_steps // 2 if step is None else step - 1  # --step counts from 1, as the columns do
         if not 0 <= at < steps:
-            raise UserError(f"--step: {at} is out of range; this sequence has steps 0–{steps - 1}")
+            raise UserError(f"--step: {step} is out of range; this sequence has steps 1–{steps}")
         for head in range(trace["erase"].shape[2]):
             vectors = torch.stack([trace["erase"][0, at, head], trace["add"][0, at, head]]).cpu()
             panels.append(

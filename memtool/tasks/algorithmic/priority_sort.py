@@ -14,6 +14,8 @@ from memtool.tasks.algorithmic.sequence import (
     Curriculum,
     RangeSizedTask,
     Size,
+    StepOption,
+    check_curriculum,
     random_bits,
     sequence_scoring,
 )
@@ -34,6 +36,9 @@ class PrioritySortParams(Strict):
             raise ValueError(f"outputs {self.outputs} is above inputs {self.inputs}")
         if self.min_inputs is not None and self.min_inputs > self.inputs:
             raise ValueError(f"min_inputs {self.min_inputs} is above inputs {self.inputs}")
+        check_curriculum(
+            self.curriculum, self.min_inputs or self.inputs, self.inputs, "min_inputs and inputs"
+        )
         return self
 
 
@@ -42,9 +47,8 @@ class PrioritySortEval(Strict):
     inputs: list[PositiveInt] | None = Field(None, min_length=1)
 
 
-class PrioritySortInspectOptions(Strict):
+class PrioritySortInspectOptions(StepOption):
     inputs: PositiveInt | None = Field(None, description="vectors in the list (default: as trained)")
-    step: int | None = Field(None, ge=0, description="time step whose erase and add vectors are shown")
 
 
 def priority_sort_sequences(

@@ -10,10 +10,13 @@ from torch import Tensor
 
 from memtool.registry import register_task
 from memtool.schema import Strict
+from memtool.tasks.algorithmic.inspection import plural
 from memtool.tasks.algorithmic.sequence import (
     Curriculum,
     RangeSizedTask,
     Size,
+    StepOption,
+    check_curriculum,
     random_bits,
     sequence_scoring,
 )
@@ -32,6 +35,7 @@ class RecallParams(Strict):
     def _ordered(self) -> RecallParams:
         if self.min_items > self.max_items:
             raise ValueError(f"min_items {self.min_items} is above max_items {self.max_items}")
+        check_curriculum(self.curriculum, self.min_items, self.max_items, "min_items and max_items")
         return self
 
 
@@ -46,9 +50,8 @@ class RecallEval(Strict):
         return self
 
 
-class RecallInspectOptions(Strict):
+class RecallInspectOptions(StepOption):
     items: int | None = Field(None, ge=2, description="items in the list (default: the most trained)")
-    step: int | None = Field(None, ge=0, description="time step whose erase and add vectors are shown")
 
 
 def recall_sequences(
@@ -103,4 +106,4 @@ class RecallTask(RangeSizedTask):
         return self.params.bits + 2, self.params.bits
 
     def describe(self, size: Size) -> str:
-        return f"{size[0]} items of {self.params.item_length} × {self.params.bits} bits"
+        return f"{plural(size[0], 'item')} of {self.params.item_length} × {self.params.bits} bits"

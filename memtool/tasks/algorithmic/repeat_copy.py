@@ -13,10 +13,13 @@ from torch import Tensor
 
 from memtool.registry import register_task
 from memtool.schema import Strict
+from memtool.tasks.algorithmic.inspection import plural
 from memtool.tasks.algorithmic.sequence import (
     Curriculum,
     SequenceTask,
     Size,
+    StepOption,
+    check_curriculum,
     draw,
     random_bits,
     sequence_scoring,
@@ -38,6 +41,8 @@ class RepeatCopyParams(Strict):
         for low, high in (("min_length", "max_length"), ("min_repeats", "max_repeats")):
             if getattr(self, low) > getattr(self, high):
                 raise ValueError(f"{low} {getattr(self, low)} is above {high} {getattr(self, high)}")
+        if self.min_length == self.max_length and self.min_repeats == self.max_repeats:
+            check_curriculum(self.curriculum, self.min_length, self.max_length, "the lengths and repeats")
         return self
 
 
@@ -47,10 +52,9 @@ class RepeatCopyEval(Strict):
     sizes: list[tuple[PositiveInt, PositiveInt]] | None = Field(None, min_length=1)
 
 
-class RepeatCopyInspectOptions(Strict):
+class RepeatCopyInspectOptions(StepOption):
     length: PositiveInt | None = Field(None, description="sequence length to show (default: the longest)")
     repeats: PositiveInt | None = Field(None, description="repeats to ask for (default: the most trained)")
-    step: int | None = Field(None, ge=0, description="time step whose erase and add vectors are shown")
 
 
 def repeat_copy_sequences(
@@ -83,6 +87,7 @@ class RepeatCopyTask(SequenceTask):
     """Repeat copy (NTM paper, Sec. 4.2): a sequence, a repeat count; the sequence that often, an end mark."""
 
     name = "repeat copy"
+    eval_field = "sizes"
     Params = RepeatCopyParams
     Eval = RepeatCopyEval
     InspectOptions = RepeatCopyInspectOptions
@@ -117,7 +122,8 @@ class RepeatCopyTask(SequenceTask):
         return length, draw(p.min_repeats, p.max_repeats, reach, generator)
 
     def trained(self, size: Size) -> bool:
-        return size[0] <= self.params.max_length and size[1] <= self.params.max_repeats
+        p = self.params
+        return p.min_length <= size[0] <= p.max_length and p.min_repeats <= size[1] <= p.max_repeats
 
     def generate(self, count: int, size: Size, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         length, repeats = size
@@ -130,7 +136,7 @@ class RepeatCopyTask(SequenceTask):
         return self.params.bits + 2, self.params.bits + 1
 
     def describe(self, size: Size) -> str:
-        return f"{size[0]} vectors of {self.params.bits} bits × {size[1]} repeats"
+        return f"{plural(size[0], 'vector')} of {self.params.bits} bits × {plural(size[1], 'repeat')}"
 
     def inspect_size(self, options: Any) -> Size:
         return (options.length or self.params.max_length, options.repeats or self.params.max_repeats)

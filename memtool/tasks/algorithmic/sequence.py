@@ -55,6 +55,23 @@ class Curriculum(Strict):
     start: float = Field(0.0, ge=0.0, le=1.0)  # the fraction of the range open from the start
 
 
+class StepOption(Strict):
+    """``inspect-memory`` options every algorithmic task has."""
+
+    step: int | None = Field(
+        None,
+        ge=1,
+        description="time step (1 = the first, as the tables count) whose erase and add vectors are shown "
+        "(default: the middle of the input phase)",
+    )
+
+
+def check_curriculum(curriculum: Curriculum | None, low: int, high: int, names: str) -> None:
+    """A curriculum opens a range of sizes: without one (low == high) it would silently do nothing."""
+    if curriculum is not None and low == high:
+        raise ValueError(f"curriculum needs a range of sizes to open, but {names} allow only {low}")
+
+
 class SequenceData(Strict):
     sequences_per_epoch: int = Field(3200, ge=1, le=10_000_000)  # generated sequences between epoch ends
     valid_sequences: int = Field(64, ge=1, le=100_000)  # per validation size, a fixed seeded set
@@ -85,6 +102,7 @@ class SequenceTask(TaskDefaults):
     Data = SequenceData
     eval_changeable = ("data.", "eval.")
     name: ClassVar[str]
+    eval_field: ClassVar[str]  # the ``eval`` section's list of scored sizes
 
     def __init__(
         self,
@@ -98,8 +116,9 @@ class SequenceTask(TaskDefaults):
         self.seed = seed if data.seed is None else data.seed
         self.valid_sizes: list[Size] = sorted(set(self.validation_sizes()))
         self.test_sizes: list[Size] = sorted(set(self.scored_sizes(evaluation)))
-        for size in [self.largest_training_size(), *self.test_sizes]:
-            self.check_steps(size, "eval sizes" if size in self.test_sizes else "task sizes")
+        self.check_steps(self.largest_training_size(), "task")
+        for size in self.test_sizes:
+            self.check_steps(size, f"eval.{self.eval_field}")
         self.device = torch.device("cpu")
 
     # -- what each task declares --------------------------------------------------------------------
@@ -119,7 +138,8 @@ class SequenceTask(TaskDefaults):
         raise NotImplementedError
 
     def trained(self, size: Size) -> bool:
-        """Whether ``size`` lies in the training range (the headline metrics average these)."""
+        """Whether ``size`` lies in the training range: the headline metrics average these sizes (all
+        sizes when none does)."""
         raise NotImplementedError
 
     def generate(self, count: int, size: Size, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -258,17 +278,22 @@ class SequenceTask(TaskDefaults):
         raise NotImplementedError
 
     def inspect(self, model: nn.Module, request: InspectRequest) -> HeatmapView:
+        """One sequence of the split's fixed set (the very sequence ``eval`` scores at that size)."""
         from memtool.tasks.algorithmic.inspection import inspect_sequence
 
         options = request.options or self.InspectOptions()
         size = self.inspect_size(options)
         self.check_steps(size, "inspect-memory")
-        generator = torch.Generator().manual_seed(
-            (self.seed * 7 + 5) * 1_000_003 + size_seed(size) * 10_007 + request.example
-        )
-        inputs, targets = self.generate(1, size, generator)
-        title = f"{self.name} · {self.describe(size)} · example {request.example}"
-        return inspect_sequence(model, inputs, targets, title, getattr(options, "step", None))
+        inputs, targets = self._fixed_set(request.split, size)
+        if request.example >= len(inputs):
+            raise UserError(
+                f"--example: the {request.split} set has {len(inputs)} sequences of each size "
+                f"(0–{len(inputs) - 1}); data.{'valid' if request.split == 'valid' else 'test'}_sequences "
+                "sets how many"
+            )
+        rows = slice(request.example, request.example + 1)
+        title = f"{self.name} · {self.describe(size)} · {request.split} sequence {request.example}"
+        return inspect_sequence(model, inputs[rows], targets[rows], title, options.step)
 
 
 class RangeSizedTask(SequenceTask):
@@ -305,7 +330,8 @@ class RangeSizedTask(SequenceTask):
         return (draw(*self.size_range(), reach, generator),)
 
     def trained(self, size: Size) -> bool:
-        return size[0] <= self.size_range()[1]
+        low, high = self.size_range()
+        return low <= size[0] <= high
 
     def inspect_size(self, options: Any) -> Size:
         return (getattr(options, self.inspect_field) or self.size_range()[1],)
