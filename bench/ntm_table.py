@@ -5,13 +5,14 @@
 One row per run directory, read from its ``summary.json`` (the test split of ``best.pt``, and when
 validation first reached cost < 0.1 bits per sequence), ``config.yaml`` and ``metrics.jsonl`` (the
 training speed), so every number in docs/RESULTS.md comes from a run, not from hand copying.
-A cell reads "wrong bits per sequence (cost in bits per sequence)".
+One table per task; a cell reads "wrong bits per sequence (cost in bits per sequence)".
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from statistics import median
 
@@ -35,6 +36,7 @@ def describe(run: Path) -> dict:
     return {
         "name": run.name,
         "model": config["model"]["name"],
+        "task": config["task"]["name"],
         "seed": summary["seed"],
         "converged": f"{kept['examples']:,} ({kept['seconds']:.0f} s)" if kept else "not reached",
         "whole": f"{last.get('step', 0) * batch:,} sequences, {summary['train_seconds']:.0f} s",
@@ -45,11 +47,7 @@ def describe(run: Path) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", type=Path, nargs="+", help="run directories")
-    args = parser.parse_args()
-    rows = [describe(run) for run in args.runs]
+def table(rows: list[dict]) -> None:
     sizes: list[str] = []
     for row in rows:
         sizes += [size for size in row["groups"] if size not in sizes]
@@ -69,7 +67,23 @@ def main() -> None:
             f"| {row['name']} | {row['model']} | {row['seed']} | {row['converged']} | {row['whole']} | "
             f"{speed} | " + " | ".join(cells) + " |"
         )
-    print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", type=Path, nargs="+", help="run directories")
+    args = parser.parse_args()
+    by_task: dict[str, list[dict]] = {}
+    for run in args.runs:
+        if not (run / "summary.json").is_file():
+            sys.exit(f"error: {run}: no summary.json (not a run directory, or the run has not finished)")
+        row = describe(run)
+        by_task.setdefault(row["task"], []).append(row)
+    for task, rows in by_task.items():
+        print(f"{task} · a cell is wrong bits per sequence (cost in bits per sequence) at that size")
+        print()
+        table(rows)
+        print()
     print("seq/s: the median of the training speed logged at each validation; ᶜ: train.compile")
 
 

@@ -108,7 +108,7 @@ def restore(
     if fixed:
         raise UserError(
             f"--set {fixed[0]}: fixed by the trained checkpoint; at eval time only "
-            f"{', '.join(k.rstrip('.') for k in changeable)} can change"
+            f"{', '.join(dict.fromkeys(k.rstrip('.') for k in changeable))} can change"
         )
     task = build_task(config, payload["task_state"])
     device = resolve_device(config.device)

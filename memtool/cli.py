@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import io
+import os
 import signal
 import sys
 import threading
@@ -27,8 +29,41 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+class _ClosableStdout(io.TextIOBase):
+    """stdout that outlives its reader: when a pipe closes (``memtool train ... | head``), the rest goes
+    to /dev/null and the command carries on, so a training run is not killed by its own progress lines."""
+
+    def __init__(self) -> None:
+        self.reader_gone = False
+
+    def _gone(self) -> None:
+        self.reader_gone = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit must not fail either
+        sys.stderr.write("memtool: stdout was closed; carrying on without printing\n")
+
+    def write(self, text: str) -> int:
+        if not self.reader_gone:
+            try:
+                sys.stdout.write(text)
+            except BrokenPipeError:
+                self._gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_gone:
+            try:
+                sys.stdout.flush()
+            except BrokenPipeError:
+                self._gone()
+
+    def isatty(self) -> bool:
+        return sys.stdout.isatty()
+
+
 # Piped output gets 120 columns rather than rich's 80, so tables and paths are not folded.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+out = Console(file=_ClosableStdout(), highlight=False, width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
 
 CONFIG_DIRS = (Path(__file__).resolve().parent.parent / "configs", Path.cwd() / "configs")

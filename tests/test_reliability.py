@@ -391,3 +391,15 @@ def test_a_run_whose_plugin_moved_resumes_with_its_new_path(tmp_path: Path) -> N
     )
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
     assert json.loads((run / "summary.json").read_text())["steps"] == 5
+
+
+def test_closing_the_pipe_training_prints_into_does_not_kill_the_run(tmp_path: Path) -> None:
+    """``memtool train ... | head -1``: the reader goes away after one line; the run goes on to the end."""
+    smoke = Path(__file__).resolve().parent / "smoke" / "ntm-copy.yaml"
+    process = memtool_process("train", smoke, "--set", "train.epochs=3", "--out", tmp_path / "run")
+    assert process.stdout is not None and process.stdout.readline()
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert "stdout was closed; carrying on" in stderr
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 12
