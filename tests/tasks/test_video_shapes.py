@@ -1,0 +1,96 @@
+"""The synthetic video generator: consistent events, frames that show them, captions that say them in
+order, and a test split of (colour, shape) pairs that training never shows."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from memtool.tasks.video.shapes import COLOURS, DIRECTIONS, SYNONYMS, plan_split, plan_video, render
+
+
+def _visible(video, colour: str) -> torch.Tensor:
+    """Per frame: the centre (row, col) of the pixels of exactly this colour, or NaN."""
+    target = torch.tensor(COLOURS[colour]).view(3, 1, 1)
+    centres = []
+    for frame in video:
+        mask = ((frame - target).abs() < 0.02).all(0)
+        centres.append(mask.nonzero().float().mean(0) if mask.any() else torch.full((2,), float("nan")))
+    return torch.stack(centres)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_events_are_consistent_and_cover_every_frame_in_order(seed: int) -> None:
+    spec = plan_video(8, 4, 2, random.Random(seed))
+    assert spec.events[0].kind == "appears"
+    assert spec.events[0].first == 0 and spec.events[-1].last == 7
+    for before, after in zip(spec.events, spec.events[1:], strict=False):
+        assert after.first == before.last + 1 and after.first <= after.last
+    shown: dict[int, tuple[str, str]] = {}
+    for event in spec.events:
+        if event.kind == "appears":
+            assert event.thing not in shown
+            shown[event.thing] = (event.colour, event.shape)
+            continue
+        assert shown[event.thing] == (event.colour, event.shape)  # the object as it looks now
+        if event.kind == "turns":
+            shown[event.thing] = (event.detail, event.shape)
+        if event.kind == "disappears":
+            del shown[event.thing]
+        assert shown, "something stays on screen"
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_frames_show_each_event_in_its_segment(seed: int) -> None:
+    rng = random.Random(seed)
+    spec = plan_video(8, 3, 1, rng)  # one object: its colour alone finds it in the frames
+    video = render(spec, 8, 32, rng)
+    assert video.shape == (8, 3, 32, 32) and video.min() >= 0 and video.max() <= 1
+    for event in spec.events:
+        now = _visible(video, event.detail if event.kind == "turns" else event.colour)
+        if event.kind == "appears":
+            assert not torch.isnan(now[event.first]).any()
+        if event.kind == "turns":
+            assert not torch.isnan(now[event.first]).any()
+            assert torch.isnan(_visible(video, event.colour)[event.first]).all()
+        if event.kind == "moves":
+            start = now[event.first - 1]
+            end = now[event.last]
+            direction = torch.tensor(DIRECTIONS[event.detail], dtype=torch.float32)
+            assert ((end - start) * direction).sum() > 2  # it went that way, by more than 2 pixels
+
+
+def test_references_say_the_same_events_in_different_words() -> None:
+    rng = random.Random(0)
+    spec = plan_video(8, 3, 2, rng)
+    captions = spec.captions(3, rng)
+    assert len(set(captions)) == 3
+    for caption in captions:
+        position = 0
+        for event in spec.events:
+            found = caption.find(f"{event.colour} {event.shape}", position)
+            assert found >= position, (caption, event)
+            position = found + 1
+        words = set(caption.split())
+        assert words <= {w for ws in SYNONYMS.values() for phrase in ws for w in phrase.split()} | set(
+            COLOURS
+        ) | {"a", "the", "square", "circle", "triangle"} | set(DIRECTIONS)
+
+
+def test_held_out_pairs_never_appear_in_training_and_always_in_test() -> None:
+    held_out = {("blue", "triangle"), ("green", "circle")}
+    train = plan_split(200, 8, (2, 4), 2, held_out, False, random.Random(1))
+    test = plan_split(50, 8, (2, 4), 2, held_out, True, random.Random(2))
+    assert all(not (spec.pairs & held_out) for spec in train)
+    assert all(spec.pairs & held_out for spec in test)
+    seen = set().union(*(spec.pairs for spec in train))
+    assert {colour for colour, _ in held_out} <= {c for c, _ in seen}  # each part is seen, apart
+    assert {shape for _, shape in held_out} <= {s for _, s in seen}
+
+
+def test_the_same_seed_draws_the_same_videos() -> None:
+    a = render(plan_video(8, 3, 2, random.Random(5)), 8, 32, random.Random(6), noise=0.1)
+    b = render(plan_video(8, 3, 2, random.Random(5)), 8, 32, random.Random(6), noise=0.1)
+    assert torch.equal(a, b)
