@@ -1,0 +1,161 @@
+"""The video captioner: attention over real frames only, the regularizer against a hand computation,
+τ = auto, its gradient, teacher forcing, and greedy and beam-search decoding."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from memtool.models.captioner import BOS, EOS, PAD, Captioner, attention_penalty
+
+
+def test_the_penalty_and_coverage_error_match_a_hand_computation() -> None:
+    # one video, 3 frames (the last one padding), 2 words (then one padded step)
+    alphas = torch.tensor([[[0.5, 0.5, 0.0], [0.9, 0.1, 0.0], [0.2, 0.8, 0.0]]])
+    frame_mask = torch.tensor([[True, True, False]])
+    word_mask = torch.tensor([[True, True, False]])
+    penalty, error = attention_penalty(alphas, frame_mask, word_mask, tau=1.0)
+    # coverage: frame 1 = 0.5 + 0.9 = 1.4, frame 2 = 0.5 + 0.1 = 0.6; padded frame and step do not count
+    assert penalty.item() == pytest.approx((1 - 1.4) ** 2 + (1 - 0.6) ** 2)
+    assert error.item() == pytest.approx(0.4 + 0.4)
+    auto, _ = attention_penalty(alphas, frame_mask, word_mask, tau=None)  # τ = 2 words / 2 frames = 1
+    assert auto.item() == pytest.approx(penalty.item())
+    uniform = torch.full((1, 4, 2), 0.5)
+    zero, _ = attention_penalty(
+        uniform, torch.ones(1, 2, dtype=torch.bool), torch.ones(1, 4, dtype=torch.bool), None
+    )
+    assert zero.item() == pytest.approx(0.0)  # uniform coverage meets τ = auto exactly
+
+
+def test_the_penalty_gradient_is_right() -> None:
+    alphas = torch.rand(2, 4, 3, dtype=torch.float64, requires_grad=True)
+    frame_mask = torch.tensor([[True, True, True], [True, True, False]])
+    word_mask = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    assert torch.autograd.gradcheck(
+        lambda a: attention_penalty(a, frame_mask, word_mask, None)[0].sum(), alphas
+    )
+
+
+def _model(**options) -> Captioner:
+    torch.manual_seed(0)
+    return Captioner(
+        vocab_size=12,
+        frame_shape=[3, 16, 16],
+        frame_dim=16,
+        embedding_dim=8,
+        hidden_size=16,
+        attention_dim=8,
+        **options,
+    ).eval()
+
+
+def _batch():
+    frames = torch.rand(3, 5, 3, 16, 16)
+    frame_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 0, 0, 0]], dtype=torch.bool)
+    words = torch.tensor([[BOS, 5, 6, 7], [BOS, 8, 9, PAD], [BOS, 4, PAD, PAD]])
+    word_mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 0, 0]], dtype=torch.bool)
+    return frames, frame_mask, words, word_mask
+
+
+@pytest.mark.parametrize("options", [{}, {"temporal_encoder": True}, {"context_gate": False}])
+def test_attention_rows_sum_to_one_over_real_frames_and_padding_gets_none(options: dict) -> None:
+    frames, frame_mask, words, word_mask = _batch()
+    output = _model(**options)(frames, frame_mask, words, word_mask)
+    attention = output.trace["attention"]
+    assert output.prediction.shape == (3, 4, 12) and attention.shape == (3, 4, 5)
+    torch.testing.assert_close(attention.sum(-1), torch.ones(3, 4))
+    assert attention[1, :, 3:].eq(0).all() and attention[2, :, 2:].eq(0).all()
+    assert set(output.aux_losses) == {"attention_reg"} and output.aux_losses["attention_reg"] > 0
+
+
+def test_padded_frames_do_not_change_what_the_model_says() -> None:
+    frames, frame_mask, words, word_mask = _batch()
+    model = _model(temporal_encoder=True)
+    before = model(frames, frame_mask, words, word_mask).prediction
+    frames[1, 3:] = torch.rand(2, 3, 16, 16)  # other pixels in video 1's padded frames
+    after = model(frames, frame_mask, words, word_mask).prediction
+    torch.testing.assert_close(before, after)
+
+
+def test_lambda_zero_and_the_mean_pooling_baseline_have_no_regularizer() -> None:
+    frames, frame_mask, words, word_mask = _batch()
+    assert _model(reg_lambda=0.0)(frames, frame_mask, words, word_mask).aux_losses == {}
+    pooled = _model(attention="mean")(frames, frame_mask, words, word_mask)
+    assert pooled.aux_losses == {}
+    torch.testing.assert_close(pooled.trace["attention"][1, 0], torch.tensor([1 / 3, 1 / 3, 1 / 3, 0, 0]))
+
+
+def test_the_regularizer_trains_attention_towards_uniform_coverage() -> None:
+    frames, frame_mask, words, word_mask = _batch()
+    model = _model(reg_lambda=10.0).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    first = None
+    for _ in range(30):
+        output = model(frames, frame_mask, words, word_mask)
+        loss = output.aux_losses["attention_reg"]
+        first = first if first is not None else loss.item()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < first / 5
+
+
+def _log_probability(model: Captioner, frames, frame_mask, caption: torch.Tensor) -> float:
+    """Mean log-probability per word of a generated caption (up to and including its <eos>)."""
+    length = int((caption != PAD).sum())
+    words = torch.cat([torch.tensor([BOS]), caption[: length - 1]]).unsqueeze(0)
+    logits = model(frames, frame_mask, words, torch.ones_like(words, dtype=torch.bool)).prediction
+    picked = torch.log_softmax(logits, -1)[0, torch.arange(length), caption[:length]]
+    return picked.mean().item()
+
+
+def test_beam_search_of_one_is_greedy_and_wider_beams_score_at_least_as_well() -> None:
+    frames, frame_mask, _, _ = _batch()
+    model = _model()
+    greedy, greedy_attention = model.generate(frames, frame_mask, max_words=6, beam_size=1)
+    assert (
+        greedy.shape[0] == 3 and greedy_attention.shape[:2] == greedy.shape and greedy_attention.shape[2] == 5
+    )
+    torch.testing.assert_close(
+        greedy_attention.sum(-1)[greedy != PAD], torch.ones(int((greedy != PAD).sum()))
+    )
+    manual = []  # greedy by hand: the most likely word at each step
+    for row in range(3):
+        words = [BOS]
+        for _ in range(7):
+            logits = model(
+                frames[row : row + 1],
+                frame_mask[row : row + 1],
+                torch.tensor([words]),
+                torch.ones(1, len(words), dtype=torch.bool),
+            ).prediction
+            words.append(int(logits[0, -1].argmax()))
+            if words[-1] == EOS:
+                break
+        manual.append(words[1:])
+    for row in range(3):
+        produced = [w for w in greedy[row].tolist() if w != PAD]
+        assert produced == manual[row]
+    wide, _ = model.generate(frames, frame_mask, max_words=6, beam_size=4)
+    for row in range(3):
+        finished_wide = EOS in wide[row].tolist()
+        if finished_wide and EOS in greedy[row].tolist():
+            assert (
+                _log_probability(model, frames[row : row + 1], frame_mask[row : row + 1], wide[row])
+                >= _log_probability(model, frames[row : row + 1], frame_mask[row : row + 1], greedy[row])
+                - 1e-5
+            )
+    assert all(len(w) <= 7 for w in wide.tolist())
+
+
+def test_features_instead_of_frames_use_a_linear_encoder() -> None:
+    model = Captioner(vocab_size=10, frame_shape=[40], frame_dim=16, hidden_size=16)
+    output = model(
+        torch.rand(2, 6, 40),
+        torch.ones(2, 6, dtype=torch.bool),
+        torch.full((2, 3), BOS),
+        torch.ones(2, 3, dtype=torch.bool),
+    )
+    assert output.prediction.shape == (2, 3, 10) and math.isfinite(output.aux_losses["attention_reg"].item())
