@@ -1,0 +1,50 @@
+"""Caption metrics: the COCO scorers on captions tokenised in Python, and the repeated-word rate that
+counts a word only when it is said more often than any reference says it."""
+
+from __future__ import annotations
+
+import pytest
+
+from memtool.tasks.video.metrics import caption_scores, repeat_rate, repeats_a_word
+
+pytest.importorskip("pycocoevalcap")
+
+REFERENCES = [
+    ["a red square moves to the left", "a red square slides left"],
+    ["a blue circle bounces up", "a blue circle jumps up"],
+    ["a green triangle appears", "a green triangle shows up"],
+]
+
+
+def test_captions_equal_to_a_reference_score_full_bleu_and_rouge() -> None:
+    perfect = caption_scores([refs[0] for refs in REFERENCES], REFERENCES)
+    assert perfect["bleu1"] == pytest.approx(1.0) and perfect["bleu4"] == pytest.approx(1.0, abs=1e-6)
+    assert perfect["rouge_l"] == pytest.approx(1.0)
+    assert perfect["cider"] > 3  # CIDEr-D is × 10 and idf-weighted over this set
+
+
+def test_a_stuttering_or_wrong_caption_scores_lower_on_every_metric() -> None:
+    good = caption_scores([refs[0] for refs in REFERENCES], REFERENCES)
+    stutter = caption_scores(
+        ["a red red red square square moves", "a blue circle bounces up", "a green triangle appears"],
+        REFERENCES,
+    )
+    wrong = caption_scores(["a blue circle", "a red square", "a yellow circle"], REFERENCES)
+    for metric in ("bleu4", "rouge_l", "cider"):
+        assert stutter[metric] < good[metric] and wrong[metric] < good[metric], metric
+    assert set(good) == {"bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider"}
+
+
+def test_an_empty_caption_is_scored_not_crashed() -> None:
+    scores = caption_scores(["", "a blue circle bounces up", "a green triangle appears"], REFERENCES)
+    assert 0 < scores["bleu1"] < 1
+
+
+def test_a_repeat_counts_only_beyond_what_the_references_say() -> None:
+    references = ["the red square moves left then the red square moves right"]
+    assert not repeats_a_word("the red square moves left then the red square moves right", references)
+    assert repeats_a_word("the red square moves left then the red red square moves right", references)
+    assert repeats_a_word("a red red square", ["a red square"])
+    assert not repeats_a_word("a red square and a blue square", ["a red square and a blue square"])
+    assert not repeats_a_word("the square and the circle", ["a square"])  # "the" is no content word
+    assert repeat_rate(["a red red square", "a red square"], [["a red square"], ["a red square"]]) == 50.0
