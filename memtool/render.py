@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from memtool.errors import UserError
-from memtool.tasks.base import EvalResult, Metric, Scoring
+from memtool.tasks.base import EvalResult, Metric, Scoring, training_metrics
 from memtool.train_state import Summary, TrainState
 from memtool.views import Heatmap, HeatmapView
 
@@ -193,7 +193,8 @@ class TrainProgress:
         self.restarts = 1
         self.loss = 0.0
         self.task: Any = None
-        self.metrics: tuple[Metric, ...] = ()
+        self.metrics: tuple[Metric, ...] = ()  # of validation
+        self.train_metrics: tuple[Metric, ...] = ()
         self.phase_width = 6
         self.status: Any = None
 
@@ -203,6 +204,7 @@ class TrainProgress:
         self.restarts = config.train.restarts
         self.task = task
         self.metrics = task.scoring.progress
+        self.train_metrics = training_metrics(task.scoring)
         start = config.train.start_phase
         self.phase_width = max(6, len(start.mode) if start else 0)
         parameters = sum(p.numel() for p in model.parameters())
@@ -213,10 +215,11 @@ class TrainProgress:
             f"{sizes} · {device}"
         )
         restart = f"{'restart':>7} " if self.restarts > 1 else ""
-        columns = " ".join(f"{m.short or m.name:>6}" for m in self.metrics)  # as wide as _cell's
+        train_columns = " ".join(f"{m.short or m.name:>6}" for m in self.train_metrics)  # as wide as _cell's
+        columns = " ".join(f"{m.short or m.name:>6}" for m in self.metrics)
         self.console.print(
             f"[bold]{restart}{'epoch':>5} {'phase':{self.phase_width}} {'lr':>8}  "
-            f"{'train loss':>10} {columns}  {'valid loss':>10} {columns} {'time':>7}[/]"
+            f"{'train loss':>10} {train_columns}  {'valid loss':>10} {columns} {'time':>7}[/]"
         )
         self.bar_display.start()
         self.live = True
@@ -233,9 +236,10 @@ class TrainProgress:
     def stepped(self, state: TrainState, loss: float) -> None:
         self.loss = 0.9 * self.loss + 0.1 * loss if self.loss else loss
         if state.batches_done % self.refresh_every == 0:
-            values = self.task.train_metrics(state.window_sums, state.window_examples) if self.metrics else {}
+            shown = self.train_metrics
+            values = self.task.train_metrics(state.window_sums, state.window_examples) if shown else {}
             metric = "".join(
-                f" · {m.short or m.name} {values[m.name]:.1f}" for m in self.metrics if m.name in values
+                f" · {m.short or m.name} {values[m.name]:.1f}" for m in shown if m.name in values
             )
             self.bar_display.update(self.bar, completed=state.batches_done, loss=self.loss, metric=metric)
 
@@ -245,7 +249,7 @@ class TrainProgress:
         def cells(split: str) -> str:
             return " ".join(
                 _cell(record.get(f"{split}_{m.name}"), max(6, len(m.short or m.name)), m.decimals)
-                for m in self.metrics
+                for m in (self.train_metrics if split == "train" else self.metrics)
             )
 
         epoch = record["epoch"]

@@ -21,6 +21,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from memtool.models.base import ModelOutput
+from memtool.registry import register_model
 
 PositiveInt = Annotated[int, Field(ge=1)]
 PAD, BOS, EOS = 0, 1, 2  # token ids every captioning vocabulary starts with
@@ -71,7 +72,8 @@ class FrameEncoder(nn.Module):
         return self.net(frames.flatten(0, 1)).view(batch, count, -1)
 
 
-class Captioner(nn.Module):  # registered as "captioner" once its task lands (issue 13)
+@register_model("captioner")
+class Captioner(nn.Module):
     """Video captioner: an LSTM decoder with soft attention over frames and the attention regularizer."""
 
     data_dims = ("vocab_size", "frame_shape")

@@ -90,7 +90,15 @@ class Scoring:
     group_metrics: tuple[Metric, ...] = ()  # columns of the per-group table
     failed: FailRule | None = None
     target: Target | None = None  # "converged": reported per restart; train.stop_at_target stops there
+    # metrics of the training data (``train_metrics``), when they differ from ``progress`` (a captioner's
+    # BLEU needs decoding, which training does not do); None: the ``progress`` metrics
+    train_progress: tuple[Metric, ...] | None = None
     examples_noun: str = "examples"  # what one example is called in messages ("sequences", "questions")
+
+
+def training_metrics(scoring: Scoring) -> tuple[Metric, ...]:
+    """The metrics ``train_metrics`` reports and the epoch line shows for the training data."""
+    return scoring.progress if scoring.train_progress is None else scoring.train_progress
 
 
 @dataclass
@@ -165,7 +173,8 @@ class Task(Protocol):
 
     def loss(self, output: ModelOutput, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """Mean loss over the batch, and counts summed over it (e.g. ``{"wrong": 3}``) that
-        ``train_metrics`` turns into the ``scoring.progress`` metrics of the training data."""
+        ``train_metrics`` turns into the metrics of the training data (``scoring.train_progress``, or else
+        ``scoring.progress``)."""
         ...
 
     def train_metrics(self, sums: dict[str, float], examples: int) -> dict[str, float]: ...

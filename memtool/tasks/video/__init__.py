@@ -1,2 +1,5 @@
-"""Video captioning data (issue 13, in progress): a seeded generator of synthetic videos whose captions
-need temporal attention. The task and the captioner that use it come next; nothing here registers yet."""
+"""Video captioning (issue 13, in progress): synthetic shape videos whose captions need temporal
+attention, their data, metrics and the captioning task."""
+
+# importing the package registers the task
+from memtool.tasks.video import task  # noqa: F401
