@@ -49,7 +49,10 @@ def test_set_overrides_parse_yaml_values() -> None:
     [
         ({"train": {"lr": "fast"}}, r"train\.lr: .*got 'fast'"),
         ({"train": {"learning_rate": 0.1}}, r"train\.learning_rate: Extra inputs are not permitted"),
-        ({"model": {"name": "memn3n"}}, r"model\.name: unknown model 'memn3n'; known: captioner, lstm, memn2n, ntm"),
+        (
+            {"model": {"name": "memn3n"}},
+            r"model\.name: unknown model 'memn3n'; known: captioner, lstm, memn2n, ntm",
+        ),
         ({"task": {"name": "babi", "tasks": [0]}}, r"task\.tasks"),
         ({"model": {"name": "memn2n", "hops": 0}}, r"model\.hops: .*greater than or equal to 1"),
         ({"model": {"name": "memn2n", "match": "euclid"}}, r"model\.match: .*'dot', 'cosine' or 'mlp'"),

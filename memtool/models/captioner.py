@@ -162,13 +162,25 @@ class Captioner(nn.Module):
         return logits, state, alpha
 
     # -- training: teacher forcing ---------------------------------------------------------------------
-    def forward(self, frames: Tensor, frame_mask: Tensor, words: Tensor, word_mask: Tensor) -> ModelOutput:
-        """frames (B, K, *frame_shape), frame_mask (B, K); words (B, T): <bos> then the caption, the
+    def forward(
+        self,
+        frames: Tensor,
+        frame_mask: Tensor,
+        words: Tensor,
+        word_mask: Tensor,
+        video_index: Tensor | None = None,
+    ) -> ModelOutput:
+        """frames (V, K, *frame_shape), frame_mask (V, K); words (B, T): <bos> then the caption, the
         decoder's inputs; word_mask (B, T): true where the word to predict at that step is real (the
-        caption and its <eos>). Returns logits (B, T, V), the trace ``attention`` (B, T, K), and the
-        regularizer as the auxiliary loss ``attention_reg`` (λ × its per-video value, mean over the batch)."""
+        caption and its <eos>); video_index (B,): which of the V videos each caption describes (None: the
+        b-th, V = B), so a video with several references in the batch is encoded once. Returns logits
+        (B, T, V), the trace ``attention`` (B, T, K), and the regularizer as the auxiliary loss
+        ``attention_reg`` (λ × its per-caption value, mean over the batch)."""
         frame_mask = frame_mask.bool()
         features, keys, state = self.encode(frames, frame_mask)
+        if video_index is not None:
+            features, keys, frame_mask = features[video_index], keys[video_index], frame_mask[video_index]
+            state = (state[0][video_index], state[1][video_index])
         logits, alphas = [], []
         for t in range(words.shape[1]):
             step_logits, state, alpha = self.step(words[:, t], state, features, keys, frame_mask)

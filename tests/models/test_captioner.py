@@ -159,3 +159,13 @@ def test_features_instead_of_frames_use_a_linear_encoder() -> None:
         torch.ones(2, 3, dtype=torch.bool),
     )
     assert output.prediction.shape == (2, 3, 10) and math.isfinite(output.aux_losses["attention_reg"].item())
+
+
+def test_a_video_shared_by_several_captions_gives_what_repeating_its_frames_gives() -> None:
+    frames, frame_mask, words, word_mask = _batch()
+    model = _model(temporal_encoder=True)
+    index = torch.tensor([0, 0, 1])  # captions 0 and 1 describe video 0
+    shared = model(frames[:2], frame_mask[:2], words, word_mask, video_index=index)
+    repeated = model(frames[index], frame_mask[index], words, word_mask)
+    torch.testing.assert_close(shared.prediction, repeated.prediction)
+    torch.testing.assert_close(shared.aux_losses["attention_reg"], repeated.aux_losses["attention_reg"])

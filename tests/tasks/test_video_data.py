@@ -51,3 +51,13 @@ def test_generated_shape_videos_are_uint8_frames_with_several_references() -> No
     split = tensorise(videos, captions, Vocabulary.build(c for refs in captions for c in refs), max_words=30)
     frames = split.float_frames(torch.tensor([0]))
     assert frames.dtype == torch.float32 and frames.min() >= 0 and frames.max() <= 1
+
+
+def test_a_video_with_several_references_in_a_batch_is_encoded_once() -> None:
+    videos = [torch.full((3, 4), 1.0), torch.full((2, 4), 2.0), torch.full((4, 4), 3.0)]
+    captions = [["a b", "a"], ["c"], ["a c", "b", "c"]]
+    split = tensorise(videos, captions, Vocabulary.build(c for refs in captions for c in refs), max_words=4)
+    assert split.rows_of(torch.tensor([2, 0])).tolist() == [3, 4, 5, 0, 1]
+    batch = split.caption_batch(split.rows_of(torch.tensor([2, 0])))
+    assert batch["frames"].shape[0] == 2 and batch["video_index"].tolist() == [1, 1, 1, 0, 0]
+    assert batch["frames"][batch["video_index"]][:, 0, 0].tolist() == [3.0, 3.0, 3.0, 1.0, 1.0]

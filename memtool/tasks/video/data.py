@@ -84,15 +84,24 @@ class CaptionSplit:
         frames = self.frames[videos]
         return frames.float() / 255 if frames.dtype == torch.uint8 else frames
 
+    def rows_of(self, videos: Tensor) -> Tensor:
+        """Every caption row of these videos (a video's rows are contiguous, in video order)."""
+        first = torch.searchsorted(self.video_of, videos)
+        count = torch.searchsorted(self.video_of, videos, right=True) - first
+        starts = (first - count.cumsum(0) + count).repeat_interleave(count)
+        return starts + torch.arange(int(count.sum()), device=videos.device)
+
     def caption_batch(self, rows: Tensor) -> dict[str, Tensor]:
-        """Teacher-forcing inputs for caption rows, trimmed to the batch's longest caption."""
+        """Teacher-forcing inputs for caption rows, trimmed to the batch's longest caption; each video
+        among them is in ``frames`` once and ``video_index`` points the rows at it."""
         longest = int(self.lengths[rows].max())
         words = self.words[rows, : longest + 1]
-        videos = self.video_of[rows]
+        videos, video_index = torch.unique(self.video_of[rows], return_inverse=True)
         steps = torch.arange(longest, device=words.device)
         return {
             "frames": self.float_frames(videos),
             "frame_mask": self.frame_mask[videos],
+            "video_index": video_index,
             "words": words[:, :-1],  # <bos> and the caption: what the decoder reads
             "word_mask": steps.unsqueeze(0) < self.lengths[rows].unsqueeze(1),
             "targets": words[:, 1:],  # the caption and <eos>: what it must write

@@ -155,19 +155,24 @@ class ShapesCaptionTask(TaskDefaults):
     def split_size(self, split: str) -> int:
         return len(self.splits[split]) if split != "train" else len(self.splits["train"].words)
 
-    def batches_per_epoch(self, batch_size: int) -> int:
-        return math.ceil(len(self.splits["train"].words) / batch_size)
-
     @staticmethod
     def _batch(split: CaptionSplit, rows: Tensor) -> Batch:
         inputs = split.caption_batch(rows)
         targets = inputs.pop("targets")
         return Batch(inputs, targets)
 
+    def _videos_per_batch(self, batch_size: int) -> int:
+        """Videos per training batch: all of a video's references train together, its frames encoded
+        once, so a batch holds about ``batch_size`` captions."""
+        return max(1, round(batch_size / self.params.references))
+
+    def batches_per_epoch(self, batch_size: int) -> int:
+        return math.ceil(len(self.splits["train"]) / self._videos_per_batch(batch_size))
+
     def epoch_batches(self, batch_size: int, seed: int, start: int = 0, epoch: int = 0) -> Iterator[Batch]:
         split = self.splits["train"]
-        for rows in shuffled_rows(len(split.words), batch_size, seed, start):
-            yield self._batch(split, rows.to(split.words.device))
+        for videos in shuffled_rows(len(split), self._videos_per_batch(batch_size), seed, start):
+            yield self._batch(split, split.rows_of(videos.to(split.words.device)))
 
     def batches(self, split: str, batch_size: int) -> Iterator[Batch]:
         data = self.splits[split]
