@@ -1,0 +1,64 @@
+"""Markdown table of captioning runs: test scores per run and mean ± std per setting.
+
+    python bench/caption_table.py runs/captioner_shapes-s0 runs/captioner_shapes_noreg-s0 ...
+
+Runs are grouped by their model's attention, λ and τ (from ``config.yaml``); every number comes from the
+runs' ``summary.json`` (the test split of ``best.pt``), so docs/RESULTS.md is not typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from statistics import mean, stdev
+
+import yaml
+
+METRICS = (
+    ("bleu1", "BLEU-1", 3),
+    ("bleu4", "BLEU-4", 3),
+    ("rouge_l", "ROUGE-L", 3),
+    ("cider", "CIDEr-D", 3),
+    ("repeat_rate", "repeating a word (%)", 1),
+    ("coverage_error", "coverage error", 3),
+)
+
+
+def setting(run: Path) -> str:
+    model = yaml.safe_load((run / "config.yaml").read_text())["model"]
+    if model.get("attention") == "mean":
+        return "mean pooling (no attention)"
+    return f"soft attention, λ = {model.get('reg_lambda')}, τ = {model.get('reg_tau')}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", type=Path, nargs="+", help="run directories")
+    args = parser.parse_args()
+    groups: dict[str, list[dict]] = {}
+    print("| run | seed | " + " | ".join(label for _, label, _ in METRICS) + " | train s |")
+    print("|---|---:|" + "---:|" * (len(METRICS) + 1))
+    for run in args.runs:
+        if not (run / "summary.json").is_file():
+            sys.exit(f"error: {run}: no summary.json (not a run directory, or the run has not finished)")
+        summary = json.loads((run / "summary.json").read_text())
+        metrics = summary["test"]["metrics"]
+        groups.setdefault(setting(run), []).append(metrics)
+        cells = " | ".join(f"{metrics[name]:.{digits}f}" for name, _, digits in METRICS)
+        print(f"| {run.name} | {summary['seed']} | {cells} | {summary['train_seconds']:.0f} |")
+    print()
+    print("| setting | runs | " + " | ".join(label for _, label, _ in METRICS) + " |")
+    print("|---|---:|" + "---:|" * len(METRICS))
+    for name, runs in groups.items():
+        cells = []
+        for metric, _, digits in METRICS:
+            values = [r[metric] for r in runs]
+            spread = f" ± {stdev(values):.{digits}f}" if len(values) > 1 else ""
+            cells.append(f"{mean(values):.{digits}f}{spread}")
+        print(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
