@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from memtool.tasks.video.metrics import caption_scores, repeat_rate, repeats_a_word
+from memtool.tasks.video.metrics import caption_scores, excess_words, repeat_rate, repeats_a_word
 
 pytest.importorskip("pycocoevalcap")
 
@@ -48,3 +48,5 @@ def test_a_repeat_counts_only_beyond_what_the_references_say() -> None:
     assert not repeats_a_word("a red square and a blue square", ["a red square and a blue square"])
     assert not repeats_a_word("the square and the circle", ["a square"])  # "the" is no content word
     assert repeat_rate(["a red red square", "a red square"], [["a red square"], ["a red square"]]) == 50.0
+    flags = excess_words(["a", "red", "red", "square", "a", "square"], ["a red square"])
+    assert flags == [False, False, True, False, False, True]  # the second "red" and the second "square"

@@ -92,15 +92,25 @@ def caption_scores(hypotheses: Sequence[str], references: Sequence[Sequence[str]
     return scores
 
 
+def excess_words(words: Sequence[str], references: Sequence[str]) -> list[bool]:
+    """Per word of a caption: whether it is a content word said here more often, so far, than any of the
+    references says it (at least once is always allowed)."""
+    allowed: Counter[str] = Counter()
+    for reference in references:
+        allowed |= Counter(reference.split())  # the most any reference says each word
+    said: Counter[str] = Counter()
+    flags = []
+    for word in words:
+        said[word] += 1
+        flags.append(word not in FUNCTION_WORDS and said[word] > max(allowed[word], 1))
+    return flags
+
+
 def repeats_a_word(caption: str, references: Sequence[str]) -> bool:
     """Whether the caption says some content word more often than any of its references does: "a red
     red square" stutters; "the red square moves left then the red square moves right" does not, when a
     reference says "red" twice too."""
-    said = Counter(word for word in caption.split() if word not in FUNCTION_WORDS)
-    allowed: Counter[str] = Counter()
-    for reference in references:
-        allowed |= Counter(reference.split())  # the most any reference says each word
-    return any(count > max(allowed[word], 1) for word, count in said.items())
+    return any(excess_words(caption.split(), references))
 
 
 def repeat_rate(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> float:

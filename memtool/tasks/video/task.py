@@ -24,7 +24,7 @@ from memtool.registry import register_task
 from memtool.schema import Strict
 from memtool.tasks.base import Batch, EvalResult, Metric, Scoring, TaskDefaults, shuffled_rows
 from memtool.tasks.video.data import CaptionSplit, Vocabulary, generate_shapes, tensorise
-from memtool.tasks.video.metrics import caption_scores, repeat_rate, repeats_a_word
+from memtool.tasks.video.metrics import caption_scores, excess_words, repeat_rate
 from memtool.tasks.video.shapes import COLOURS, SHAPES
 from memtool.views import Heatmap, HeatmapView, InspectRequest
 
@@ -255,11 +255,7 @@ class ShapesCaptionTask(TaskDefaults):
         alpha = alphas[0, :length, :frames].cpu()
         references = data.references[request.example]
         caption = " ".join(self.vocabulary.decode(words[0].tolist()))
-        seen: dict[str, int] = {}
-        repeated = []
-        for word in shown:
-            seen[word] = seen.get(word, 0) + 1
-            repeated.append(repeats_a_word(" ".join([word] * seen[word]), references) and seen[word] > 1)
+        repeated = excess_words(shown, references)
         written = torch.ones(1, length, dtype=torch.bool)
         penalty, error = attention_penalty(
             alphas[:, :length, :frames].cpu(), frame_mask[:, :frames].cpu(), written, None
