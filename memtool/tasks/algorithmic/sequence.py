@@ -169,9 +169,13 @@ class SequenceTask(TaskDefaults):
                 f"at most {LONGEST_STEPS}"
             )
 
+    def _count(self, split: str) -> int:
+        """Sequences per size in a fixed set ("train" inspects a test-sized set drawn apart)."""
+        return self.data.valid_sequences if split == "valid" else self.data.test_sequences
+
     def _fixed_set(self, split: str, size: Size) -> tuple[Tensor, Tensor]:
         """A split's sequences of one size: the same every time (seeded by split and size)."""
-        count = self.data.valid_sequences if split == "valid" else self.data.test_sequences
+        count = self._count(split)
         offset = {"valid": 1, "test": 2, "train": 3}[split]
         generator = torch.Generator().manual_seed((self.seed * 7 + offset) * 1_000_003 + size_seed(size))
         return self.generate(count, size, generator)
@@ -189,8 +193,7 @@ class SequenceTask(TaskDefaults):
     def split_size(self, split: str) -> int:
         if split == "train":
             return self.data.sequences_per_epoch
-        count = self.data.valid_sequences if split == "valid" else self.data.test_sequences
-        return count * len(self._sizes(split))
+        return self._count(split) * len(self._sizes(split))
 
     def batches_per_epoch(self, batch_size: int) -> int:
         return math.ceil(self.data.sequences_per_epoch / batch_size)
