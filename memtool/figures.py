@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memtool.errors import UserError
-from memtool.views import Heatmap, HeatmapView
+from memtool.views import Heatmap, HeatmapView, ImageStrip
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -103,17 +103,47 @@ def _draw_heatmap(figure: Figure, axes: Axes, panel: Heatmap) -> None:
         )
 
 
+def _draw_strip(figure: Figure, axes: Axes, strip: ImageStrip) -> None:
+    """The pictures side by side in one axes, picture i over x = i, so each sits above its column of
+    the heatmaps below (an invisible colour bar takes the heatmaps' colour-bar room)."""
+    import numpy as np
+    from matplotlib.cm import ScalarMappable
+
+    for index, image in enumerate(strip.images):
+        pixels = np.clip(np.array(image, dtype=float), 0, 1)
+        axes.imshow(pixels, extent=(index - 0.45, index + 0.45, 0.45, -0.45), interpolation="nearest")
+    axes.set_xlim(-0.5, len(strip.images) - 0.5)
+    axes.set_ylim(0.5, -0.5)
+    axes.set_aspect("auto")
+    ticks = tick_positions(len(strip.labels))
+    axes.set_xticks(ticks, [strip.labels[i] for i in ticks], fontsize=7)
+    axes.set_yticks([])
+    axes.tick_params(length=0)
+    for side in axes.spines.values():
+        side.set_visible(False)
+    axes.set_title(strip.title, fontsize=10, loc="left")
+    spacer = figure.colorbar(ScalarMappable(), ax=axes, fraction=0.04, pad=0.02, shrink=0.9)
+    spacer.ax.set_visible(False)
+
+
 @view_figure.register(HeatmapView)
 def heatmap_figure(view: HeatmapView) -> Figure:
     plt = require_matplotlib()
     columns = max((len(p.columns) for p in view.panels), default=1)
     label_chars = max((len(r) for p in view.panels for r in p.rows), default=4)
-    width = min(16.0, max(6.0, 0.3 * columns + 0.08 * label_chars + 2.0))
+    pictures = max((len(s.images) for s in view.strips), default=0)
+    width = min(16.0, max(6.0, 0.3 * columns + 0.08 * label_chars + 2.0, 1.1 * pictures + 2.0))
+    # a strip's pictures are about square: its height follows the width each picture gets
+    strip_heights = [min(3.0, 0.75 * width / max(len(s.images), 1) + 0.4) for s in view.strips]
     heights = [min(8.0, max(1.6, 0.28 * len(p.rows) + 1.0)) for p in view.panels] or [1.0]
     notes_height = 0.2 * len(view.notes) + 0.1 if view.notes else 0.0
-    figure = plt.figure(figsize=(width, sum(heights) + notes_height + 0.6), layout="constrained")
-    grid = figure.add_gridspec(len(heights) + 1, 1, height_ratios=[*heights, max(notes_height, 0.01)])
-    for index, panel in enumerate(view.panels):
+    total = sum(strip_heights) + sum(heights) + notes_height + 0.6
+    figure = plt.figure(figsize=(width, total), layout="constrained")
+    ratios = [*strip_heights, *heights, max(notes_height, 0.01)]
+    grid = figure.add_gridspec(len(ratios), 1, height_ratios=ratios)
+    for index, strip in enumerate(view.strips):
+        _draw_strip(figure, figure.add_subplot(grid[index]), strip)
+    for index, panel in enumerate(view.panels, start=len(view.strips)):
         axes = figure.add_subplot(grid[index])
         if panel.rows and panel.columns:
             _draw_heatmap(figure, axes, panel)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from rich.color import Color
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.progress import (
     BarColumn,
@@ -21,13 +22,14 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.progress import Progress as ProgressBar
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
 from memtool.errors import UserError
 from memtool.tasks.base import EvalResult, Metric, Scoring, training_metrics
 from memtool.train_state import Summary, TrainState
-from memtool.views import Heatmap, HeatmapView
+from memtool.views import Heatmap, HeatmapView, ImageStrip
 
 
 def number(value: Any) -> str:
@@ -142,12 +144,56 @@ class HeatmapPanel:
         return table
 
 
+def thumbnail(image: list[list[list[float]]], size: int) -> list[list[tuple[int, int, int]]]:
+    """An (H, W, 3) picture in [0, 1] shrunk to ``size`` × ``size`` RGB bytes, each pixel the brightest
+    of its block (a mean would fade a small shape into the background)."""
+    height, width = len(image), len(image[0]) if image else 0
+    cells: list[list[tuple[int, int, int]]] = []
+    for row in range(size):
+        top, bottom = row * height // size, max(row * height // size + 1, (row + 1) * height // size)
+        line = []
+        for column in range(size):
+            left = column * width // size
+            right = max(left + 1, (column + 1) * width // size)
+            block = [image[y][x] for y in range(top, bottom) for x in range(left, right)]
+            brightest = max(block, key=sum) if block else [0.0, 0.0, 0.0]
+            line.append(tuple(int(255 * max(0.0, min(1.0, v))) for v in brightest[:3]))  # type: ignore[misc]
+        cells.append(line)
+    return cells
+
+
+class ImageStripPanel:
+    """Pictures side by side in the terminal, two pixel rows per text line (▀ in the top pixel's colour
+    on the bottom pixel's), as wide as the terminal allows."""
+
+    def __init__(self, strip: ImageStrip) -> None:
+        self.strip = strip
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        strip = self.strip
+        count = max(len(strip.images), 1)
+        size = max(2, min(12, (options.max_width - count) // count // 2 * 2))
+        yield Text(strip.title, style="bold")
+        yield Text(" ".join(label[:size].ljust(size) for label in strip.labels), style="dim")
+        pictures = [thumbnail(image, size) for image in strip.images]
+        for row in range(0, size, 2):
+            line = Text()
+            for index, picture in enumerate(pictures):
+                if index:
+                    line.append(" ")
+                for top, bottom in zip(picture[row], picture[row + 1], strict=True):
+                    line.append("▀", style=Style(color=Color.from_rgb(*top), bgcolor=Color.from_rgb(*bottom)))
+            yield line
+
+
 @view_renderable.register
 def heatmap_tables(view: HeatmapView) -> RenderableType:
-    """Each panel as a shaded table (or shaded cells when too wide); marked cells get a red ✗."""
+    """Picture strips, then each panel as a shaded table (or shaded cells when too wide); marked cells get
+    a red ✗."""
     title = Text(view.title, style="bold")
+    strips = [ImageStripPanel(strip) for strip in view.strips]
     panels = [HeatmapPanel(panel) for panel in view.panels]
-    return Group(title, *panels, *(Text(note, style="yellow") for note in view.notes))
+    return Group(title, *strips, *panels, *(Text(note, style="yellow") for note in view.notes))
 
 
 def summary_renderable(summary: Summary, scoring: Scoring) -> RenderableType:

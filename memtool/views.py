@@ -4,7 +4,8 @@ them.
 A family may define its own view class (kept beside the family) and register a table renderer and a figure
 for it through ``memtool.render.view_renderable`` and ``memtool.figures.view_figure``. ``HeatmapView`` is
 the shared one: any number of labelled matrices (attention or weightings over time × memory rows, a memory
-matrix, inputs and outputs), which every family and plugin can return without writing a renderer.
+matrix, inputs and outputs), which every family and plugin can return without writing a renderer;
+``ImageStrip`` puts pictures (a video's frames) above them.
 """
 
 from __future__ import annotations
@@ -33,9 +34,21 @@ class Heatmap:
 
 
 @dataclass
+class ImageStrip:
+    """A row of small RGB pictures, e.g. a video's frames, shown above a view's heatmaps so a column of
+    attention can be read against the picture it attended to."""
+
+    title: str
+    labels: list[str]  # one per picture, e.g. "frame 3"
+    images: list[list[list[list[float]]]]  # (pictures, height, width, 3), values in [0, 1]
+
+
+@dataclass
 class HeatmapView:
-    """Several heatmaps about one example, shown one under the other, with lines of text below."""
+    """Several heatmaps about one example, shown one under the other, with lines of text below; optional
+    picture strips above them."""
 
     title: str
     panels: list[Heatmap]
     notes: list[str] = field(default_factory=list)
+    strips: list[ImageStrip] = field(default_factory=list)

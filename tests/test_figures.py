@@ -161,3 +161,42 @@ def test_a_heatmap_too_wide_for_the_terminal_is_drawn_one_cell_per_value() -> No
     assert all(line[len("row 0 ") + 50] == "✗" for line in cells)
     assert "0.25" in text and "0.75" in text  # the narrow one: a table
     assert "rgb(" in console.export_html() or "background" in console.export_html()  # shaded, not blank
+
+
+def frames_view() -> HeatmapView:
+    from memtool.views import ImageStrip
+
+    black = [[[0.0, 0.0, 0.0] for _ in range(16)] for _ in range(16)]
+    red_dot = [row[:] for row in black]
+    for y in range(6, 10):
+        red_dot[y][6:10] = [[1.0, 0.0, 0.0]] * 4
+    strip = ImageStrip("the frames", ["frame 1", "frame 2"], [black, red_dot])
+    grid = Heatmap("attention", ["a", "red"], ["frame 1", "frame 2"], [[0.5, 0.5], [0.1, 0.9]])
+    return HeatmapView("video", [grid], strips=[strip])
+
+
+def test_a_picture_strip_is_drawn_above_the_heatmaps_in_the_png(tmp_path: Path) -> None:
+    from PIL import Image
+
+    path = save_png(view_figure(frames_view()), tmp_path / "frames.png")
+    assert_real_png(path)
+    with Image.open(path) as image:
+        rgb = image.convert("RGB")
+    reds = [
+        (x, y) for x in range(rgb.width) for y in range(rgb.height) if rgb.getpixel((x, y)) == (255, 0, 0)
+    ]
+    assert reds, "the red frame is not in the figure"
+    assert max(y for _, y in reds) < rgb.height / 2  # above the attention grid
+    assert min(x for x, _ in reds) > rgb.width / 3  # in the second picture's column, not the first
+
+
+def test_a_picture_strip_is_drawn_in_the_terminal_in_its_colours() -> None:
+    from rich.console import Console
+
+    from memtool.render import thumbnail, view_renderable
+
+    console = Console(record=True, width=100, color_system="truecolor")
+    console.print(view_renderable(frames_view()))
+    assert "▀" in console.export_text(clear=False)
+    assert "#ff0000" in console.export_html()  # the red shape survives shrinking
+    assert thumbnail([[[0.2, 0.4, 1.0]]], 2) == [[(51, 102, 255)] * 2] * 2

@@ -35,6 +35,21 @@ def test_the_regularizer_is_logged_beside_the_caption_loss_and_off_at_lambda_zer
     assert {"bleu4", "cider", "rouge_l", "repeat_rate", "coverage_error"} <= set(metrics)
     assert 0 <= metrics["repeat_rate"] <= 100 and metrics["coverage_error"] >= 0
 
+    result = CliRunner().invoke(app, ["inspect-memory", str(tmp_path / "reg"), "--json"])
+    assert result.exit_code == 0, result.output
+    view = json.loads(result.stdout)
+    frames = raw["task"]["frames"]
+    (strip,) = view["strips"]  # the video's frames above the attention grid, one picture per column
+    assert len(strip["images"]) == frames == len(view["panels"][0]["columns"])
+    size = raw["task"]["size"]
+    assert [len(strip["images"][0]), len(strip["images"][0][0]), len(strip["images"][0][0][0])] == [
+        size,
+        size,
+        3,
+    ]
+    attention = view["panels"][0]["values"]
+    assert all(abs(sum(row) - 1) < 1e-4 for row in attention)  # every word's attention sums to 1
+
 
 def test_the_test_split_shows_the_held_out_pairs_and_training_never_does() -> None:
     from memtool.build import build_task

@@ -26,7 +26,7 @@ from memtool.tasks.base import Batch, EvalResult, Metric, Scoring, TaskDefaults,
 from memtool.tasks.video.data import CaptionSplit, Vocabulary, generate_shapes, tensorise
 from memtool.tasks.video.metrics import caption_scores, excess_words, repeat_rate
 from memtool.tasks.video.shapes import COLOURS, SHAPES
-from memtool.views import Heatmap, HeatmapView, InspectRequest
+from memtool.views import Heatmap, HeatmapView, ImageStrip, InspectRequest
 
 CIDER = Metric("cider", "CIDEr-D", "CIDEr", higher_is_better=True, decimals=3)
 BLEU4 = Metric("bleu4", "BLEU-4", "B4", higher_is_better=True, decimals=3)
@@ -272,7 +272,13 @@ class ShapesCaptionTask(TaskDefaults):
                 [[flag] * frames for flag in repeated],
                 (0.0, 1.0),
             ),
-            Heatmap(f"Σ_t α_t^i against τ = {tau:.2f}", ["Σ_t α", "τ"], columns, [coverage, [tau] * frames]),
+            Heatmap(  # from 0, so near-uniform coverage looks near uniform
+                f"Σ_t α_t^i against τ = {tau:.2f}",
+                ["Σ_t α", "τ"],
+                columns,
+                [coverage, [tau] * frames],
+                value_range=(0.0, max(2 * tau, *coverage)),
+            ),
         ]
         notes = [
             f"caption: {caption or '(empty)'}",
@@ -281,4 +287,12 @@ class ShapesCaptionTask(TaskDefaults):
             f"coverage error Σ_i |τ − Σ_t α| = {error.item():.3f}",
         ]
         title = f"shape video {request.example} of the {request.split} split · {frames} frames"
-        return HeatmapView(title=title, panels=panels, notes=notes)
+        pictures = data.float_frames(video)[0, :frames]
+        strips = [frame_strip(pictures, columns)] if pictures.dim() == 4 else []
+        return HeatmapView(title=title, panels=panels, notes=notes, strips=strips)
+
+
+def frame_strip(frames: Tensor, labels: list[str]) -> ImageStrip:
+    """A video's (K, 3, H, W) frames in [0, 1] as the picture strip above its attention grid."""
+    pictures = frames.permute(0, 2, 3, 1).clamp(0, 1).mul(1000).round().div(1000)
+    return ImageStrip("the frames", labels, pictures.cpu().tolist())
