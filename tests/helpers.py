@@ -49,3 +49,35 @@ def memtool_process(*args: object, merge_output: bool = False) -> subprocess.Pop
         text=True,
         env={**os.environ, "COLUMNS": "200"},
     )
+
+
+FEATURE_THINGS = ("red square", "blue circle", "green triangle", "yellow star")
+
+
+def write_feature_videos(folder: Any, videos: int, frames: int = 3, seed: int = 0) -> None:
+    """A tiny captioning set in the features layout: per video a (frames, 6) .npy, frame k showing one
+    thing (one-hot, with noise), and a captions.json whose captions name the frames' things in order,
+    so only a decoder that attends to the right frame at each phrase can get them right."""
+    import json
+    import random
+    from pathlib import Path
+
+    import numpy as np
+
+    rng = random.Random(seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for index in range(videos):
+        things = [rng.randrange(len(FEATURE_THINGS)) for _ in range(frames)]
+        features = np.zeros((frames, len(FEATURE_THINGS) + 2), dtype=np.float32)
+        for frame, thing in enumerate(things):
+            features[frame, thing] = 1.0
+            features[frame, -2:] = [rng.uniform(-0.1, 0.1), 1.0]
+        name = f"video{index}"
+        np.save(folder / f"{name}.npy", features)
+        phrases = [f"a {FEATURE_THINGS[thing]}" for thing in things]
+        captions = [" then ".join(phrases), " and then ".join(phrases)]
+        split = "train" if index < videos * 0.7 else ("val" if index < videos * 0.85 else "test")
+        entries.append({"id": name, "split": split, "captions": captions})
+    (folder / "captions.json").write_text(json.dumps({"videos": entries}, indent=1))

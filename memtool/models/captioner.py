@@ -175,7 +175,7 @@ class Captioner(nn.Module):
         caption and its <eos>); video_index (B,): which of the V videos each caption describes (None: the
         b-th, V = B), so a video with several references in the batch is encoded once. Returns logits
         (B, T, V), the trace ``attention`` (B, T, K), and the regularizer as the auxiliary loss
-        ``attention_reg`` (λ × its per-caption value, mean over the batch)."""
+        ``attention_reg``: λ × the captions' penalties summed, ÷ the batch's real words (see below)."""
         frame_mask = frame_mask.bool()
         features, keys, state = self.encode(frames, frame_mask)
         if video_index is not None:
@@ -190,7 +190,10 @@ class Captioner(nn.Module):
         aux = {}
         if self.reg_lambda > 0 and self.attention_kind == "soft":
             penalty, _ = attention_penalty(attention, frame_mask, word_mask.bool(), self.reg_tau)
-            aux["attention_reg"] = self.reg_lambda * penalty.mean()
+            # reduced like the caption loss (a mean per real word): the ratio of penalty to NLL is then
+            # that of Show, Attend and Tell's code (per-caption NLL + λ × per-caption penalty), so its
+            # λ = 1 means the same here, whatever the captions' lengths
+            aux["attention_reg"] = self.reg_lambda * penalty.sum() / word_mask.sum().clamp_min(1)
         return ModelOutput(prediction=torch.stack(logits, 1), trace={"attention": attention}, aux_losses=aux)
 
     # -- captioning: greedy or beam search -------------------------------------------------------------

@@ -70,6 +70,14 @@ def test_attention_rows_sum_to_one_over_real_frames_and_padding_gets_none(option
     assert set(output.aux_losses) == {"attention_reg"} and output.aux_losses["attention_reg"] > 0
 
 
+def test_the_auxiliary_loss_is_lambda_times_the_penalties_per_real_word() -> None:
+    frames, frame_mask, words, word_mask = _batch()
+    output = _model(reg_lambda=0.5)(frames, frame_mask, words, word_mask)
+    penalty, _ = attention_penalty(output.trace["attention"], frame_mask, word_mask, None)
+    expected = 0.5 * penalty.sum() / 9  # 4 + 3 + 2 real words: reduced as the per-word caption loss
+    torch.testing.assert_close(output.aux_losses["attention_reg"], expected)
+
+
 def test_padded_frames_do_not_change_what_the_model_says() -> None:
     frames, frame_mask, words, word_mask = _batch()
     model = _model(temporal_encoder=True)

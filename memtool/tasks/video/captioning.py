@@ -1,31 +1,30 @@
-"""Video captioning on synthetic shape videos (generated, seeded): one caption per video, scored with
-BLEU-1..4, ROUGE-L and CIDEr-D against every reference, the repeated-word rate and the attention's
-coverage error.
+"""What every captioning task shares, whatever its videos are: batches of reference captions, the caption
+loss, decoding and scoring (BLEU-1..4, ROUGE-L and CIDEr-D against every reference, the repeated-word
+rate, the attention's coverage error) and the inspection of one video, from a split or from a user's file.
 
-The test split shows (colour, shape) pairs that no training video shows, so a model must read the frames
-rather than recall captions. Validation comes from the training distribution and picks ``best.pt`` by
-CIDEr-D.
+A captioning task only has to fill ``self.vocabulary``, ``self.splits`` (train, valid and test
+``CaptionSplit``s) and ``self.evaluation``, and say what its videos are called.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 from torch import Tensor, nn
 
 from memtool.errors import UserError
 from memtool.models.base import ModelOutput
 from memtool.models.captioner import PAD, attention_penalty
-from memtool.registry import register_task
 from memtool.schema import Strict
 from memtool.tasks.base import Batch, EvalResult, Metric, Scoring, TaskDefaults, shuffled_rows
-from memtool.tasks.video.data import CaptionSplit, Vocabulary, generate_shapes, tensorise
+from memtool.tasks.video.data import CaptionSplit, Vocabulary
 from memtool.tasks.video.metrics import caption_scores, excess_words, repeat_rate
-from memtool.tasks.video.shapes import COLOURS, SHAPES
 from memtool.views import Heatmap, HeatmapView, ImageStrip, InspectRequest
 
 CIDER = Metric("cider", "CIDEr-D", "CIDEr", higher_is_better=True, decimals=3)
@@ -46,43 +45,7 @@ SCORING = Scoring(
     examples_noun="captions",
     train_progress=(WORD_ACCURACY,),  # BLEU and CIDEr-D need decoding: validation only
 )
-
-
-class ShapesParams(Strict):
-    frames: int = Field(8, ge=2, le=64)  # frames per video
-    size: int = Field(32, ge=16, le=128)  # frame height and width in pixels
-    min_events: int = Field(2, ge=1, le=16)
-    max_events: int = Field(4, ge=1, le=16)
-    max_objects: int = Field(2, ge=1, le=4)  # objects on screen at once
-    held_out: list[tuple[str, str]] = Field(  # (colour, shape) pairs only the test split shows
-        default_factory=lambda: [("blue", "triangle"), ("green", "circle")]
-    )
-    references: int = Field(3, ge=1, le=20)  # reference captions per video
-    noise: float = Field(0.05, ge=0, le=1)  # uniform pixel noise, a distractor
-    max_words: int = Field(40, ge=2, le=200)  # longer captions are cut here
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ShapesParams:
-        if self.min_events > self.max_events:
-            raise ValueError(f"min_events {self.min_events} is above max_events {self.max_events}")
-        if self.max_events > self.frames:
-            raise ValueError(
-                f"max_events {self.max_events} needs at least as many frames (got {self.frames})"
-            )
-        for colour, shape in self.held_out:
-            if colour not in COLOURS or shape not in SHAPES:
-                raise ValueError(
-                    f"held_out: ({colour}, {shape}) is no pair of a colour in {', '.join(COLOURS)} and a "
-                    f"shape in {', '.join(SHAPES)}"
-                )
-        return self
-
-
-class ShapesData(Strict):
-    train_videos: int = Field(2000, ge=1, le=200_000)
-    valid_videos: int = Field(200, ge=1, le=20_000)
-    test_videos: int = Field(200, ge=1, le=20_000)
-    seed: int | None = None  # None: the run's seed
+MOST_FRAMES = 10_000  # a --video longer than this is refused rather than decoded for minutes
 
 
 class CaptionEval(Strict):
@@ -90,56 +53,26 @@ class CaptionEval(Strict):
     max_words: int = Field(25, ge=1, le=200)  # words a generated caption may have before <eos>
 
 
-@register_task("shapes_captions")
-class ShapesCaptionTask(TaskDefaults):
-    """Captioning synthetic videos of coloured shapes whose events happen in order (generated, seeded)."""
+class CaptionInspectOptions(Strict):
+    video: Path | None = Field(
+        None,
+        description="caption your own clip: a .npy of frames (K, 3, H, W) or (K, H, W, 3), uint8 or "
+        "floats in [0, 1], or of features (K, D), shaped like the run's training videos",
+    )
 
-    Params = ShapesParams
-    Data = ShapesData
+
+class CaptionTask(TaskDefaults):
+    """A video captioning task over tensorised splits; subclasses make the splits."""
+
     Eval = CaptionEval
+    InspectOptions = CaptionInspectOptions
     scoring = SCORING
     eval_changeable = ("data.", "eval.")
+    video_noun = "video"  # how inspect titles one of the task's videos
 
-    def __init__(
-        self,
-        params: ShapesParams,
-        data: ShapesData,
-        seed: int,
-        state: dict[str, Any] | None = None,
-        evaluation: CaptionEval | None = None,
-    ) -> None:
-        self.params, self.data = params, data
-        self.evaluation = evaluation or CaptionEval()
-        base = seed if data.seed is None else data.seed
-        held_out = {tuple(pair) for pair in params.held_out}
-        made = {}
-        for offset, (split, count, with_held_out) in enumerate(
-            (
-                ("train", data.train_videos, False),
-                ("valid", data.valid_videos, False),
-                ("test", data.test_videos, bool(held_out)),
-            )
-        ):
-            made[split] = generate_shapes(
-                count,
-                params.frames,
-                params.size,
-                (params.min_events, params.max_events),
-                params.max_objects,
-                held_out,  # type: ignore[arg-type]
-                with_held_out,
-                params.references,
-                params.noise,
-                seed=base * 3 + offset,
-            )
-        words = state["vocabulary"] if state else None
-        self.vocabulary = (
-            Vocabulary(words) if words else Vocabulary.build(c for refs in made["train"][1] for c in refs)
-        )
-        self.splits: dict[str, CaptionSplit] = {
-            name: tensorise(videos, captions, self.vocabulary, params.max_words)
-            for name, (videos, captions) in made.items()
-        }
+    vocabulary: Vocabulary
+    splits: dict[str, CaptionSplit]
+    evaluation: CaptionEval
 
     # -- data -------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -164,7 +97,9 @@ class ShapesCaptionTask(TaskDefaults):
     def _videos_per_batch(self, batch_size: int) -> int:
         """Videos per training batch: all of a video's references train together, its frames encoded
         once, so a batch holds about ``batch_size`` captions."""
-        return max(1, round(batch_size / self.params.references))
+        train = self.splits["train"]
+        references = len(train.words) / max(len(train), 1)
+        return max(1, round(batch_size / references))
 
     def batches_per_epoch(self, batch_size: int) -> int:
         return math.ceil(len(self.splits["train"]) / self._videos_per_batch(batch_size))
@@ -198,6 +133,7 @@ class ShapesCaptionTask(TaskDefaults):
         """One generated caption per video of the split (tokenised text), its word ids and attention."""
         data = self.splits[split]
         texts, ids, attention = [], [], []
+        longest = self.evaluation.max_words + 1
         for first in range(0, len(data), batch_size):
             videos = torch.arange(first, min(first + batch_size, len(data)), device=data.frame_mask.device)
             words, alphas = model.generate(
@@ -207,12 +143,8 @@ class ShapesCaptionTask(TaskDefaults):
                 self.evaluation.beam_size,
             )
             texts += [" ".join(self.vocabulary.decode(row)) for row in words.tolist()]
-            ids.append(
-                nn.functional.pad(words, (0, self.evaluation.max_words + 1 - words.shape[1]), value=PAD)
-            )
-            attention.append(
-                nn.functional.pad(alphas, (0, 0, 0, self.evaluation.max_words + 1 - alphas.shape[1]))
-            )
+            ids.append(nn.functional.pad(words, (0, longest - words.shape[1]), value=PAD))
+            attention.append(nn.functional.pad(alphas, (0, 0, 0, longest - alphas.shape[1])))
         return texts, torch.cat(ids), torch.cat(attention)
 
     @torch.no_grad()
@@ -237,62 +169,114 @@ class ShapesCaptionTask(TaskDefaults):
 
     # -- inspection -------------------------------------------------------------------------------------
     def inspect(self, model: nn.Module, request: InspectRequest) -> HeatmapView:
-        """The caption of one video: words × frames attention, each frame's total against τ."""
+        """The caption of one video (a split's, or ``--video FILE``): words × frames attention, each
+        frame's total against τ, the frames themselves when they are pictures."""
+        options = request.options or CaptionInspectOptions()
+        model.eval()
+        if options.video is not None:
+            frames = load_user_video(options.video, tuple(self.splits["train"].frames.shape[2:]))
+            title = f"{options.video.name} · {len(frames)} frames"
+            return caption_view(model, frames, [], title, self.vocabulary, self.evaluation)
         data = self.splits[request.split]
         if request.example >= len(data):
             raise UserError(
                 f"--example: the {request.split} split has {len(data)} videos (0–{len(data) - 1})"
             )
-        model.eval()
         video = torch.tensor([request.example], device=data.frame_mask.device)
-        frame_mask = data.frame_mask[video]
-        words, alphas = model.generate(
-            data.float_frames(video), frame_mask, self.evaluation.max_words, self.evaluation.beam_size
-        )
-        length = int((words[0] != PAD).sum())
-        shown = [self.vocabulary.words[i] for i in words[0, :length].tolist()]
-        frames = int(frame_mask.sum())
-        alpha = alphas[0, :length, :frames].cpu()
+        count = int(data.frame_mask[video].sum())
+        frames = data.float_frames(video)[0, :count]
+        title = f"{self.video_noun} {request.example} of the {request.split} split · {count} frames"
         references = data.references[request.example]
-        caption = " ".join(self.vocabulary.decode(words[0].tolist()))
-        repeated = excess_words(shown, references)
-        written = torch.ones(1, length, dtype=torch.bool)
-        penalty, error = attention_penalty(
-            alphas[:, :length, :frames].cpu(), frame_mask[:, :frames].cpu(), written, None
-        )
-        tau = length / frames
-        coverage = alpha.sum(0).tolist()
-        columns = [f"frame {i + 1}" for i in range(frames)]
-        panels = [
-            Heatmap(
-                "attention α_t^i (words × frames; ✗: a word said more often than any reference says it)",
-                shown,
-                columns,
-                alpha.tolist(),
-                [[flag] * frames for flag in repeated],
-                (0.0, 1.0),
-            ),
-            Heatmap(  # from 0, so near-uniform coverage looks near uniform
-                f"Σ_t α_t^i against τ = {tau:.2f}",
-                ["Σ_t α", "τ"],
-                columns,
-                [coverage, [tau] * frames],
-                value_range=(0.0, max(2 * tau, *coverage)),
-            ),
-        ]
-        notes = [
-            f"caption: {caption or '(empty)'}",
-            *(f"reference: {r}" for r in references),
-            f"regularizer Σ_i (τ − Σ_t α_t^i)² = {penalty.item():.3f}; "
-            f"coverage error Σ_i |τ − Σ_t α| = {error.item():.3f}",
-        ]
-        title = f"shape video {request.example} of the {request.split} split · {frames} frames"
-        pictures = data.float_frames(video)[0, :frames]
-        strips = [frame_strip(pictures, columns)] if pictures.dim() == 4 else []
-        return HeatmapView(title=title, panels=panels, notes=notes, strips=strips)
+        return caption_view(model, frames, references, title, self.vocabulary, self.evaluation)
+
+
+@torch.no_grad()
+def caption_view(
+    model: nn.Module,
+    frames: Tensor,
+    references: list[str],
+    title: str,
+    vocabulary: Vocabulary,
+    evaluation: CaptionEval,
+) -> HeatmapView:
+    """Caption one video's real frames (K, *frame_shape) and show where each word looked."""
+    device = next(model.parameters()).device
+    frame_mask = torch.ones(1, len(frames), dtype=torch.bool, device=device)
+    words, alphas = model.generate(
+        frames.unsqueeze(0).to(device), frame_mask, evaluation.max_words, evaluation.beam_size
+    )
+    length = int((words[0] != PAD).sum())
+    shown = [vocabulary.words[i] for i in words[0, :length].tolist()]
+    count = len(frames)
+    alpha = alphas[0, :length, :count].cpu()
+    caption = " ".join(vocabulary.decode(words[0].tolist()))
+    repeated = excess_words(shown, references) if references else [False] * length
+    written = torch.ones(1, length, dtype=torch.bool)
+    penalty, error = attention_penalty(alpha.unsqueeze(0), frame_mask.cpu(), written, None)
+    tau = length / count
+    coverage = alpha.sum(0).tolist()
+    columns = [f"frame {i + 1}" for i in range(count)]
+    flag_note = "; ✗: a word said more often than any reference says it" if references else ""
+    panels = [
+        Heatmap(
+            f"attention α_t^i (words × frames{flag_note})",
+            shown,
+            columns,
+            alpha.tolist(),
+            [[flag] * count for flag in repeated],
+            (0.0, 1.0),
+        ),
+        Heatmap(  # from 0, so near-uniform coverage looks near uniform
+            f"Σ_t α_t^i against τ = {tau:.2f}",
+            ["Σ_t α", "τ"],
+            columns,
+            [coverage, [tau] * count],
+            value_range=(0.0, max(2 * tau, *coverage)),
+        ),
+    ]
+    notes = [
+        f"caption: {caption or '(empty)'}",
+        *(f"reference: {r}" for r in references),
+        f"regularizer Σ_i (τ − Σ_t α_t^i)² = {penalty.item():.3f}; "
+        f"coverage error Σ_i |τ − Σ_t α| = {error.item():.3f}",
+    ]
+    strips = [frame_strip(frames, columns)] if frames.dim() == 4 else []
+    return HeatmapView(title=title, panels=panels, notes=notes, strips=strips)
 
 
 def frame_strip(frames: Tensor, labels: list[str]) -> ImageStrip:
     """A video's (K, 3, H, W) frames in [0, 1] as the picture strip above its attention grid."""
     pictures = frames.permute(0, 2, 3, 1).clamp(0, 1).mul(1000).round().div(1000)
     return ImageStrip("the frames", labels, pictures.cpu().tolist())
+
+
+def load_user_video(path: Path, frame_shape: tuple[int, ...]) -> Tensor:
+    """A user's clip from a ``.npy`` as float frames shaped like the run's: (K, *frame_shape). Images
+    may be channels-last and uint8 (scaled to [0, 1]); anything else is one ``UserError``."""
+    where = f"--video {path}"
+    if not path.is_file():
+        raise UserError(f"{where}: no such file")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise UserError(f"{where}: not a .npy array ({error})") from None
+    if array.dtype == np.uint8:
+        video = torch.from_numpy(array.astype(np.float32) / 255)
+    elif np.issubdtype(array.dtype, np.floating):
+        video = torch.from_numpy(array.astype(np.float32))
+    else:
+        raise UserError(f"{where}: values of type {array.dtype}; frames must be uint8 or floats")
+    expected = "(K, " + ", ".join(map(str, frame_shape)) + ")"
+    channels_last = video.dim() == 4 and tuple(video.shape[-1:] + video.shape[1:3]) == frame_shape
+    if len(frame_shape) == 3 and tuple(video.shape[1:]) != frame_shape and channels_last:
+        video = video.permute(0, 3, 1, 2).contiguous()  # (K, H, W, C) → (K, C, H, W)
+    if video.dim() != len(frame_shape) + 1 or tuple(video.shape[1:]) != frame_shape:
+        also = (
+            f" or (K, {frame_shape[1]}, {frame_shape[2]}, {frame_shape[0]})" if len(frame_shape) == 3 else ""
+        )
+        raise UserError(f"{where}: shape {tuple(array.shape)}; this run's videos are {expected}{also}")
+    if not 1 <= len(video) <= MOST_FRAMES:
+        raise UserError(f"{where}: {len(video)} frames; give 1 to {MOST_FRAMES}")
+    if not torch.isfinite(video).all():
+        raise UserError(f"{where}: holds NaN or infinite values")
+    return video

@@ -1,0 +1,161 @@
+"""Captioning your own videos from precomputed per-frame features, in the common MSVD / MSR-VTT layout:
+a folder with one ``<video id>.npy`` array (frames × feature dim) per video, and a JSON of captions.
+
+The captions JSON may be either of:
+
+- ``{"videos": [{"id": "vid1", "split": "train", "captions": ["a man is cooking", ...]}, ...]}``
+- MSR-VTT's ``videodatainfo.json``: ``{"videos": [{"video_id": "video0", "split": "train"}, ...],
+  "sentences": [{"video_id": "video0", "caption": "a man is cooking"}, ...]}``
+
+Splits are ``train``, ``valid`` (also ``val``, ``validate``, ``validation``) and ``test``. Features are
+loaded and tensorised once; videos longer than ``data.max_frames`` are sampled evenly down to it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from memtool.errors import UserError
+from memtool.registry import register_task
+from memtool.schema import Strict
+from memtool.tasks.video.captioning import CaptionEval, CaptionTask
+from memtool.tasks.video.data import CaptionSplit, Vocabulary, tensorise
+
+SPLIT_NAMES = {
+    "train": "train",
+    "valid": "valid",
+    "val": "valid",
+    "validate": "valid",
+    "validation": "valid",
+    "test": "test",
+}
+
+
+class FeatureParams(Strict):
+    max_words: int = Field(30, ge=2, le=200)  # longer captions are cut here
+    min_word_count: int = Field(1, ge=1)  # rarer training words become <unk>
+
+
+class FeatureData(Strict):
+    features: str = "data/features"  # a folder of <video id>.npy arrays, (frames, feature dim) each
+    captions: str = "data/features/captions.json"  # the videos' splits and reference captions
+    max_frames: int | None = Field(None, ge=1, le=10_000)  # None: every frame
+
+
+def read_caption_file(path: Path) -> dict[str, tuple[str, list[str]]]:
+    """Video id → (split, its captions), from either accepted JSON layout; a ``UserError`` names what is
+    wrong otherwise."""
+    where = f"data.captions: {path}"
+    if not path.is_file():
+        raise UserError(f"{where}: no such file")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{where}: not valid JSON ({error})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("videos"), list):
+        raise UserError(f'{where}: expected an object with a "videos" list')
+    videos: dict[str, tuple[str, list[str]]] = {}
+    for index, entry in enumerate(raw["videos"]):
+        name = entry.get("id", entry.get("video_id")) if isinstance(entry, dict) else None
+        split = entry.get("split") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not isinstance(split, str):
+            raise UserError(f'{where}: videos[{index}] needs a string "id" (or "video_id") and "split"')
+        if split not in SPLIT_NAMES:
+            raise UserError(
+                f"{where}: videos[{index}] ({name}) has split {split!r}; use train, valid or test"
+            )
+        captions = entry.get("captions", [])
+        if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
+            raise UserError(f'{where}: videos[{index}] ({name}): "captions" must be a list of strings')
+        videos[name] = (SPLIT_NAMES[split], list(captions))
+    for index, sentence in enumerate(raw.get("sentences", [])):
+        name = sentence.get("video_id") if isinstance(sentence, dict) else None
+        caption = sentence.get("caption") if isinstance(sentence, dict) else None
+        if not isinstance(name, str) or not isinstance(caption, str):
+            raise UserError(f'{where}: sentences[{index}] needs a string "video_id" and "caption"')
+        if name not in videos:
+            raise UserError(f"{where}: sentences[{index}] describes {name!r}, which no video entry lists")
+        videos[name][1].append(caption)
+    for name, (_, captions) in videos.items():
+        if not any(caption.strip() for caption in captions):
+            raise UserError(f"{where}: video {name!r} has no caption")
+    return videos
+
+
+def load_features(folder: Path, name: str, max_frames: int | None) -> Tensor:
+    """One video's (frames, dim) float features, sampled evenly down to ``max_frames``."""
+    path = folder / f"{name}.npy"
+    if not path.is_file():
+        raise UserError(f"data.features: {path} not found (every video in the captions file needs one)")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise UserError(f"data.features: {path} is not a .npy array ({error})") from None
+    if array.ndim != 2 or array.shape[0] == 0 or not np.issubdtype(array.dtype, np.number):
+        raise UserError(
+            f"data.features: {path} has shape {array.shape} of {array.dtype}; expected (frames, dim) numbers"
+        )
+    features = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    if not torch.isfinite(features).all():
+        raise UserError(f"data.features: {path} holds NaN or infinite values")
+    if max_frames is not None and len(features) > max_frames:
+        features = features[torch.linspace(0, len(features) - 1, max_frames).round().long()]
+    return features
+
+
+@register_task("video_features")
+class FeatureCaptionTask(CaptionTask):
+    """Captioning users' videos from per-frame feature arrays and a JSON of reference captions."""
+
+    Params = FeatureParams
+    Data = FeatureData
+
+    def __init__(
+        self,
+        params: FeatureParams,
+        data: FeatureData,
+        seed: int,
+        state: dict[str, Any] | None = None,
+        evaluation: CaptionEval | None = None,
+    ) -> None:
+        self.params, self.data = params, data
+        self.evaluation = evaluation or CaptionEval()
+        folder = Path(data.features)
+        if not folder.is_dir():
+            raise UserError(f"data.features: folder {str(folder)!r} not found")
+        listed = read_caption_file(Path(data.captions))
+        made: dict[str, tuple[list[Tensor], list[list[str]]]] = {
+            s: ([], []) for s in ("train", "valid", "test")
+        }
+        dims: set[int] = set()
+        for name, (split, captions) in sorted(listed.items()):
+            features = load_features(folder, name, data.max_frames)
+            dims.add(features.shape[1])
+            made[split][0].append(features)
+            made[split][1].append(captions)
+        if len(dims) > 1:
+            raise UserError(
+                f"data.features: the arrays' feature dims differ ({sorted(dims)}); use one extractor"
+            )
+        for split, (videos, _) in made.items():
+            if not videos:
+                raise UserError(
+                    f"data.captions: {data.captions} lists no {split} video; each split needs one"
+                )
+        words = state["vocabulary"] if state else None
+        self.vocabulary = (
+            Vocabulary(words)
+            if words
+            else Vocabulary.build((c for refs in made["train"][1] for c in refs), params.min_word_count)
+        )
+        self.splits: dict[str, CaptionSplit] = {
+            split: tensorise(videos, captions, self.vocabulary, params.max_words)
+            for split, (videos, captions) in made.items()
+        }
