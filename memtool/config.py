@@ -207,7 +207,12 @@ RENAMED = {
 def _format_error(prefix: str, error: ValidationError) -> list[str]:
     lines = []
     for item in error.errors():
-        location = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
+        location = ""
+        for part in (prefix, *item["loc"]):  # list positions as [i]: eval.sizes[0][1], not eval.sizes.0.1
+            if isinstance(part, int):
+                location += f"[{part}]"
+            elif part != "":
+                location += f".{part}" if location else str(part)
         if location in RENAMED and item["type"] == "extra_forbidden":
             lines.append(f"{location}: {RENAMED[location]}")
             continue

@@ -185,3 +185,17 @@ def test_inspection_shows_a_sequence_of_the_chosen_split_and_refuses_bad_positio
         task.inspect(model, InspectRequest("test", 0, task.InspectOptions(length=3, step=8)))
     with pytest.raises(UserError, match="--example: the test set has 4 sequences"):
         task.inspect(model, InspectRequest("test", 4, options))
+
+
+def test_a_repeat_copy_size_that_is_not_a_pair_is_named_with_its_position() -> None:
+    from memtool.errors import UserError
+
+    raw = yaml.safe_load(
+        (Path(__file__).resolve().parent.parent / "smoke" / "ntm-repeat_copy.yaml").read_text()
+    )
+    raw["eval"] = {"sizes": [[10]]}
+    with pytest.raises(UserError, match=r"eval.sizes: each size is a pair \[length, repeats\]"):
+        build_config(raw, source="config.yaml")
+    raw["eval"] = {"sizes": [[10, 10], [10, 0]]}
+    with pytest.raises(UserError, match=r"eval.sizes\[1\]\[1\]: Input should be greater than 0"):
+        build_config(raw, source="config.yaml")

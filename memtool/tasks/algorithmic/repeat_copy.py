@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 import torch
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 from torch import Tensor
 
 from memtool.registry import register_task
@@ -50,6 +50,14 @@ class RepeatCopyEval(Strict):
     # scored [length, repeats] pairs; None: the largest trained, then twice the length and twice the
     # repeats (the paper's Fig. 8: length 10 × 20 repeats and length 20 × 10 repeats after 10 × 10)
     sizes: list[tuple[PositiveInt, PositiveInt]] | None = Field(None, min_length=1)
+
+    @field_validator("sizes", mode="before")
+    @classmethod
+    def _pairs(cls, sizes: Any) -> Any:
+        for size in sizes if isinstance(sizes, list) else []:
+            if not isinstance(size, (list, tuple)) or len(size) != 2:
+                raise ValueError(f"each size is a pair [length, repeats], e.g. [20, 10], not {size!r}")
+        return sizes
 
 
 class RepeatCopyInspectOptions(StepOption):
