@@ -72,13 +72,20 @@ def tick_positions(count: int, limit: int = MAX_TICK_LABELS) -> list[int]:
     return list(range(0, count, step))
 
 
+def _wrapped(figure: Figure, title: str) -> str:
+    """A panel title broken into lines that fit the figure's width (about 11 characters an inch)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(title, max(20, int(figure.get_figwidth() * 11)))) or title
+
+
 def _draw_heatmap(figure: Figure, axes: Axes, panel: Heatmap) -> None:
     import numpy as np
 
     values = np.array(panel.values, dtype=float).reshape(len(panel.rows), len(panel.columns))
     vmin, vmax = panel.value_range if panel.value_range is not None else (None, None)
     image = axes.imshow(values, cmap="Blues", aspect="auto", interpolation="nearest", vmin=vmin, vmax=vmax)
-    axes.set_title(panel.title, fontsize=10, loc="left")
+    axes.set_title(_wrapped(figure, panel.title), fontsize=10, loc="left")
     rows, columns = tick_positions(len(panel.rows)), tick_positions(len(panel.columns))
     axes.set_yticks(rows, [panel.rows[i] for i in rows], fontsize=7)
     axes.set_xticks(columns, [panel.columns[i] for i in columns], fontsize=7)

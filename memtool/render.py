@@ -169,13 +169,22 @@ class ImageStripPanel:
     def __init__(self, strip: ImageStrip) -> None:
         self.strip = strip
 
+    SMALLEST = 4  # characters a picture needs to be worth drawing
+
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         strip = self.strip
-        count = max(len(strip.images), 1)
-        size = max(2, min(12, (options.max_width - count) // count // 2 * 2))
-        yield Text(strip.title, style="bold")
-        yield Text(" ".join(label[:size].ljust(size) for label in strip.labels), style="dim")
-        pictures = [thumbnail(image, size) for image in strip.images]
+        total = len(strip.images)
+        # pictures and the one-character gaps between them must fit the width
+        fits = max(1, (options.max_width + 1) // (self.SMALLEST + 1))
+        shown = min(total, fits)
+        size = max(self.SMALLEST, min(12, (options.max_width + 1) // max(shown, 1) - 1) // 2 * 2)
+        title = strip.title if shown == total else f"{strip.title} (the first {shown} of {total}; all: --png)"
+        yield Text(title, style="bold")
+        labels = strip.labels[:shown]
+        if any(len(label) > size for label in labels):
+            labels = [str(index + 1) for index in range(shown)]  # "frame 12" does not fit: "12"
+        yield Text(" ".join(label[:size].ljust(size) for label in labels), style="dim")
+        pictures = [thumbnail(image, size) for image in strip.images[:shown]]
         for row in range(0, size, 2):
             line = Text()
             for index, picture in enumerate(pictures):

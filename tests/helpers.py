@@ -54,7 +54,7 @@ def memtool_process(*args: object, merge_output: bool = False) -> subprocess.Pop
 FEATURE_THINGS = ("red square", "blue circle", "green triangle", "yellow star")
 
 
-def write_feature_videos(folder: Any, videos: int, frames: int = 3, seed: int = 0) -> None:
+def write_feature_videos(folder: Any, videos: int, frames: int = 3, seed: int = 0, dims: int = 6) -> None:
     """A tiny captioning set in the features layout: per video a (frames, 6) .npy, frame k showing one
     thing (one-hot, with noise), and a captions.json whose captions name the frames' things in order,
     so only a decoder that attends to the right frame at each phrase can get them right."""
@@ -70,7 +70,7 @@ def write_feature_videos(folder: Any, videos: int, frames: int = 3, seed: int = 
     entries = []
     for index in range(videos):
         things = [rng.randrange(len(FEATURE_THINGS)) for _ in range(frames)]
-        features = np.zeros((frames, len(FEATURE_THINGS) + 2), dtype=np.float32)
+        features = np.zeros((frames, max(dims, len(FEATURE_THINGS) + 2)), dtype=np.float32)
         for frame, thing in enumerate(things):
             features[frame, thing] = 1.0
             features[frame, -2:] = [rng.uniform(-0.1, 0.1), 1.0]

@@ -24,7 +24,8 @@ from memtool.models.base import ModelOutput
 from memtool.registry import register_model
 
 PositiveInt = Annotated[int, Field(ge=1)]
-PAD, BOS, EOS = 0, 1, 2  # token ids every captioning vocabulary starts with
+PAD, BOS, EOS, UNK = 0, 1, 2, 3  # token ids every captioning vocabulary starts with
+NEVER_WRITTEN = (PAD, BOS, UNK)  # a generated caption holds words and one <eos>, nothing else
 
 
 def attention_penalty(
@@ -95,6 +96,10 @@ class Captioner(nn.Module):
         reg_tau: float | Literal["auto"] = "auto",
     ) -> None:
         super().__init__()
+        if temporal_encoder and frame_dim < 2:
+            raise ValueError(f"frame_dim {frame_dim}: the BiLSTM of temporal_encoder needs at least 2")
+        if reg_tau != "auto" and not reg_tau > 0:
+            raise ValueError(f"reg_tau {reg_tau}: the target coverage is a number above 0, or auto")
         self.encoder = FrameEncoder(tuple(frame_shape), frame_dim)
         self.temporal = (
             nn.LSTM(frame_dim, frame_dim // 2, batch_first=True, bidirectional=True)
@@ -222,9 +227,14 @@ class Captioner(nn.Module):
         lengths = torch.zeros(batch * beams, device=device)
         written = torch.zeros(batch * beams, 0, dtype=torch.long, device=device)
         attention = torch.zeros(batch * beams, 0, count, device=device)
-        for _ in range(max_words + 1):
+        for step in range(max_words + 1):
             logits, state, alpha = self.step(words, state, features, keys, mask)
+            logits[:, list(NEVER_WRITTEN)] = float("-inf")
             log_probs = torch.log_softmax(logits, -1)  # (B·k, V)
+            if step == max_words:  # the last step may only end the caption: at most max_words words
+                eos = log_probs[:, EOS].clone()
+                log_probs.fill_(float("-inf"))
+                log_probs[:, EOS] = eos
             # a finished hypothesis only extends with <pad>, at no cost
             log_probs[finished] = float("-inf")
             log_probs[finished, PAD] = 0.0

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from memtool.models.captioner import BOS, EOS, PAD, Captioner, attention_penalty
+from memtool.models.captioner import BOS, EOS, NEVER_WRITTEN, PAD, UNK, Captioner, attention_penalty
 
 
 def test_the_penalty_and_coverage_error_match_a_hand_computation() -> None:
@@ -115,6 +115,7 @@ def _log_probability(model: Captioner, frames, frame_mask, caption: torch.Tensor
     length = int((caption != PAD).sum())
     words = torch.cat([torch.tensor([BOS]), caption[: length - 1]]).unsqueeze(0)
     logits = model(frames, frame_mask, words, torch.ones_like(words, dtype=torch.bool)).prediction
+    logits[..., list(NEVER_WRITTEN)] = float("-inf")  # as decoding sees them
     picked = torch.log_softmax(logits, -1)[0, torch.arange(length), caption[:length]]
     return picked.mean().item()
 
@@ -132,14 +133,15 @@ def test_beam_search_of_one_is_greedy_and_wider_beams_score_at_least_as_well() -
     manual = []  # greedy by hand: the most likely word at each step
     for row in range(3):
         words = [BOS]
-        for _ in range(7):
+        for step in range(7):
             logits = model(
                 frames[row : row + 1],
                 frame_mask[row : row + 1],
                 torch.tensor([words]),
                 torch.ones(1, len(words), dtype=torch.bool),
-            ).prediction
-            words.append(int(logits[0, -1].argmax()))
+            ).prediction[0, -1]
+            logits[list(NEVER_WRITTEN)] = float("-inf")
+            words.append(EOS if step == 6 else int(logits.argmax()))  # 6 words at most, then <eos>
             if words[-1] == EOS:
                 break
         manual.append(words[1:])
@@ -155,7 +157,22 @@ def test_beam_search_of_one_is_greedy_and_wider_beams_score_at_least_as_well() -
                 >= _log_probability(model, frames[row : row + 1], frame_mask[row : row + 1], greedy[row])
                 - 1e-5
             )
-    assert all(len(w) <= 7 for w in wide.tolist())
+    for caption in [*greedy.tolist(), *wide.tolist()]:  # words, one <eos>, then only <pad>
+        written = [w for w in caption if w != PAD]
+        assert len(written) <= 7 and written[-1] == EOS and EOS not in written[:-1]
+        assert not set(written) & {BOS, UNK} and caption[: len(written)] == written
+
+
+def test_an_untrained_decoder_still_stops_at_max_words_and_never_writes_a_special_token() -> None:
+    frames, frame_mask, _, _ = _batch()
+    model = _model()
+    with torch.no_grad():  # make <pad>, <bos> and <unk> the most likely words at every step
+        model.output.bias[list(NEVER_WRITTEN)] = 100.0
+        model.output.bias[EOS] = -100.0
+    for beams in (1, 3):
+        words, _ = model.generate(frames, frame_mask, max_words=4, beam_size=beams)
+        assert words.shape[1] == 5 and (words[:, -1] == EOS).all()
+        assert not torch.isin(words[:, :-1], torch.tensor([PAD, BOS, EOS, UNK])).any()
 
 
 def test_features_instead_of_frames_use_a_linear_encoder() -> None:

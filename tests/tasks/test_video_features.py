@@ -47,9 +47,15 @@ def test_the_msr_vtt_layout_reads_like_the_simple_one(tmp_path: Path) -> None:
     write_feature_videos(tmp_path, 8)
     simple = read_caption_file(tmp_path / "captions.json")
     entries = json.loads((tmp_path / "captions.json").read_text())["videos"]
-    msr_vtt = {
-        "videos": [{"video_id": e["id"], "split": e["split"].replace("val", "validate")} for e in entries],
-        "sentences": [{"video_id": e["id"], "caption": c} for e in entries for c in e["captions"]],
+    msr_vtt = {  # as MSR-VTT ships it: a numeric "id" beside the "video_id" that names the file
+        "info": {"year": 2016},
+        "videos": [
+            {"id": i, "video_id": e["id"], "category": 9, "split": e["split"].replace("val", "validate")}
+            for i, e in enumerate(entries)
+        ],
+        "sentences": [
+            {"video_id": e["id"], "caption": c, "sen_id": 7} for e in entries for c in e["captions"]
+        ],
     }
     (tmp_path / "videodatainfo.json").write_text(json.dumps(msr_vtt))
     assert read_caption_file(tmp_path / "videodatainfo.json") == simple
@@ -58,6 +64,16 @@ def test_the_msr_vtt_layout_reads_like_the_simple_one(tmp_path: Path) -> None:
 
 def _write_captions(folder: Path, videos: list) -> None:
     (folder / "captions.json").write_text(json.dumps({"videos": videos}))
+
+
+def _save_npz(path: Path) -> None:
+    with path.open("wb") as file:  # numpy.savez would add .npz to a name
+        np.savez(file, features=np.zeros((3, 6)))
+
+
+def _duplicate_first_video(folder: Path) -> None:
+    videos = json.loads((folder / "captions.json").read_text())["videos"]
+    _write_captions(folder, [*videos, videos[0]])
 
 
 @pytest.mark.parametrize(
@@ -73,9 +89,22 @@ def _write_captions(folder: Path, videos: list) -> None:
             ["split 'dev'", "train, valid or test"],
         ),
         (
-            lambda d: _write_captions(d, [{"id": "video0", "split": "train", "captions": ["a b"]}]),
-            ["lists no valid video"],
+            lambda d: _write_captions(d, [{"id": "video0", "split": "Train", "captions": ["a b"]}]),
+            ["lists no valid video"],  # "Train" is train
         ),
+        (lambda d: _duplicate_first_video(d), ["repeats the id 'video0'"]),
+        (
+            lambda d: _write_captions(d, [{"id": "../video0", "split": "train", "captions": ["a"]}]),
+            ["has id '../video0'"],
+        ),
+        (
+            lambda d: _write_captions(d, [{"id": "video0", "split": "train", "captions": ["a b", "!!"]}]),
+            ["a caption without a word: '!!'"],
+        ),
+        (lambda d: _save_npz(d / "video3.npy"), ["video3.npy is a .npz archive"]),
+        (lambda d: np.save(d / "video3.npy", np.zeros((3, 0), np.float32)), ["shape (3, 0)"]),
+        (lambda d: np.save(d / "video3.npy", np.zeros((3, 6), np.complex64)), ["complex64"]),
+        (lambda d: np.save(d / "video3.npy", np.full((3, 6), 1e39)), ["out-of-range values"]),
     ],
 )
 def test_bad_feature_data_is_one_line_naming_the_file(tmp_path: Path, break_it, fragments: list[str]) -> None:
@@ -129,6 +158,8 @@ def test_inspect_captions_a_users_clip_from_a_npy(shapes_run: Path, tmp_path: Pa
         (np.zeros((4, 3, 16, 16), np.int64), ["values of type int64"]),
         (np.full((4, 3, 16, 16), np.nan, np.float32), ["NaN"]),
         (None, ["no such file"]),
+        (np.full((4, 3, 16, 16), 255.0, np.float32), ["floats from 255 to 255", "uint8"]),
+        (np.zeros((4, 3, 16, 16), np.complex64), ["complex64"]),
     ],
 )
 def test_a_bad_video_file_is_one_line(shapes_run: Path, tmp_path: Path, clip, fragments: list[str]) -> None:
@@ -137,3 +168,36 @@ def test_a_bad_video_file_is_one_line(shapes_run: Path, tmp_path: Path, clip, fr
         np.save(path, clip)
     result = CliRunner().invoke(app, ["inspect-memory", str(shapes_run), "--video", str(path)])
     one_line_error(result, "--video", *fragments)
+
+
+def test_a_trained_feature_run_scores_a_test_only_file_and_refuses_other_feature_dims(tmp_path: Path) -> None:
+    write_feature_videos(tmp_path / "videos", 12)
+    raw = _config(tmp_path / "videos")
+    raw["data"]["max_frames"] = 2
+    train(build_config(raw), tmp_path / "run")
+    entries = json.loads((tmp_path / "videos" / "captions.json").read_text())["videos"]
+    test_only = {"videos": [e for e in entries if e["split"] == "test"]}
+    (tmp_path / "test_only.json").write_text(json.dumps(test_only))
+    scored = CliRunner().invoke(
+        app,
+        ["eval", str(tmp_path / "run"), "--json", "--set", f"data.captions={tmp_path / 'test_only.json'}"],
+    )
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.stdout)["metrics"]["examples"] == sum(e["split"] == "test" for e in entries)
+
+    write_feature_videos(tmp_path / "wider", 12, dims=9)
+    other = CliRunner().invoke(
+        app,
+        ["eval", str(tmp_path / "run"), "--set", f"data.features={tmp_path / 'wider'}",
+         "--set", f"data.captions={tmp_path / 'wider' / 'captions.json'}"],
+    )  # fmt: skip
+    one_line_error(other, "data.features", "dim 9", "trained on 6")
+
+    clip = np.arange(5 * 6, dtype=np.int64).reshape(5, 6)  # integer features are features too
+    np.save(tmp_path / "clip.npy", clip)
+    shown = CliRunner().invoke(
+        app, ["inspect-memory", str(tmp_path / "run"), "--video", str(tmp_path / "clip.npy"), "--json"]
+    )
+    assert shown.exit_code == 0, shown.output
+    view = json.loads(shown.stdout)
+    assert len(view["panels"][0]["columns"]) == 2 and view["strips"] == []  # sampled to max_frames

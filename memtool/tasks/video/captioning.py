@@ -23,7 +23,7 @@ from memtool.models.base import ModelOutput
 from memtool.models.captioner import PAD, attention_penalty
 from memtool.schema import Strict
 from memtool.tasks.base import Batch, EvalResult, Metric, Scoring, TaskDefaults, shuffled_rows
-from memtool.tasks.video.data import CaptionSplit, Vocabulary
+from memtool.tasks.video.data import CaptionSplit, Vocabulary, read_array, real_numbers, to_float32
 from memtool.tasks.video.metrics import caption_scores, excess_words, repeat_rate
 from memtool.views import Heatmap, HeatmapView, ImageStrip, InspectRequest
 
@@ -81,6 +81,10 @@ class CaptionTask(TaskDefaults):
     def model_dims(self) -> dict[str, Any]:
         frame_shape = list(self.splits["train"].frames.shape[2:])
         return {"vocab_size": len(self.vocabulary), "frame_shape": frame_shape}
+
+    def user_video(self, video: Tensor) -> Tensor:
+        """A user's clip (K, *frame_shape) made ready as training's videos were (e.g. sampled)."""
+        return video
 
     def to(self, device: torch.device) -> None:
         self.splits = {name: split.to(device) for name, split in self.splits.items()}
@@ -174,7 +178,8 @@ class CaptionTask(TaskDefaults):
         options = request.options or CaptionInspectOptions()
         model.eval()
         if options.video is not None:
-            frames = load_user_video(options.video, tuple(self.splits["train"].frames.shape[2:]))
+            shape = tuple(self.model_dims()["frame_shape"])
+            frames = self.user_video(load_user_video(options.video, shape))
             title = f"{options.video.name} · {len(frames)} frames"
             return caption_view(model, frames, [], title, self.vocabulary, self.evaluation)
         data = self.splits[request.split]
@@ -251,32 +256,32 @@ def frame_strip(frames: Tensor, labels: list[str]) -> ImageStrip:
 
 
 def load_user_video(path: Path, frame_shape: tuple[int, ...]) -> Tensor:
-    """A user's clip from a ``.npy`` as float frames shaped like the run's: (K, *frame_shape). Images
-    may be channels-last and uint8 (scaled to [0, 1]); anything else is one ``UserError``."""
-    where = f"--video {path}"
+    """A user's clip from a ``.npy`` as float frames shaped like the run's: (K, *frame_shape). Pictures
+    may be channels-last, uint8 (scaled to [0, 1]) or floats in [0, 1]; features are any real numbers.
+    Anything else is one ``UserError``."""
+    where = "--video"
     if not path.is_file():
-        raise UserError(f"{where}: no such file")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise UserError(f"{where}: not a .npy array ({error})") from None
-    if array.dtype == np.uint8:
-        video = torch.from_numpy(array.astype(np.float32) / 255)
-    elif np.issubdtype(array.dtype, np.floating):
-        video = torch.from_numpy(array.astype(np.float32))
-    else:
-        raise UserError(f"{where}: values of type {array.dtype}; frames must be uint8 or floats")
-    expected = "(K, " + ", ".join(map(str, frame_shape)) + ")"
-    channels_last = video.dim() == 4 and tuple(video.shape[-1:] + video.shape[1:3]) == frame_shape
-    if len(frame_shape) == 3 and tuple(video.shape[1:]) != frame_shape and channels_last:
-        video = video.permute(0, 3, 1, 2).contiguous()  # (K, H, W, C) → (K, C, H, W)
-    if video.dim() != len(frame_shape) + 1 or tuple(video.shape[1:]) != frame_shape:
-        also = (
-            f" or (K, {frame_shape[1]}, {frame_shape[2]}, {frame_shape[0]})" if len(frame_shape) == 3 else ""
+        raise UserError(f"{where} {path}: no such file")
+    array = read_array(path, where)
+    pictures = len(frame_shape) == 3
+    if not real_numbers(array) or (pictures and array.dtype != np.uint8 and array.dtype.kind != "f"):
+        kinds = "uint8 or floats in [0, 1]" if pictures else "real numbers"
+        raise UserError(f"{where}: {path} holds values of type {array.dtype}; this run's videos are {kinds}")
+    if pictures and array.ndim == 4 and array.shape[1:] != frame_shape and array.shape[-1] == frame_shape[0]:
+        array = array.transpose(0, 3, 1, 2)  # (K, H, W, C) → (K, C, H, W)
+    if array.ndim != len(frame_shape) + 1 or tuple(array.shape[1:]) != frame_shape:
+        expected = "(K, " + ", ".join(map(str, frame_shape)) + ")"
+        if pictures:
+            expected += f" or (K, {frame_shape[1]}, {frame_shape[2]}, {frame_shape[0]})"
+        raise UserError(f"{where}: {path} has shape {tuple(array.shape)}; this run's videos are {expected}")
+    if not 1 <= len(array) <= MOST_FRAMES:
+        raise UserError(f"{where}: {path} has {len(array)} frames; give 1 to {MOST_FRAMES}")
+    video = to_float32(np.ascontiguousarray(array), path, where)
+    if pictures and array.dtype == np.uint8:
+        video = video / 255
+    elif pictures and (video.min() < 0 or video.max() > 1):
+        raise UserError(
+            f"{where}: {path} holds floats from {video.min().item():g} to {video.max().item():g}; "
+            "pictures are floats in [0, 1] or uint8 0-255"
         )
-        raise UserError(f"{where}: shape {tuple(array.shape)}; this run's videos are {expected}{also}")
-    if not 1 <= len(video) <= MOST_FRAMES:
-        raise UserError(f"{where}: {len(video)} frames; give 1 to {MOST_FRAMES}")
-    if not torch.isfinite(video).all():
-        raise UserError(f"{where}: holds NaN or infinite values")
     return video

@@ -13,16 +13,18 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from memtool.models.captioner import BOS, EOS, PAD
+from memtool.errors import UserError
+from memtool.models.captioner import BOS, EOS, PAD, UNK
 from memtool.tasks.video.shapes import plan_split, render
 
-UNK = 3
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
-assert SPECIALS.index("<pad>") == PAD and SPECIALS.index("<bos>") == BOS and SPECIALS.index("<eos>") == EOS
+assert [SPECIALS.index(s) for s in ("<pad>", "<bos>", "<eos>", "<unk>")] == [PAD, BOS, EOS, UNK]
 
 
 def tokenize(text: str) -> list[str]:
@@ -108,6 +110,18 @@ class CaptionSplit:
         }
 
 
+def empty_split(frame_shape: tuple[int, ...], dtype: torch.dtype) -> CaptionSplit:
+    """A split without videos (a trained run scored on a test set alone)."""
+    return CaptionSplit(
+        frames=torch.zeros(0, 1, *frame_shape, dtype=dtype),
+        frame_mask=torch.zeros(0, 1, dtype=torch.bool),
+        words=torch.zeros(0, 2, dtype=torch.long),
+        lengths=torch.zeros(0, dtype=torch.long),
+        video_of=torch.zeros(0, dtype=torch.long),
+        references=[],
+    )
+
+
 def tensorise(
     videos: Sequence[Tensor], captions: Sequence[Sequence[str]], vocabulary: Vocabulary, max_words: int
 ) -> CaptionSplit:
@@ -152,3 +166,37 @@ def generate_shapes(
     specs = plan_split(count, frames, events, max_objects, held_out, with_held_out, rng)
     videos = [(render(spec, frames, size, rng, noise) * 255).round().to(torch.uint8) for spec in specs]
     return videos, [spec.captions(references, rng) for spec in specs]
+
+
+# -- users' arrays --------------------------------------------------------------------------------------
+def read_array(path: Path, where: str) -> np.ndarray:
+    """A .npy file's array, or one ``UserError`` naming the file (a .npz or a pickle is not one)."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        reason = "it holds Python objects" if "pickle" in str(error) else str(error)
+        raise UserError(f"{where}: {path} is not a .npy array ({reason})") from None
+    if not isinstance(array, np.ndarray):
+        array.close()
+        raise UserError(f"{where}: {path} is a .npz archive; save one array per file with numpy.save")
+    return array
+
+
+def real_numbers(array: np.ndarray) -> bool:
+    return bool(np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer))
+
+
+def to_float32(array: np.ndarray, path: Path, where: str) -> Tensor:
+    """float32 values, or one ``UserError`` for NaN, infinities or values float32 cannot hold."""
+    with np.errstate(all="ignore"):
+        values = array.astype(np.float64)
+        if not np.isfinite(values).all() or np.abs(values).max() > np.finfo(np.float32).max:
+            raise UserError(f"{where}: {path} holds NaN, infinite or out-of-range values")
+        return torch.from_numpy(values.astype(np.float32))
+
+
+def even_frames(video: Tensor, most: int | None) -> Tensor:
+    """At most ``most`` frames, sampled evenly from first to last."""
+    if most is None or len(video) <= most:
+        return video
+    return video[torch.linspace(0, len(video) - 1, most).round().long()]

@@ -17,7 +17,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from pydantic import Field
 from torch import Tensor
@@ -26,7 +25,18 @@ from memtool.errors import UserError
 from memtool.registry import register_task
 from memtool.schema import Strict
 from memtool.tasks.video.captioning import CaptionEval, CaptionTask
-from memtool.tasks.video.data import CaptionSplit, Vocabulary, tensorise
+from memtool.tasks.video.data import (
+    CaptionSplit,
+    Vocabulary,
+    empty_split,
+    even_frames,
+    read_array,
+    real_numbers,
+    tensorise,
+    to_float32,
+    tokenize,
+)
+from memtool.tasks.video.metrics import caption_scorers
 
 SPLIT_NAMES = {
     "train": "train",
@@ -63,14 +73,21 @@ def read_caption_file(path: Path) -> dict[str, tuple[str, list[str]]]:
         raise UserError(f'{where}: expected an object with a "videos" list')
     videos: dict[str, tuple[str, list[str]]] = {}
     for index, entry in enumerate(raw["videos"]):
-        name = entry.get("id", entry.get("video_id")) if isinstance(entry, dict) else None
-        split = entry.get("split") if isinstance(entry, dict) else None
+        entry = entry if isinstance(entry, dict) else {}
+        # MSR-VTT's entries carry both a numeric "id" and the "video_id" its sentences and files use
+        name = entry["video_id"] if "video_id" in entry else entry.get("id")
+        split = entry.get("split")
         if not isinstance(name, str) or not isinstance(split, str):
-            raise UserError(f'{where}: videos[{index}] needs a string "id" (or "video_id") and "split"')
-        if split not in SPLIT_NAMES:
+            raise UserError(f'{where}: videos[{index}] needs a string "id" (or "video_id") and a "split"')
+        if not name or any(part in name for part in ("/", "\\", "..")):
+            raise UserError(f"{where}: videos[{index}] has id {name!r}; an id names a file in data.features")
+        if name in videos:
+            raise UserError(f"{where}: videos[{index}] repeats the id {name!r}")
+        if split.lower() not in SPLIT_NAMES:
             raise UserError(
                 f"{where}: videos[{index}] ({name}) has split {split!r}; use train, valid or test"
             )
+        split = split.lower()
         captions = entry.get("captions", [])
         if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
             raise UserError(f'{where}: videos[{index}] ({name}): "captions" must be a list of strings')
@@ -84,8 +101,11 @@ def read_caption_file(path: Path) -> dict[str, tuple[str, list[str]]]:
             raise UserError(f"{where}: sentences[{index}] describes {name!r}, which no video entry lists")
         videos[name][1].append(caption)
     for name, (_, captions) in videos.items():
-        if not any(caption.strip() for caption in captions):
+        if not captions:
             raise UserError(f"{where}: video {name!r} has no caption")
+        for caption in captions:
+            if not tokenize(caption):
+                raise UserError(f"{where}: video {name!r} has a caption without a word: {caption!r}")
     return videos
 
 
@@ -94,20 +114,13 @@ def load_features(folder: Path, name: str, max_frames: int | None) -> Tensor:
     path = folder / f"{name}.npy"
     if not path.is_file():
         raise UserError(f"data.features: {path} not found (every video in the captions file needs one)")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise UserError(f"data.features: {path} is not a .npy array ({error})") from None
-    if array.ndim != 2 or array.shape[0] == 0 or not np.issubdtype(array.dtype, np.number):
+    array = read_array(path, "data.features")
+    if array.ndim != 2 or 0 in array.shape or not real_numbers(array):
         raise UserError(
-            f"data.features: {path} has shape {array.shape} of {array.dtype}; expected (frames, dim) numbers"
+            f"data.features: {path} has shape {array.shape} of {array.dtype}; expected (frames, dim) "
+            "real numbers, at least one of each"
         )
-    features = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-    if not torch.isfinite(features).all():
-        raise UserError(f"data.features: {path} holds NaN or infinite values")
-    if max_frames is not None and len(features) > max_frames:
-        features = features[torch.linspace(0, len(features) - 1, max_frames).round().long()]
-    return features
+    return even_frames(to_float32(array, path, "data.features"), max_frames)
 
 
 @register_task("video_features")
@@ -126,6 +139,7 @@ class FeatureCaptionTask(CaptionTask):
         evaluation: CaptionEval | None = None,
     ) -> None:
         self.params, self.data = params, data
+        caption_scorers()  # a missing scorer fails now, not after the first epoch of training
         self.evaluation = evaluation or CaptionEval()
         folder = Path(data.features)
         if not folder.is_dir():
@@ -144,11 +158,18 @@ class FeatureCaptionTask(CaptionTask):
             raise UserError(
                 f"data.features: the arrays' feature dims differ ({sorted(dims)}); use one extractor"
             )
-        for split, (videos, _) in made.items():
-            if not videos:
+        trained = (state or {}).get("feature_dim")
+        if trained is not None and dims and dims != {trained}:
+            raise UserError(
+                f"data.features: the arrays have dim {dims.pop()}; this run was trained on {trained}"
+            )
+        needed = ("test",) if state else ("train", "valid", "test")  # a trained run can score test alone
+        for split in needed:
+            if not made[split][0]:
                 raise UserError(
                     f"data.captions: {data.captions} lists no {split} video; each split needs one"
                 )
+        self.feature_dim: int = trained if trained is not None else dims.pop()
         words = state["vocabulary"] if state else None
         self.vocabulary = (
             Vocabulary(words)
@@ -157,5 +178,16 @@ class FeatureCaptionTask(CaptionTask):
         )
         self.splits: dict[str, CaptionSplit] = {
             split: tensorise(videos, captions, self.vocabulary, params.max_words)
+            if videos
+            else empty_split((self.feature_dim,), torch.float32)
             for split, (videos, captions) in made.items()
         }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "feature_dim": self.feature_dim}
+
+    def model_dims(self) -> dict[str, Any]:
+        return {"vocab_size": len(self.vocabulary), "frame_shape": [self.feature_dim]}
+
+    def user_video(self, video: Tensor) -> Tensor:
+        return even_frames(video, self.data.max_frames)  # as training saw its videos

@@ -60,7 +60,7 @@ FUNCTION_WORDS = frozenset(
 )
 
 
-def _scorers() -> tuple[object, object, object]:
+def caption_scorers() -> tuple[object, object, object]:
     try:
         from pycocoevalcap.bleu.bleu import Bleu
         from pycocoevalcap.cider.cider import Cider
@@ -80,7 +80,7 @@ def caption_scores(hypotheses: Sequence[str], references: Sequence[Sequence[str]
         raise ValueError(f"{len(hypotheses)} captions for {len(references)} videos")
     if not hypotheses:
         return {}
-    bleu, rouge, cider = _scorers()
+    bleu, rouge, cider = caption_scorers()
     written = {i: [caption or "<empty>"] for i, caption in enumerate(hypotheses)}  # the scorers need a word
     truth = {i: list(refs) for i, refs in enumerate(references)}
     scores: dict[str, float] = {}

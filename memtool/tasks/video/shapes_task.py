@@ -17,6 +17,7 @@ from memtool.registry import register_task
 from memtool.schema import Strict
 from memtool.tasks.video.captioning import CaptionEval, CaptionTask
 from memtool.tasks.video.data import CaptionSplit, Vocabulary, generate_shapes, tensorise
+from memtool.tasks.video.metrics import caption_scorers
 from memtool.tasks.video.shapes import COLOURS, SHAPES
 
 
@@ -74,6 +75,7 @@ class ShapesCaptionTask(CaptionTask):
         evaluation: CaptionEval | None = None,
     ) -> None:
         self.params, self.data = params, data
+        caption_scorers()  # a missing scorer fails now, not after the first epoch of training
         self.evaluation = evaluation or CaptionEval()
         base = seed if data.seed is None else data.seed
         held_out = {tuple(pair) for pair in params.held_out}
