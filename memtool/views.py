@@ -52,3 +52,4 @@ class HeatmapView:
     panels: list[Heatmap]
     notes: list[str] = field(default_factory=list)
     strips: list[ImageStrip] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)  # for --json: what the notes say, as values

@@ -47,6 +47,7 @@ def test_the_regularizer_is_logged_beside_the_caption_loss_and_off_at_lambda_zer
         size,
         3,
     ]
+    assert set(view["facts"]) >= {"caption", "references", "tau", "regularizer", "coverage_error"}
     attention = view["panels"][0]["values"]
     assert all(abs(sum(row) - 1) < 1e-4 for row in attention)  # every word's attention sums to 1
 

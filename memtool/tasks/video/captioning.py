@@ -90,7 +90,7 @@ class CaptionTask(TaskDefaults):
         self.splits = {name: split.to(device) for name, split in self.splits.items()}
 
     def split_size(self, split: str) -> int:
-        return len(self.splits[split]) if split != "train" else len(self.splits["train"].words)
+        return len(self.splits[split])  # videos, in every split (training reads all their captions)
 
     @staticmethod
     def _batch(split: CaptionSplit, rows: Tensor) -> Batch:
@@ -246,7 +246,15 @@ def caption_view(
         f"coverage error Σ_i |τ − Σ_t α| = {error.item():.3f}",
     ]
     strips = [frame_strip(frames, columns)] if frames.dim() == 4 else []
-    return HeatmapView(title=title, panels=panels, notes=notes, strips=strips)
+    facts = {
+        "caption": caption,
+        "references": list(references),
+        "tau": tau,
+        "regularizer": penalty.item(),
+        "coverage_error": error.item(),
+        "repeated_words": [word for word, flag in zip(shown, repeated, strict=True) if flag],
+    }
+    return HeatmapView(title=title, panels=panels, notes=notes, strips=strips, facts=facts)
 
 
 def frame_strip(frames: Tensor, labels: list[str]) -> ImageStrip:
