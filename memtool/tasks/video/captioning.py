@@ -24,7 +24,7 @@ from memtool.models.captioner import PAD, attention_penalty
 from memtool.schema import Strict
 from memtool.tasks.base import Batch, EvalResult, Metric, Scoring, TaskDefaults, shuffled_rows
 from memtool.tasks.video.data import CaptionSplit, Vocabulary, read_array, real_numbers, to_float32
-from memtool.tasks.video.metrics import caption_scores, excess_words, repeat_rate
+from memtool.tasks.video.metrics import caption_scorers, caption_scores, excess_words, repeat_rate
 from memtool.views import Heatmap, HeatmapView, ImageStrip, InspectRequest
 
 CIDER = Metric("cider", "CIDEr-D", "CIDEr", higher_is_better=True, decimals=3)
@@ -73,6 +73,23 @@ class CaptionTask(TaskDefaults):
     vocabulary: Vocabulary
     splits: dict[str, CaptionSplit]
     evaluation: CaptionEval
+
+    def __init__(
+        self,
+        params: Any,
+        data: Any,
+        seed: int,
+        state: dict[str, Any] | None = None,
+        evaluation: CaptionEval | None = None,
+    ) -> None:
+        self.params, self.data = params, data
+        caption_scorers()  # a missing scorer fails now, not after the first epoch of training
+        self.evaluation = evaluation or CaptionEval()
+        self.load(seed, state)
+
+    def load(self, seed: int, state: dict[str, Any] | None) -> None:
+        """Fill ``self.vocabulary`` (from ``state`` when a trained run is rebuilt) and ``self.splits``."""
+        raise NotImplementedError
 
     # -- data -------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

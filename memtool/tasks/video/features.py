@@ -24,7 +24,7 @@ from torch import Tensor
 from memtool.errors import UserError
 from memtool.registry import register_task
 from memtool.schema import Strict
-from memtool.tasks.video.captioning import CaptionEval, CaptionTask
+from memtool.tasks.video.captioning import CaptionTask
 from memtool.tasks.video.data import (
     CaptionSplit,
     Vocabulary,
@@ -36,7 +36,6 @@ from memtool.tasks.video.data import (
     to_float32,
     tokenize,
 )
-from memtool.tasks.video.metrics import caption_scorers
 
 SPLIT_NAMES = {
     "train": "train",
@@ -130,17 +129,11 @@ class FeatureCaptionTask(CaptionTask):
     Params = FeatureParams
     Data = FeatureData
 
-    def __init__(
-        self,
-        params: FeatureParams,
-        data: FeatureData,
-        seed: int,
-        state: dict[str, Any] | None = None,
-        evaluation: CaptionEval | None = None,
-    ) -> None:
-        self.params, self.data = params, data
-        caption_scorers()  # a missing scorer fails now, not after the first epoch of training
-        self.evaluation = evaluation or CaptionEval()
+    params: FeatureParams
+    data: FeatureData
+
+    def load(self, seed: int, state: dict[str, Any] | None) -> None:
+        params, data = self.params, self.data
         folder = Path(data.features)
         if not folder.is_dir():
             raise UserError(f"data.features: folder {str(folder)!r} not found")

@@ -15,9 +15,8 @@ from pydantic import Field, model_validator
 
 from memtool.registry import register_task
 from memtool.schema import Strict
-from memtool.tasks.video.captioning import CaptionEval, CaptionTask
+from memtool.tasks.video.captioning import CaptionTask
 from memtool.tasks.video.data import CaptionSplit, Vocabulary, generate_shapes, tensorise
-from memtool.tasks.video.metrics import caption_scorers
 from memtool.tasks.video.shapes import COLOURS, SHAPES
 
 
@@ -66,17 +65,11 @@ class ShapesCaptionTask(CaptionTask):
     Data = ShapesData
     video_noun = "shape video"
 
-    def __init__(
-        self,
-        params: ShapesParams,
-        data: ShapesData,
-        seed: int,
-        state: dict[str, Any] | None = None,
-        evaluation: CaptionEval | None = None,
-    ) -> None:
-        self.params, self.data = params, data
-        caption_scorers()  # a missing scorer fails now, not after the first epoch of training
-        self.evaluation = evaluation or CaptionEval()
+    params: ShapesParams
+    data: ShapesData
+
+    def load(self, seed: int, state: dict[str, Any] | None) -> None:
+        params, data = self.params, self.data
         base = seed if data.seed is None else data.seed
         held_out = {tuple(pair) for pair in params.held_out}
         made = {}
