@@ -166,10 +166,10 @@ class ImageStripPanel:
     """Pictures side by side in the terminal, two pixel rows per text line (▀ in the top pixel's colour
     on the bottom pixel's), as wide as the terminal allows."""
 
+    SMALLEST = 4  # characters a picture needs to be worth drawing
+
     def __init__(self, strip: ImageStrip) -> None:
         self.strip = strip
-
-    SMALLEST = 4  # characters a picture needs to be worth drawing
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         strip = self.strip
