@@ -83,7 +83,10 @@ def _duplicate_first_video(folder: Path) -> None:
         (lambda d: (d / "video3.npy").unlink(), ["data.features", "video3.npy not found"]),
         (lambda d: np.save(d / "video3.npy", np.zeros((3, 7), np.float32)), ["feature dims differ"]),
         (lambda d: np.save(d / "video3.npy", np.zeros(5, np.float32)), ["video3.npy has shape (5,)"]),
-        (lambda d: (d / "video3.npy").write_text("hello"), ["video3.npy is not a .npy array"]),
+        (
+            lambda d: (d / "video3.npy").write_text("hello"),
+            ["video3.npy is not a .npy array", "no .npy header"],
+        ),
         (
             lambda d: _write_captions(d, [{"id": "video0", "split": "dev", "captions": ["a"]}]),
             ["split 'dev'", "train, valid or test"],
@@ -160,6 +163,7 @@ def test_inspect_captions_a_users_clip_from_a_npy(shapes_run: Path, tmp_path: Pa
         (None, ["no such file"]),
         (np.full((4, 3, 16, 16), 255.0, np.float32), ["floats from 255 to 255", "uint8"]),
         (np.zeros((4, 3, 16, 16), np.complex64), ["complex64"]),
+        (np.array([{"a": 1}], dtype=object), ["not a .npy array (it holds Python objects)"]),
     ],
 )
 def test_a_bad_video_file_is_one_line(shapes_run: Path, tmp_path: Path, clip, fragments: list[str]) -> None:

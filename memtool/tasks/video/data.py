@@ -174,7 +174,13 @@ def read_array(path: Path, where: str) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
-        reason = "it holds Python objects" if "pickle" in str(error) else str(error)
+        # numpy reports "pickled data" both for a .npy of Python objects and for any file without the
+        # .npy header (a text file, say): tell them apart by the header
+        with path.open("rb") as file:
+            numpy_file = file.read(6) == b"\x93NUMPY"
+        reason = str(error)
+        if "pickle" in reason:
+            reason = "it holds Python objects" if numpy_file else "no .npy header: save it with numpy.save"
         raise UserError(f"{where}: {path} is not a .npy array ({reason})") from None
     if not isinstance(array, np.ndarray):
         array.close()
