@@ -135,7 +135,13 @@ def shapes_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("layout", ["channels_first_uint8", "channels_last_float"])
-def test_inspect_captions_a_users_clip_from_a_npy(shapes_run: Path, tmp_path: Path, layout: str) -> None:
+def test_inspect_captions_a_users_clip_from_a_npy(
+    shapes_run: Path, tmp_path: Path, layout: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_videos(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a user's clip needs no generated videos")
+
+    monkeypatch.setattr("memtool.tasks.video.shapes_task.generate_shapes", no_videos)
     size = yaml.safe_load(SHAPES_SMOKE.read_text())["task"]["size"]
     rng = np.random.default_rng(0)
     if layout == "channels_first_uint8":
@@ -199,9 +205,12 @@ def test_a_trained_feature_run_scores_a_test_only_file_and_refuses_other_feature
 
     clip = np.arange(5 * 6, dtype=np.int64).reshape(5, 6)  # integer features are features too
     np.save(tmp_path / "clip.npy", clip)
+    (tmp_path / "videos").rename(tmp_path / "moved")  # a user's clip needs the checkpoint, not the data
     shown = CliRunner().invoke(
         app, ["inspect-memory", str(tmp_path / "run"), "--video", str(tmp_path / "clip.npy"), "--json"]
     )
     assert shown.exit_code == 0, shown.output
     view = json.loads(shown.stdout)
     assert len(view["panels"][0]["columns"]) == 2 and view["strips"] == []  # sampled to max_frames
+    without_data = CliRunner().invoke(app, ["inspect-memory", str(tmp_path / "run")])
+    one_line_error(without_data, "data.features", "not found")

@@ -71,7 +71,7 @@ class CaptionTask(TaskDefaults):
     video_noun = "video"  # how inspect titles one of the task's videos
 
     vocabulary: Vocabulary
-    splits: dict[str, CaptionSplit]
+    frame_shape: list[int]  # one frame's shape: (3, H, W) pictures or (D,) features
     evaluation: CaptionEval
 
     def __init__(
@@ -85,26 +85,49 @@ class CaptionTask(TaskDefaults):
         self.params, self.data = params, data
         caption_scorers()  # a missing scorer fails now, not after the first epoch of training
         self.evaluation = evaluation or CaptionEval()
-        self.load(seed, state)
+        self._seed, self._state = seed, state
+        self._splits: dict[str, CaptionSplit] | None = None
+        self._device: torch.device | None = None
+        if state and "vocabulary" in state and "frame_shape" in state:
+            # a trained run: the model's sizes come from the checkpoint, and the videos are made or read
+            # only when a split is used, so captioning a user's clip needs neither the data nor the wait
+            self.vocabulary = Vocabulary(state["vocabulary"])
+            self.frame_shape = list(state["frame_shape"])
+        else:
+            self.splits  # noqa: B018 -- training (or an older checkpoint) needs the vocabulary now
 
-    def load(self, seed: int, state: dict[str, Any] | None) -> None:
-        """Fill ``self.vocabulary`` (from ``state`` when a trained run is rebuilt) and ``self.splits``."""
+    @property
+    def splits(self) -> dict[str, CaptionSplit]:
+        """The tensorised splits, made (or read) at first use."""
+        if self._splits is None:
+            splits = self.load(self._seed, self._state)
+            self.frame_shape = list(splits["train"].frames.shape[2:])
+            self._splits = splits if self._device is None else self._moved(splits, self._device)
+        return self._splits
+
+    def load(self, seed: int, state: dict[str, Any] | None) -> dict[str, CaptionSplit]:
+        """The splits; fills ``self.vocabulary`` (from ``state`` when a trained run is rebuilt)."""
         raise NotImplementedError
 
     # -- data -------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"vocabulary": self.vocabulary.words}
+        return {"vocabulary": self.vocabulary.words, "frame_shape": self.frame_shape}
 
     def model_dims(self) -> dict[str, Any]:
-        frame_shape = list(self.splits["train"].frames.shape[2:])
-        return {"vocab_size": len(self.vocabulary), "frame_shape": frame_shape}
+        return {"vocab_size": len(self.vocabulary), "frame_shape": self.frame_shape}
 
     def user_video(self, video: Tensor) -> Tensor:
         """A user's clip (K, *frame_shape) made ready as training's videos were (e.g. sampled)."""
         return video
 
+    @staticmethod
+    def _moved(splits: dict[str, CaptionSplit], device: torch.device) -> dict[str, CaptionSplit]:
+        return {name: split.to(device) for name, split in splits.items()}
+
     def to(self, device: torch.device) -> None:
-        self.splits = {name: split.to(device) for name, split in self.splits.items()}
+        self._device = device
+        if self._splits is not None:
+            self._splits = self._moved(self._splits, device)
 
     def split_size(self, split: str) -> int:
         return len(self.splits[split])  # videos, in every split (training reads all their captions)
@@ -195,7 +218,7 @@ class CaptionTask(TaskDefaults):
         options = request.options or CaptionInspectOptions()
         model.eval()
         if options.video is not None:
-            shape = tuple(self.model_dims()["frame_shape"])
+            shape = tuple(self.frame_shape)
             frames = self.user_video(load_user_video(options.video, shape))
             title = f"{options.video.name} · {len(frames)} frames"
             return caption_view(model, frames, [], title, self.vocabulary, self.evaluation)

@@ -132,7 +132,7 @@ class FeatureCaptionTask(CaptionTask):
     params: FeatureParams
     data: FeatureData
 
-    def load(self, seed: int, state: dict[str, Any] | None) -> None:
+    def load(self, seed: int, state: dict[str, Any] | None) -> dict[str, CaptionSplit]:
         params, data = self.params, self.data
         folder = Path(data.features)
         if not folder.is_dir():
@@ -151,7 +151,7 @@ class FeatureCaptionTask(CaptionTask):
             raise UserError(
                 f"data.features: the arrays' feature dims differ ({sorted(dims)}); use one extractor"
             )
-        trained = (state or {}).get("feature_dim")
+        trained = (state or {}).get("feature_dim")  # the dim the run's model reads
         if trained is not None and dims and dims != {trained}:
             raise UserError(
                 f"data.features: the arrays have dim {dims.pop()}; this run was trained on {trained}"
@@ -162,25 +162,22 @@ class FeatureCaptionTask(CaptionTask):
                 raise UserError(
                     f"data.captions: {data.captions} lists no {split} video; each split needs one"
                 )
-        self.feature_dim: int = trained if trained is not None else dims.pop()
+        feature_dim: int = trained if trained is not None else dims.pop()
         words = state["vocabulary"] if state else None
         self.vocabulary = (
             Vocabulary(words)
             if words
             else Vocabulary.build((c for refs in made["train"][1] for c in refs), params.min_word_count)
         )
-        self.splits: dict[str, CaptionSplit] = {
+        return {
             split: tensorise(videos, captions, self.vocabulary, params.max_words)
             if videos
-            else empty_split((self.feature_dim,), torch.float32)
+            else empty_split((feature_dim,), torch.float32)
             for split, (videos, captions) in made.items()
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "feature_dim": self.feature_dim}
-
-    def model_dims(self) -> dict[str, Any]:
-        return {"vocab_size": len(self.vocabulary), "frame_shape": [self.feature_dim]}
+        return {**super().state_dict(), "feature_dim": self.frame_shape[0]}
 
     def user_video(self, video: Tensor) -> Tensor:
         return even_frames(video, self.data.max_frames)  # as training saw its videos

@@ -68,7 +68,7 @@ class ShapesCaptionTask(CaptionTask):
     params: ShapesParams
     data: ShapesData
 
-    def load(self, seed: int, state: dict[str, Any] | None) -> None:
+    def load(self, seed: int, state: dict[str, Any] | None) -> dict[str, CaptionSplit]:
         params, data = self.params, self.data
         base = seed if data.seed is None else data.seed
         held_out = {tuple(pair) for pair in params.held_out}
@@ -96,7 +96,7 @@ class ShapesCaptionTask(CaptionTask):
         self.vocabulary = (
             Vocabulary(words) if words else Vocabulary.build(c for refs in made["train"][1] for c in refs)
         )
-        self.splits: dict[str, CaptionSplit] = {
+        return {
             name: tensorise(videos, captions, self.vocabulary, params.max_words)
             for name, (videos, captions) in made.items()
         }
