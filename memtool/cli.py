@@ -124,9 +124,12 @@ def user_errors(command: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except UserError as error:
-            _error_line(str(error))
+            if _main_process():  # under torchrun every process meets the error; the first says it
+                _error_line(str(error))
             raise typer.Exit(2) from None
         except TrainingDiverged as error:
+            if not _main_process():
+                raise typer.Exit(1) from None
             err.print(f"[red]training stopped:[/] {escape(str(error))}", soft_wrap=True)
             raise typer.Exit(1) from None
         except OSError as error:  # a path the user gave: an existing file as --out, a read-only folder
@@ -136,9 +139,19 @@ def user_errors(command: Any) -> Any:
     return wrapper
 
 
+PROGRAM_VARIABLE = "MEMTOOL_PROGRAM"
+
+
+def _main_process() -> bool:
+    """Not one of torchrun's further processes (they train and stay quiet)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def program() -> str:
     """How this memtool was started, so a printed command works as typed (``memtool`` may not be on
     PATH: the README's set-up installs it into ``.venv/bin``)."""
+    if os.environ.get(PROGRAM_VARIABLE):  # a process torchrun started for `memtool train --nproc`
+        return os.environ[PROGRAM_VARIABLE]
     started = sys.argv[0] if sys.argv and sys.argv[0] else "memtool"
     if Path(started).name == "__main__.py":
         return f"{sys.executable} -m memtool"
@@ -184,6 +197,15 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.", metavar="")
     ] = False,
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--nproc",
+            help="Data-parallel processes on this machine (PyTorch DDP under torchrun; one per GPU on CUDA).",
+            metavar="N",
+            min=1,
+        ),
+    ] = 1,
 ) -> None:
     """Train a model; the run directory gets the resolved config, metrics.jsonl and best/last checkpoints.
 
@@ -196,20 +218,37 @@ def train(
 
     run_config = load_config(config, overrides or [], seed=seed, device=device.value if device else None)
     run_dir = out_dir or _default_run_dir(config, resume)
+    if processes > 1:  # the checked command again, in each process torchrun starts
+        from memtool.launch import launch
+
+        os.environ.setdefault(PROGRAM_VARIABLE, program())
+        arguments = [str(config), "--out", str(run_dir), *[a for o in overrides or [] for a in ("--set", o)]]
+        arguments += [*(["--seed", str(seed)] if seed is not None else [])]
+        arguments += [*(["--device", device.value] if device else []), *(["--resume"] if resume else [])]
+        code = launch(arguments, processes, run_config.device)
+        if code:
+            raise typer.Exit(code)
+        return
     from memtool import render
 
     observer = render.TrainProgress(out)
     try:
         summary = run_training(run_config, run_dir, resume=resume, observer=observer)
     except Interrupted as stopped:
+        if not _main_process():
+            raise typer.Exit(130) from None
         # the run's own resolved config carries every --set, so this command resumes it as it was
         hint = f"{program()} train {run_dir / 'config.yaml'} --out {run_dir} --resume"
+        processes = int(os.environ.get("WORLD_SIZE", "1"))
+        hint += f" --nproc {processes}" if processes > 1 else ""
         err.print(f"[yellow]{escape(str(stopped))}[/] · continue with: {escape(hint)}", soft_wrap=True)
         raise typer.Exit(130) from None
     finally:
         observer.close()
     from memtool.registry import TASKS
 
+    if not _main_process():
+        return
     out.print(render.summary_renderable(summary, TASKS.get(run_config.task.name).scoring))
     out.print(
         f"results in [bold]{escape(str(run_dir))}[/] · look inside with: "

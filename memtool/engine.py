@@ -32,10 +32,11 @@ from memtool.build import (
 )
 from memtool.checkpoint import load_checkpoint, save_checkpoint
 from memtool.config import RunConfig
+from memtool.distributed import Ranks
 from memtool.errors import TrainingDiverged, UserError
 from memtool.models.base import compile_model
 from memtool.optim import build_optimizer, clip_gradients, learning_rate
-from memtool.run_dir import RunDirectory
+from memtool.run_dir import ReadOnlyRunDirectory, RunDirectory
 from memtool.tasks.base import Batch, EvalResult
 from memtool.train_state import MAIN, Observer, Observers, SilentObserver, Summary, TrainState
 
@@ -65,38 +66,51 @@ class Interrupted(Exception):
 
 @contextmanager
 def _graceful_interrupt() -> Iterator[dict[str, bool]]:
-    """First Ctrl-C asks the loop to save and stop between steps; a second one stops at once."""
+    """First Ctrl-C (or SIGTERM: a scheduler's preemption, torchrun stopping its workers) asks the loop to
+    save and stop between steps; a second one stops at once."""
     flag = {"stop": False}
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
         yield flag
         return
-    previous = signal.getsignal(signal.SIGINT)
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.getsignal(number) for number in signals}
 
     def handler(signum: int, frame: Any) -> None:
         if flag["stop"]:
             raise KeyboardInterrupt
         flag["stop"] = True
 
-    signal.signal(signal.SIGINT, handler)
+    for number in signals:
+        signal.signal(number, handler)
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, action in previous.items():
+            signal.signal(number, action)
 
 
 class Trainer:
     def __init__(self, config: RunConfig, run_dir: Path, observer: Observer | None = None) -> None:
         self.config = config
         self.tc = config.train
-        self.files = RunDirectory(run_dir)
-        self.device = resolve_device(config.device)
-        self.observer: Any = observer or SilentObserver()
+        # under torchrun, one process prints and writes the run directory; the others train beside it
+        self.ranks = Ranks.from_environment()
+        self.files = RunDirectory(run_dir) if self.ranks.main else ReadOnlyRunDirectory(run_dir)
+        self.device = self.ranks.device(resolve_device(config.device))
+        self.observer: Any = (observer if self.ranks.main else None) or SilentObserver()
         if self.tc.threads:
             torch.set_num_threads(self.tc.threads)
 
     # -- setup ---------------------------------------------------------------------------------------
     def _resume_point(self, resume: bool) -> dict[str, Any] | None:
-        """What to resume from, checked while this process owns the run directory."""
+        """What to resume from: checked by the process that owns the run directory, then read by all."""
+        saved = self._checked_resume_point(resume) if self.ranks.main else None
+        self.ranks.barrier()
+        if not self.ranks.main and resume:
+            saved = load_checkpoint(self.files.last)
+        return saved
+
+    def _checked_resume_point(self, resume: bool) -> dict[str, Any] | None:
         last = self.files.last
         if not resume:
             if last.exists():
@@ -121,6 +135,8 @@ class Trainer:
     def _new_model(self, restart: int) -> tuple[nn.Module, torch.optim.Optimizer]:
         torch.manual_seed(self.config.seed + restart)
         model = create_model(self.config.model.name, self.model_args).to(self.device)
+        if self.ranks.distributed:  # one initialisation, but each process its own dropout masks
+            torch.manual_seed(self.config.seed + restart + self.ranks.seed_offset())
         return model, build_optimizer(self.tc, list(model.parameters()))
 
     def _epoch_seed(self, state: TrainState) -> int:
@@ -146,6 +162,8 @@ class Trainer:
     def _save_last(self, model: nn.Module, optimizer: Any, state: TrainState, tick: bool = True) -> None:
         if tick:
             self._tick(state)
+        if not self.ranks.main:
+            return
         training = {
             "progress": asdict(state),
             "optimizer": optimizer.state_dict(),
@@ -163,6 +181,7 @@ class Trainer:
             )
         created = not self.files.path.exists()
         self.files.claim()
+        self.ranks.start(self.device)
         try:
             return self._run(resume)
         except UserError:
@@ -180,6 +199,7 @@ class Trainer:
             ) from None
         finally:
             self.files.release()
+            self.ranks.stop()
 
     def _run(self, resume: bool) -> Summary:
         saved = self._resume_point(resume)
@@ -249,6 +269,7 @@ class Trainer:
             self.observer.message(
                 f"torch.compile: {', '.join(compiled)}; the first steps of each new shape compile it"
             )
+        trainee = self.ranks.wrap(model, self.device)  # what the step calls: DDP under torchrun
         self.observer.started(self.config, self.task, model, self.device, saved is not None)
         parameters = [p for p in model.parameters() if p.requires_grad]
         batches_per_epoch = self.task.batches_per_epoch(tc.batch_size)
@@ -264,7 +285,7 @@ class Trainer:
                 tc.batch_size, self._epoch_seed(state), start=state.batches_done, epoch=state.epoch
             )
             for batch in batches:
-                self._step(model, optimizer, parameters, batch.to(self.device), state)
+                stopping = self._step(trainee, optimizer, parameters, batch.to(self.device), state, stop)
                 if tc.max_steps is not None and state.step >= tc.max_steps:
                     break
                 every = tc.eval_every_steps
@@ -277,7 +298,7 @@ class Trainer:
                 if (every and state.step % every == 0) or now - last_save >= tc.checkpoint_every_seconds:
                     self._save_last(model, optimizer, state)
                     last_save = now
-                if stop["stop"]:
+                if stopping:
                     self._save_last(model, optimizer, state)
                     raise Interrupted(self.files.path)
             self._end_epoch(model, optimizer, state, lr, batches_per_epoch)
@@ -291,6 +312,15 @@ class Trainer:
             return True
         return state.phase == MAIN and state.main_epochs >= self.tc.epochs
 
+    def _part(self, batch: Batch) -> tuple[Batch, float]:
+        """This process's part of the batch and its share of the batch's examples (1 alone). A process
+        whose part is empty runs the whole batch with share 0: every process must take part in DDP's
+        gradient averaging."""
+        if not self.ranks.distributed:
+            return batch, 1.0
+        part, share = self.task.shard(batch, self.ranks.rank, self.ranks.world)
+        return (part, share) if part.size else (batch, 0.0)
+
     def _step(
         self,
         model: nn.Module,
@@ -298,14 +328,24 @@ class Trainer:
         parameters: list[nn.Parameter],
         batch: Batch,
         state: TrainState,
-    ) -> None:
-        output = model(**batch.inputs)
-        task_loss, counts = self.task.loss(output, batch)
+        stop: dict[str, bool],
+    ) -> bool:
+        """One optimizer step on ``batch``; returns whether training stops here (Ctrl-C, agreed by all)."""
+        part, share = self._part(batch)
+        output = model(**part.inputs)
+        task_loss, counts = self.task.loss(output, part)
         loss = task_loss + sum(output.aux_losses.values()) if output.aux_losses else task_loss
-        # one host-device synchronisation per step for every number logged
-        numbers = (
-            torch.stack([loss.detach(), *counts.values(), *output.aux_losses.values()]).double().tolist()
-        )
+        # the batch's numbers, summed over the processes' parts: one host-device synchronisation per step
+        numbers = self.ranks.sum(
+            torch.stack(
+                [
+                    loss.detach() * share,
+                    *(count * (share > 0) for count in counts.values()),
+                    *(aux.detach() * share for aux in output.aux_losses.values()),
+                    torch.tensor(float(stop["stop"]), device=loss.device),
+                ]
+            ).double()
+        ).tolist()
         loss_value = numbers[0]
         if not math.isfinite(loss_value):
             last = self.files.last
@@ -315,7 +355,10 @@ class Trainer:
                 f"step {state.step + 1}; stopped without saving it ({where}). "
                 "Try a lower train.lr, train.clip_norm or train.clip_value."
             )
-        (loss * batch.size if self.tc.loss_reduction == "sum" else loss).backward()
+        # DDP averages the processes' gradients: weighting each part by its share × processes makes the
+        # average the whole batch's gradient
+        weight = share * self.ranks.world * (batch.size if self.tc.loss_reduction == "sum" else 1)
+        (loss * weight if weight != 1 else loss).backward()
         if self.tc.clip_norm is not None or self.tc.clip_value is not None:
             clip_gradients(parameters, self.tc.clip_norm, self.tc.clip_mode, self.tc.clip_value)
         optimizer.step()
@@ -327,9 +370,10 @@ class Trainer:
         state.window_examples += batch.size
         for name, value in zip(counts, numbers[1 : 1 + len(counts)], strict=True):
             state.window_sums[name] = state.window_sums.get(name, 0.0) + value
-        for name, value in zip(output.aux_losses, numbers[1 + len(counts) :], strict=True):
+        for name, value in zip(output.aux_losses, numbers[1 + len(counts) : -1], strict=True):
             state.window_aux[name] = state.window_aux.get(name, 0.0) + value * batch.size  # batch means
         self.observer.stepped(state, loss_value)
+        return numbers[-1] > 0
 
     # -- validation ----------------------------------------------------------------------------------
     def _validate(
@@ -414,6 +458,8 @@ class Trainer:
         )
         if better:
             state.best_score, state.best_loss, state.best_restart = score, loss, state.restart
+            if not self.ranks.main:
+                return
             extra = {"valid": valid.metrics, "epoch": state.epoch, "restart": state.restart}
             save_checkpoint(self.files.best, self._payload(model, state, extra))
 
@@ -438,6 +484,7 @@ class Trainer:
     def _summary(self, state: TrainState, tick: bool = True, write: bool = True) -> Summary:
         if tick:
             self._tick(state)
+        self.ranks.barrier()  # best.pt is written
         model = model_from_checkpoint(load_checkpoint(self.files.best), self.device)
         valid = self.task.evaluate(model, "valid", self.tc.eval_batch_size)
         test = self.task.evaluate(model, "test", self.tc.eval_batch_size)

@@ -162,3 +162,29 @@ def _naming(error: OSError, path: Path) -> OSError:
     if error.filename is None:
         error.filename = str(path)
     return error
+
+
+class ReadOnlyRunDirectory(RunDirectory):
+    """The run directory as a data-parallel process other than the first sees it: it reads checkpoints
+    and writes nothing (the first process owns the folder, its lock and every file)."""
+
+    def claim(self) -> None:
+        pass
+
+    def remove(self) -> None:
+        pass
+
+    def start_fresh(self) -> None:
+        pass
+
+    def write_config(self, resolved: dict[str, Any], source: str) -> None:
+        pass
+
+    def append_record(self, record: dict[str, Any]) -> None:
+        pass
+
+    def trim_records(self, restart: int, step: int) -> int:
+        return 0
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        pass

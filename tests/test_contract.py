@@ -136,3 +136,36 @@ def test_every_pair_inspects_as_a_table_json_and_a_figure(name: str, tmp_path: P
     assert json.loads(jsonio.dumps(asdict(view)))  # a non-empty JSON object
     save_png(view_figure(view), tmp_path / "view.png")
     assert (tmp_path / "view.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("name", sorted(SMOKE))
+@pytest.mark.parametrize("world", [2, 3])
+def test_a_batchs_parts_weighted_by_their_shares_give_its_loss_and_gradient(name: str, world: int) -> None:
+    """What data-parallel training rests on: DDP averages the processes' gradients of their parts."""
+    config = _config(name)
+    task = build_task(config)
+    torch.manual_seed(0)
+    model = create_model(config.model.name, model_arguments(config, task)).eval()  # no dropout, no noise
+    batch = next(task.epoch_batches(5, seed=0))
+
+    def loss_and_gradient(part: Any) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad()
+        output = model(**part.inputs)
+        loss = task.loss(output, part)[0] + sum(output.aux_losses.values())
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    whole, whole_grads = loss_and_gradient(batch)
+    parts = [task.shard(batch, rank, world) for rank in range(world)]
+    assert sum(part.size for part, _ in parts) == batch.size
+    assert math.isclose(sum(share for _, share in parts), 1.0, rel_tol=1e-9)
+    total, grads = torch.zeros(()), [torch.zeros_like(g) for g in whole_grads]
+    for part, share in parts:
+        if part.size == 0:
+            continue
+        loss, part_grads = loss_and_gradient(part)
+        total += share * loss
+        grads = [g + share * p for g, p in zip(grads, part_grads, strict=True)]
+    assert torch.allclose(total, whole, atol=1e-5)
+    for got, want in zip(grads, whole_grads, strict=True):
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)

@@ -193,6 +193,13 @@ class Task(Protocol):
         """What a checkpoint must keep to encode new data the same way (e.g. the vocabulary)."""
         ...
 
+    def shard(self, batch: Batch, rank: int, world: int) -> tuple[Batch, float]:
+        """Process ``rank``'s part of a training batch when ``world`` processes train together (DDP),
+        and its share of what ``loss`` averages over (the batch's examples, or its words): the parts
+        cover the batch once and their shares sum to 1, so the shares' weighted mean of the parts' losses
+        is the batch's loss. A part may be empty (fewer examples than processes)."""
+        ...
+
 
 class TaskDefaults:
     """The members a task often leaves as they are: inherit them, declare only what differs."""
@@ -209,6 +216,21 @@ class TaskDefaults:
 
     def state_dict(self) -> dict[str, Any]:
         return {}
+
+    def shard(self, batch: Batch, rank: int, world: int) -> tuple[Batch, float]:
+        """Every input and the targets cut along their first dimension, the examples', for a loss that
+        is a mean over examples; a task with an input of another shape (several captions sharing one
+        video's frames) or another mean (per word) overrides it."""
+        rows = part_rows(batch.size, rank, world)
+        part = Batch({name: value[rows] for name, value in batch.inputs.items()}, batch.targets[rows])
+        return part, part.size / max(batch.size, 1)
+
+
+def part_rows(size: int, rank: int, world: int) -> slice:
+    """Rank ``rank``'s contiguous share of ``size`` rows: sizes differ by at most one, earlier ranks first."""
+    base, extra = divmod(size, world)
+    start = rank * base + min(rank, extra)
+    return slice(start, start + base + (1 if rank < extra else 0))
 
 
 def shuffled_rows(rows: int, batch_size: int, seed: int, start: int = 0) -> Iterator[Tensor]:

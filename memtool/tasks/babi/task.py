@@ -20,7 +20,7 @@ from memtool.tasks.babi.commands import DATA_COMMANDS
 from memtool.tasks.babi.generator import GENERATED_TASKS, TASK_NAMES, generate_split
 from memtool.tasks.babi.text import Story, find_task_files, parse_lines, read_task_file
 from memtool.tasks.babi.view import AttentionView
-from memtool.tasks.base import Batch, EvalResult, FailRule, Metric, Scoring, shuffled_rows
+from memtool.tasks.base import Batch, EvalResult, FailRule, Metric, Scoring, TaskDefaults, shuffled_rows
 from memtool.views import InspectRequest
 
 NIL = "<nil>"  # word 0: padding, and the id of any word the vocabulary has not seen
@@ -238,7 +238,7 @@ def batch_from_split(split: Split, rows: Tensor) -> Batch:
 
 
 @register_task("babi")
-class BabiTask:
+class BabiTask(TaskDefaults):
     """bAbI QA: stories, questions, single-token answers; error % per bAbI task (files or generated)."""
 
     Params = BabiParams

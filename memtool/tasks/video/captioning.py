@@ -22,7 +22,15 @@ from memtool.errors import UserError
 from memtool.models.base import ModelOutput
 from memtool.models.captioner import PAD, attention_penalty
 from memtool.schema import Strict
-from memtool.tasks.base import Batch, EvalResult, Metric, Scoring, TaskDefaults, shuffled_rows
+from memtool.tasks.base import (
+    Batch,
+    EvalResult,
+    Metric,
+    Scoring,
+    TaskDefaults,
+    part_rows,
+    shuffled_rows,
+)
 from memtool.tasks.video.data import CaptionSplit, Vocabulary, read_array, real_numbers, to_float32
 from memtool.tasks.video.metrics import caption_scorers, caption_scores, excess_words, repeat_rate
 from memtool.views import Heatmap, HeatmapView, ImageStrip, InspectRequest
@@ -158,6 +166,19 @@ class CaptionTask(TaskDefaults):
         for first in range(0, len(data.words), batch_size):
             rows = torch.arange(first, min(first + batch_size, len(data.words)), device=data.words.device)
             yield self._batch(data, rows)
+
+    def shard(self, batch: Batch, rank: int, world: int) -> tuple[Batch, float]:
+        """A part of the batch's videos with all their captions (a video's frames stay on one process);
+        its share is of the batch's real words, which the caption loss and the regularizer average over."""
+        inputs = batch.inputs
+        videos = part_rows(inputs["frames"].shape[0], rank, world)
+        index = inputs["video_index"]
+        rows = (index >= videos.start) & (index < videos.stop)
+        part = {name: inputs[name][videos] for name in ("frames", "frame_mask")}
+        part["video_index"] = index[rows] - videos.start
+        part.update({name: inputs[name][rows] for name in ("words", "word_mask")})
+        words = int(inputs["word_mask"].sum())
+        return Batch(part, batch.targets[rows]), int(part["word_mask"].sum()) / max(words, 1)
 
     # -- metrics ----------------------------------------------------------------------------------------
     def loss(self, output: ModelOutput, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:

@@ -1,0 +1,37 @@
+"""``memtool train --nproc N``: the same command under torchrun, as N data-parallel processes on this
+machine (gloo between CPU processes, NCCL between GPUs). Several machines: run ``torchrun`` yourself,
+``torchrun --nnodes M --nproc-per-node N ... -m memtool train CONFIG``; the engine reads torchrun's
+environment either way."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from memtool.errors import UserError
+
+
+def launch(arguments: list[str], processes: int, device: str) -> int:
+    """Run ``memtool train ARGUMENTS`` in ``processes`` processes; returns the exit code to leave with:
+    the first process's (it prints the run's errors and results), else the first failing one's."""
+    os.environ.setdefault("LOGLEVEL", "CRITICAL")  # torchrun's own notes; the workers say what went wrong
+    import torch
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    on_gpus = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if on_gpus and processes > torch.cuda.device_count():
+        raise UserError(f"--nproc {processes}: this machine has {torch.cuda.device_count()} GPU(s)")
+    # each process gets its share of the cores, not torchrun's silent default of one thread
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    command = ["--standalone", f"--nproc-per-node={processes}", "--module", "memtool", "train", *arguments]
+    try:
+        run(parse_args(command))
+    except ChildFailedError as error:
+        codes = {rank: failure.exitcode for rank, failure in error.failures.items()}
+        return codes.get(0, next(iter(codes.values()), 1)) or 1
+    except SignalException:
+        return 130
+    return 0

@@ -1,0 +1,83 @@
+"""Data-parallel training: `memtool train --nproc 2` runs two real CPU processes under torchrun (gloo),
+takes the steps one process takes (within float noise), writes the run directory once, resumes, and
+reports bad input as one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from memtool.checkpoint import load_checkpoint
+from memtool.config import build_config
+from memtool.engine import train
+from tests.helpers import memtool_process
+
+ROOT = Path(__file__).resolve().parent.parent
+NTM_COPY = ROOT / "tests" / "smoke" / "ntm-copy.yaml"
+FEATURES = ROOT / "tests" / "smoke" / "captioner-video_features.yaml"
+
+
+def _two_processes(*args: object) -> tuple[int, str, str]:
+    process = memtool_process("train", *args, "--nproc", 2)
+    stdout, stderr = process.communicate(timeout=300)
+    return process.returncode, stdout, stderr
+
+
+def _same_weights(a: Path, b: Path) -> None:
+    first, second = load_checkpoint(a)["model_state"], load_checkpoint(b)["model_state"]
+    for key in first:
+        assert torch.allclose(first[key], second[key], atol=1e-5), key
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("one") / "run"
+    train(build_config(yaml.safe_load(NTM_COPY.read_text())), run)
+    return run
+
+
+def test_two_processes_take_the_steps_of_one_and_write_the_run_once(
+    one_process: Path, tmp_path: Path
+) -> None:
+    code, stdout, stderr = _two_processes(NTM_COPY, "--out", tmp_path / "run")
+    assert code == 0, stderr
+    assert stdout.count("results in") == 1 and "Traceback" not in stderr  # one process prints
+    _same_weights(one_process / "last.pt", tmp_path / "run" / "last.pt")
+    records = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    alone = [json.loads(line) for line in (one_process / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == len(alone)  # each validation logged once, not once per process
+    for got, want in zip(map(json.loads, records), alone, strict=True):
+        assert got["examples_seen"] == want["examples_seen"]  # the whole batch counted, not a part
+        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-5)  # summed over processes
+        assert got["valid_cost_bits"] == pytest.approx(want["valid_cost_bits"], rel=1e-5)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps"] == json.loads((one_process / "summary.json").read_text())["steps"]
+
+
+def test_a_two_process_run_resumes_as_one_process_does(tmp_path: Path) -> None:
+    raw = yaml.safe_load(NTM_COPY.read_text())
+    alone = tmp_path / "alone"
+    train(build_config({**raw, "train": {**raw["train"], "max_steps": 5}}), alone)
+    train(build_config(raw), alone, resume=True)
+    run = tmp_path / "run"
+    code, _, stderr = _two_processes(NTM_COPY, "--out", run, "--set", "train.max_steps=5")
+    assert code == 0, stderr
+    assert load_checkpoint(run / "last.pt")["training"]["progress"]["step"] == 5
+    code, _, stderr = _two_processes(
+        run / "config.yaml", "--out", run, "--resume", "--set", "train.max_steps=null"
+    )
+    assert code == 0, stderr
+    _same_weights(alone / "last.pt", run / "last.pt")
+
+
+def test_bad_data_under_two_processes_is_one_error_line(tmp_path: Path) -> None:
+    code, _, stderr = _two_processes(
+        FEATURES, "--out", tmp_path / "run", "--set", f"data.features={tmp_path / 'nowhere'}"
+    )
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), stderr
+    assert "data.features" in lines[0] and "not found" in lines[0]
