@@ -50,7 +50,7 @@ def _assert_same_weights(run: Path, reference: Path) -> None:
         assert all(torch.equal(a[key], b[key]) for key in a), name
 
 
-@pytest.mark.parametrize("how", ["sigkill", "ctrl-c"])
+@pytest.mark.parametrize("how", ["sigkill", "ctrl-c", "sigterm"])
 def test_interrupted_run_resumes_to_the_uninterrupted_result(setup: tuple[Path, Path], how: str) -> None:
     config, reference = setup
     run = config.parent / how
@@ -59,8 +59,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(setup: tuple[Path, 
     if how == "sigkill":
         process.kill()
         process.wait(timeout=30)
-    else:
-        process.send_signal(signal.SIGINT)
+    else:  # Ctrl-C, or SIGTERM from a scheduler or torchrun: save between two steps and stop
+        process.send_signal(signal.SIGINT if how == "ctrl-c" else signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
         assert process.returncode == 130, output
         assert "interrupted" in output and "--resume" in output
