@@ -233,6 +233,24 @@ def part_rows(size: int, rank: int, world: int) -> slice:
     return slice(start, start + base + (1 if rank < extra else 0))
 
 
+def bucketed_rows(
+    lengths: Tensor, batch_size: int, seed: int, start: int = 0, pool: int = 50
+) -> Iterator[Tensor]:
+    """Row indices of an epoch's batches, examples of similar length together: a seeded permutation cut
+    into pools of ``pool`` batches, each pool sorted by ``lengths`` and cut into batches, then the
+    batches shuffled. Padding to a batch's longest example shrinks; the pools keep the epoch random.
+    Only the last batch can be short, so an epoch has as many batches as ``shuffled_rows``'s."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(lengths), generator=generator)
+    keys = lengths.cpu()
+    batches: list[Tensor] = []
+    for first in range(0, len(order), batch_size * pool):
+        members = order[first : first + batch_size * pool]
+        batches += members[torch.argsort(keys[members], stable=True)].split(batch_size)
+    for index in torch.randperm(len(batches), generator=generator)[start:].tolist():
+        yield batches[index]
+
+
 def shuffled_rows(rows: int, batch_size: int, seed: int, start: int = 0) -> Iterator[Tensor]:
     """Row indices of an epoch's batches: a seeded permutation cut into batches, from batch ``start``."""
     order = torch.randperm(rows, generator=torch.Generator().manual_seed(seed))

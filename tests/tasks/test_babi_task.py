@@ -74,3 +74,22 @@ def test_missing_directory_and_missing_task_are_user_errors(tmp_path: Path, babi
         BabiTask(BabiParams(), BabiData(path=str(tmp_path / "nope")), seed=0)
     with pytest.raises(UserError, match=r"no data for bAbI task\(s\) \[3\]"):
         BabiTask(BabiParams(tasks=[3]), BabiData(path=str(babi_dir)), seed=0)
+
+
+def _cells(batches: list) -> int:
+    return sum(b.inputs["story"].numel() for b in batches)
+
+
+def test_length_buckets_cover_the_epoch_once_with_far_less_padding() -> None:
+    generated = {"source": "generated", "generator": {"tasks": [1, 2, 6, 7], "train_stories": 60}}
+    plain = BabiTask(BabiParams(tasks=[1, 2, 6, 7]), BabiData(**generated), seed=0)
+    bucketed = BabiTask(BabiParams(tasks=[1, 2, 6, 7]), BabiData(**generated, length_buckets=8), seed=0)
+    epoch = list(bucketed.epoch_batches(8, seed=3))
+    assert len(epoch) == bucketed.batches_per_epoch(8) == len(list(plain.epoch_batches(8, seed=3)))
+    answers = sorted(torch.cat([b.targets for b in epoch]).tolist())
+    assert answers == sorted(bucketed.splits["train"].answers.tolist())  # every question once
+    assert _cells(epoch) < 0.7 * _cells(list(plain.epoch_batches(8, seed=3)))
+    resumed = list(bucketed.epoch_batches(8, seed=3, start=5))  # a resumed epoch: the same batches on
+    assert all(torch.equal(a.targets, b.targets) for a, b in zip(resumed, epoch[5:], strict=True))
+    other = list(bucketed.epoch_batches(8, seed=4))
+    assert not all(torch.equal(a.targets, b.targets) for a, b in zip(other, epoch, strict=False))

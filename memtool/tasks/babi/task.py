@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 from torch import Tensor, nn
 
 from memtool.errors import UserError
@@ -20,7 +20,16 @@ from memtool.tasks.babi.commands import DATA_COMMANDS
 from memtool.tasks.babi.generator import GENERATED_TASKS, TASK_NAMES, generate_split
 from memtool.tasks.babi.text import Story, find_task_files, parse_lines, read_task_file
 from memtool.tasks.babi.view import AttentionView
-from memtool.tasks.base import Batch, EvalResult, FailRule, Metric, Scoring, TaskDefaults, shuffled_rows
+from memtool.tasks.base import (
+    Batch,
+    EvalResult,
+    FailRule,
+    Metric,
+    Scoring,
+    TaskDefaults,
+    bucketed_rows,
+    shuffled_rows,
+)
 from memtool.views import InspectRequest
 
 NIL = "<nil>"  # word 0: padding, and the id of any word the vocabulary has not seen
@@ -63,6 +72,9 @@ class BabiData(Strict):
     path: str | None = "data/babi/en"  # a directory of qaN_*_train.txt / qaN_*_test.txt
     validation_fraction: float = Field(0.1, ge=0, lt=1)
     validation_split: Literal["random", "tail"] = "random"  # tail: the last 10% of the file, as single-task
+    # training batches from pools of this many batches sorted by story length (sentences, then the longest
+    # sentence): less padding, so faster steps; 0: a plain shuffle
+    length_buckets: NonNegativeInt = 0
     generator: GeneratorParams = Field(default_factory=GeneratorParams)
 
     @model_validator(mode="after")
@@ -270,6 +282,7 @@ class BabiTask(TaskDefaults):
             "valid": full_train.select(valid_rows),
             "test": tensorise(test_stories, self.vocab, params.memory_size),
         }
+        self._lengths: Tensor | None = None  # the training questions' padding keys, made at first use
 
     # -- loading -------------------------------------------------------------------------------------
     def _wanted(self, available: Sequence[int]) -> list[int]:
@@ -344,6 +357,7 @@ class BabiTask(TaskDefaults):
 
     def to(self, device: torch.device) -> None:
         self.splits = {name: split.to(device) for name, split in self.splits.items()}
+        self._lengths = None
 
     def split_size(self, split: str) -> int:
         return len(self.splits[split])
@@ -353,8 +367,26 @@ class BabiTask(TaskDefaults):
 
     def epoch_batches(self, batch_size: int, seed: int, start: int = 0, epoch: int = 0) -> Iterator[Batch]:
         data = self.splits["train"]
-        for rows in shuffled_rows(len(data), batch_size, seed, start):
+        pool = self.data.length_buckets
+        if pool:
+            order = bucketed_rows(self._story_lengths(), batch_size, seed, start, pool)
+        else:
+            order = shuffled_rows(len(data), batch_size, seed, start)
+        for rows in order:
             yield batch_from_split(data, rows.to(data.answers.device))
+
+    def _story_lengths(self) -> Tensor:
+        """Each training question's padding key: its memory count, then its story's longest sentence."""
+        if self._lengths is None:
+            data = self.splits["train"]
+            slots = max(int(data.memory_count.max()), 1)
+            offsets = torch.arange(slots, device=data.memory_count.device)
+            count = data.memory_count.unsqueeze(1)
+            window = data.memory_end.unsqueeze(1) - count + offsets
+            window = torch.where(offsets < count, window, 0)
+            words = data.sentence_lengths[window].amax(1)
+            self._lengths = data.memory_count * (int(data.sentences.shape[1]) + 1) + words
+        return self._lengths
 
     def batches(self, split: str, batch_size: int) -> Iterator[Batch]:
         data = self.splits[split]
