@@ -1,9 +1,11 @@
 """Training-step speed of MemN2N on the joint bAbI 1k data, against a naive batched baseline.
 
-    python bench/memn2n_speed.py [--data ../shared/data/babi/en] [--steps 300] [--threads 2]
+    python bench/memn2n_speed.py [--data ../shared/data/babi/en] [--steps 300] [--threads 2] [--quick]
 
 memtool's step: batches gathered from tensors made once, padding trimmed to each batch's longest story and
-sentence, position encoding as two reductions. The baseline, measured in the same run on the same batches
+sentence, position encoding as two reductions; then the same on batches from length buckets
+(``data.length_buckets``: pools of batches sorted by story length, so a batch's stories are alike).
+The baseline, measured in the same run on the same batches
 and the same weights: every batch padded to the full memory (50 sentences × the longest sentence of the
 data) and PE applied as the explicit (batch, memories, words, d) product of the paper's formula. Run it
 with no other torch process on the machine: on 2 cores a second one slows the first several times.
@@ -12,6 +14,7 @@ with no other torch process on the machine: on 2 cores a second one slows the fi
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -71,8 +74,12 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--buckets", type=int, default=50, help="batches per length-sorted pool")
+    parser.add_argument("--quick", action="store_true", help="100 steps: a rough figure in seconds")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.quick:
+        args.steps = min(args.steps, 100)
 
     config = load_config(ROOT / "configs" / "memn2n_babi_1k_joint.yaml", [f"data.path={args.data}"])
     started = time.perf_counter()
@@ -81,6 +88,8 @@ def main() -> None:
     arguments = model_arguments(config, task)
     train = task.splits["train"]
     batches = list(task.epoch_batches(32, seed=0))[: args.steps]
+    task.data = task.data.model_copy(update={"length_buckets": args.buckets})
+    bucketed = list(task.epoch_batches(32, seed=0))[: args.steps]  # a random sample of a bucketed epoch
     longest = int(train.sentence_lengths.max())
     question_words = int(train.question_lengths.max())
     naive = [padded(b, config.task.params.memory_size, longest, question_words) for b in batches]
@@ -100,20 +109,39 @@ def main() -> None:
 
     ours = time_steps(model, batches, task)
     theirs = time_steps(baseline, naive, task)
+    torch.manual_seed(0)
+    buckets = time_steps(create_model("memn2n", arguments), bucketed, task)
     n = len(batches)
     print(
         f"torch {torch.__version__} · {torch.get_num_threads()} threads · "
         f"{n} steps of batch 32 · joint bAbI 1k"
     )
     print(f"data: tokenised and tensorised once in {load_seconds:.2f} s ({len(train)} training questions)")
-    print(f"{'':28s}{'ms/step':>10s}{'examples/s':>12s}{'s/epoch':>9s}{'90 epochs':>11s}")
-    for name, seconds in (("memtool (trimmed, fast PE)", ours), ("baseline (padded, literal PE)", theirs)):
+    print(f"{'':32s}{'ms/step':>10s}{'examples/s':>12s}{'s/epoch':>9s}{'90 epochs':>11s}")
+    rows = (
+        ("baseline (padded, literal PE)", theirs),
+        ("memtool (trimmed, fast PE)", ours),
+        (f"memtool + length buckets ({args.buckets})", buckets),
+    )
+    for name, seconds in rows:
         per_step = seconds / n
         print(
-            f"{name:28s}{1000 * per_step:10.2f}{32 / per_step:12.0f}{per_step * steps_per_epoch:9.1f}"
+            f"{name:32s}{1000 * per_step:10.2f}{32 / per_step:12.0f}{per_step * steps_per_epoch:9.1f}"
             f"{per_step * steps_per_epoch * 90 / 60:9.1f} min"
         )
-    print(f"speed-up over the baseline: {theirs / ours:.2f}x")
+    print(f"speed-up over the baseline: trimmed {theirs / ours:.2f}x, length buckets {theirs / buckets:.2f}x")
+    figures = {
+        "threads": torch.get_num_threads(),
+        "steps": n,
+        "ms_per_step": {
+            "baseline": 1000 * theirs / n,
+            "trimmed": 1000 * ours / n,
+            "buckets": 1000 * buckets / n,
+        },
+        "speedup_trimmed": theirs / ours,
+        "speedup_buckets": theirs / buckets,
+    }
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":
