@@ -116,6 +116,9 @@ class TrainConfig(Strict):
     # torch.compile the model for training (the NTM: its step function); the first steps of each new
     # shape pay the compile time (about 1-2 minutes on 2 cores), see docs/PERFORMANCE.md
     compile: bool = False
+    # bf16: the training forward pass and loss under torch.autocast to bfloat16 (CUDA, or a CPU with bf16
+    # arithmetic); weights, gradients, the optimizer and evaluation stay float32
+    precision: Literal["fp32", "bf16"] = "fp32"
     tensorboard: bool = False  # also write TensorBoard event files into the run directory
 
     @field_validator("optimizer", mode="before")

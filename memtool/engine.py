@@ -31,7 +31,7 @@ from memtool.build import (
     resolve_device,
 )
 from memtool.checkpoint import load_checkpoint, save_checkpoint
-from memtool.config import RunConfig
+from memtool.config import RunConfig, build_config
 from memtool.distributed import Ranks
 from memtool.errors import TrainingDiverged, UserError
 from memtool.models.base import compile_model
@@ -47,6 +47,7 @@ RESUMABLE_CHANGES = {
     "train.max_steps",
     "train.threads",
     "train.compile",
+    "train.precision",
     "train.eval_batch_size",
     "train.checkpoint_every_steps",
     "train.checkpoint_every_seconds",
@@ -123,10 +124,10 @@ class Trainer:
         saved = load_checkpoint(last)
         if "training" not in saved:
             raise UserError(f"{last}: holds no training state to resume from")
+        # the saved config as this version reads it: a key added since (with its default) is no change
+        trained = build_config(saved["config"], source=str(last)).to_dict()
         changed = [
-            key
-            for key in changed_keys(saved["config"], self.config.to_dict())
-            if key not in RESUMABLE_CHANGES
+            key for key in changed_keys(trained, self.config.to_dict()) if key not in RESUMABLE_CHANGES
         ]
         if changed:
             raise UserError(f"{last}: cannot resume with a different config; changed: {', '.join(changed)}")
@@ -332,9 +333,10 @@ class Trainer:
     ) -> bool:
         """One optimizer step on ``batch``; returns whether training stops here (Ctrl-C, agreed by all)."""
         part, share = self._part(batch)
-        output = model(**part.inputs)
-        task_loss, counts = self.task.loss(output, part)
-        loss = task_loss + sum(output.aux_losses.values()) if output.aux_losses else task_loss
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.tc.precision == "bf16"):
+            output = model(**part.inputs)
+            task_loss, counts = self.task.loss(output, part)
+            loss = task_loss + sum(output.aux_losses.values()) if output.aux_losses else task_loss
         # the batch's numbers, summed over the processes' parts: one host-device synchronisation per step
         numbers = self.ranks.sum(
             torch.stack(

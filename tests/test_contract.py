@@ -169,3 +169,12 @@ def test_a_batchs_parts_weighted_by_their_shares_give_its_loss_and_gradient(name
     assert torch.allclose(total, whole, atol=1e-5)
     for got, want in zip(grads, whole_grads, strict=True):
         assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(SMOKE))
+def test_every_pair_trains_under_bf16_autocast(name: str, tmp_path: Path) -> None:
+    """``train.precision: bf16`` (here on the CPU): finite losses, float32 weights, a scored run."""
+    summary = train(_config(name, precision="bf16", max_steps=3), tmp_path / "run")
+    assert summary.steps == 3 and math.isfinite(summary.test.metrics["loss"])
+    state = load_checkpoint(tmp_path / "run" / "best.pt")["model_state"]
+    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())

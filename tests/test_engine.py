@@ -84,6 +84,19 @@ def test_refuses_to_overwrite_a_run_or_resume_a_changed_config(tmp_path: Path) -
         train(build_config(tiny_config()), tmp_path / "empty", resume=True)
 
 
+def test_a_run_saved_before_a_config_key_existed_resumes(tmp_path: Path) -> None:
+    """A newer memtool adds keys with defaults (data.length_buckets, train.precision): no change."""
+    from memtool.checkpoint import save_checkpoint
+
+    config = build_config(tiny_config(train={"max_steps": 2}))
+    train(config, tmp_path / "run")
+    saved = load_checkpoint(tmp_path / "run" / "last.pt")
+    del saved["config"]["data"]["length_buckets"], saved["config"]["train"]["precision"]
+    save_checkpoint(tmp_path / "run" / "last.pt", {k: v for k, v in saved.items() if k != "path"})
+    summary = train(build_config(tiny_config(train={"max_steps": 4})), tmp_path / "run", resume=True)
+    assert summary.steps == 4
+
+
 def test_max_steps_caps_training(tmp_path: Path) -> None:
     summary = train(build_config(tiny_config(train={"max_steps": 3, "epochs": 50})), tmp_path / "run")
     assert summary.steps == 3

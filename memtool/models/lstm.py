@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import torch
 from pydantic import Field
 from torch import Tensor, nn
 
@@ -32,5 +33,10 @@ class LSTMBaseline(nn.Module):
 
     def forward(self, inputs: Tensor, trace_memory: bool = False) -> ModelOutput:
         """inputs (B, T, input_size) → logits (B, T, output_size); no external memory, so nothing to trace."""
-        hidden, _ = self.lstm(inputs)
+        if inputs.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # oneDNN has no bfloat16 LSTM on most CPUs: under CPU autocast the recurrence runs in float32
+            with torch.autocast("cpu", enabled=False):
+                hidden, _ = self.lstm(inputs.float())
+        else:
+            hidden, _ = self.lstm(inputs)
         return ModelOutput(prediction=self.output(hidden))
