@@ -50,3 +50,27 @@ def test_a_repeat_counts_only_beyond_what_the_references_say() -> None:
     assert repeat_rate(["a red red square", "a red square"], [["a red square"], ["a red square"]]) == 50.0
     flags = excess_words(["a", "red", "red", "square", "a", "square"], ["a red square"])
     assert flags == [False, False, True, False, False, True]  # the second "red" and the second "square"
+
+
+def test_a_paraphrase_in_the_references_is_no_repeat_in_the_caption() -> None:
+    from memtool.tasks.video.shapes_task import ShapesCaptionTask
+
+    synonyms = ShapesCaptionTask.synonyms
+    references = ["a red square appears then a blue circle shows up"]
+    caption = "a red square appears then a blue circle appears"
+    assert repeats_a_word(caption, references)  # word by word, "appears" comes twice against once
+    assert not repeats_a_word(caption, references, synonyms)  # both mean the same event kind
+    assert repeats_a_word("a red square appears then a red square shows up", references, synonyms)
+    flags = excess_words("a red circle shows up then it shows up".split(), ["a red circle appears"], synonyms)
+    assert flags == [False, False, False, False, False, False, False, True, False]  # on "shows" only
+
+
+def test_the_shape_references_never_repeat_against_each_other_when_paraphrases_count_as_one() -> None:
+    from memtool.tasks.video.data import generate_shapes
+    from memtool.tasks.video.shapes_task import ShapesCaptionTask
+
+    _, captions = generate_shapes(40, 8, 16, (2, 4), 2, set(), False, 3, 0.0, seed=0)
+    pairs = [(refs[i], refs[:i] + refs[i + 1 :]) for refs in captions for i in range(len(refs))]
+    word_by_word = sum(repeats_a_word(c, others) for c, others in pairs)
+    canonical = sum(repeats_a_word(c, others, ShapesCaptionTask.synonyms) for c, others in pairs)
+    assert word_by_word > 0 and canonical == 0  # the references' own "repeats" were paraphrase alone

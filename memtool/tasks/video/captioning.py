@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -77,6 +77,9 @@ class CaptionTask(TaskDefaults):
     scoring = SCORING
     eval_changeable = ("data.", "eval.")
     video_noun = "video"  # how inspect titles one of the task's videos
+    # phrase → the word it stands for, when references say one thing in several words ("shows up" for
+    # "appears"): a caption that says "appears" twice where references paraphrase it repeats nothing
+    synonyms: ClassVar[dict[str, str]] = {}
 
     vocabulary: Vocabulary
     frame_shape: list[int]  # one frame's shape: (3, H, W) pictures or (D,) features
@@ -226,7 +229,7 @@ class CaptionTask(TaskDefaults):
         texts, ids, attention = self.captions(model, split, batch_size)
         metrics = {"loss": total / max(words, 1.0), "examples": len(data)}
         metrics.update(caption_scores(texts, data.references))
-        metrics["repeat_rate"] = repeat_rate(texts, data.references)
+        metrics["repeat_rate"] = repeat_rate(texts, data.references, self.synonyms)
         written = ids != PAD  # each caption's words and its <eos>
         _, error = attention_penalty(attention, data.frame_mask, written, tau=None)
         metrics["coverage_error"] = error.mean().item()
@@ -242,7 +245,7 @@ class CaptionTask(TaskDefaults):
             shape = tuple(self.frame_shape)
             frames = self.user_video(load_user_video(options.video, shape))
             title = f"{options.video.name} · {len(frames)} frames"
-            return caption_view(model, frames, [], title, self.vocabulary, self.evaluation)
+            return caption_view(model, frames, [], title, self.vocabulary, self.evaluation, self.synonyms)
         data = self.splits[request.split]
         if request.example >= len(data):
             raise UserError(
@@ -253,7 +256,7 @@ class CaptionTask(TaskDefaults):
         frames = data.float_frames(video)[0, :count]
         title = f"{self.video_noun} {request.example} of the {request.split} split · {count} frames"
         references = data.references[request.example]
-        return caption_view(model, frames, references, title, self.vocabulary, self.evaluation)
+        return caption_view(model, frames, references, title, self.vocabulary, self.evaluation, self.synonyms)
 
 
 @torch.no_grad()
@@ -264,6 +267,7 @@ def caption_view(
     title: str,
     vocabulary: Vocabulary,
     evaluation: CaptionEval,
+    synonyms: dict[str, str] | None = None,
 ) -> HeatmapView:
     """Caption one video's real frames (K, *frame_shape) and show where each word looked."""
     device = next(model.parameters()).device
@@ -276,7 +280,7 @@ def caption_view(
     count = len(frames)
     alpha = alphas[0, :length, :count].cpu()
     caption = " ".join(vocabulary.decode(words[0].tolist()))
-    repeated = excess_words(shown, references) if references else [False] * length
+    repeated = excess_words(shown, references, synonyms) if references else [False] * length
     written = torch.ones(1, length, dtype=torch.bool)
     penalty, error = attention_penalty(alpha.unsqueeze(0), frame_mask.cpu(), written, None)
     tau = length / count

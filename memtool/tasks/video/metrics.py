@@ -10,7 +10,7 @@ synthetic set's CIDEr-D with MSVD's.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from memtool.errors import UserError
 
@@ -92,30 +92,63 @@ def caption_scores(hypotheses: Sequence[str], references: Sequence[Sequence[str]
     return scores
 
 
-def excess_words(words: Sequence[str], references: Sequence[str]) -> list[bool]:
+def canonical_words(words: Sequence[str], synonyms: Mapping[str, str]) -> list[str | None]:
+    """Each word as the word it stands for: a phrase in ``synonyms`` ("shows up" → "appears") becomes its
+    canonical word on its first word and None on the rest; other words stay as they are."""
+    longest = max((len(phrase.split()) for phrase in synonyms), default=1)
+    out: list[str | None] = []
+    index = 0
+    while index < len(words):
+        for size in range(min(longest, len(words) - index), 0, -1):
+            phrase = " ".join(words[index : index + size])
+            if phrase in synonyms:
+                out += [synonyms[phrase], *[None] * (size - 1)]
+                index += size
+                break
+        else:
+            out.append(words[index])
+            index += 1
+    return out
+
+
+def excess_words(
+    words: Sequence[str], references: Sequence[str], synonyms: Mapping[str, str] | None = None
+) -> list[bool]:
     """Per word of a caption: whether it is a content word said here more often, so far, than any of the
-    references says it (at least once is always allowed)."""
+    references says it (at least once is always allowed). With ``synonyms``, words are counted as the word
+    they stand for, so "X appears then Y shows up" in a reference allows "appears" twice."""
+    synonyms = synonyms or {}
     allowed: Counter[str] = Counter()
     for reference in references:
-        allowed |= Counter(reference.split())  # the most any reference says each word
+        said_there = Counter(w for w in canonical_words(reference.split(), synonyms) if w is not None)
+        allowed |= said_there  # the most any reference says each word
     said: Counter[str] = Counter()
     flags = []
-    for word in words:
+    for word in canonical_words(words, synonyms):
+        if word is None:  # the rest of a phrase: its first word carries the flag
+            flags.append(False)
+            continue
         said[word] += 1
         flags.append(word not in FUNCTION_WORDS and said[word] > max(allowed[word], 1))
     return flags
 
 
-def repeats_a_word(caption: str, references: Sequence[str]) -> bool:
+def repeats_a_word(
+    caption: str, references: Sequence[str], synonyms: Mapping[str, str] | None = None
+) -> bool:
     """Whether the caption says some content word more often than any of its references does: "a red
     red square" stutters; "the red square moves left then the red square moves right" does not, when a
     reference says "red" twice too."""
-    return any(excess_words(caption.split(), references))
+    return any(excess_words(caption.split(), references, synonyms))
 
 
-def repeat_rate(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+def repeat_rate(
+    hypotheses: Sequence[str],
+    references: Sequence[Sequence[str]],
+    synonyms: Mapping[str, str] | None = None,
+) -> float:
     """% of captions that repeat a content word beyond what their references do."""
     if not hypotheses:
         return float("nan")
-    flagged = sum(repeats_a_word(h, refs) for h, refs in zip(hypotheses, references, strict=True))
+    flagged = sum(repeats_a_word(h, refs, synonyms) for h, refs in zip(hypotheses, references, strict=True))
     return 100.0 * flagged / len(hypotheses)

@@ -9,7 +9,7 @@ CIDEr-D.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
@@ -17,7 +17,7 @@ from memtool.registry import register_task
 from memtool.schema import Strict
 from memtool.tasks.video.captioning import CaptionTask
 from memtool.tasks.video.data import CaptionSplit, Vocabulary, generate_shapes, tensorise
-from memtool.tasks.video.shapes import COLOURS, SHAPES
+from memtool.tasks.video.shapes import COLOURS, SHAPES, SYNONYMS
 
 
 class ShapesParams(Strict):
@@ -64,6 +64,9 @@ class ShapesCaptionTask(CaptionTask):
     Params = ShapesParams
     Data = ShapesData
     video_noun = "shape video"
+    synonyms: ClassVar[dict[str, str]] = {
+        variant: word for word, variants in SYNONYMS.items() for variant in variants if variant != word
+    }
 
     params: ShapesParams
     data: ShapesData
