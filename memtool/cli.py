@@ -310,7 +310,8 @@ def evaluate(
     from memtool.task_options import parse_task_options
 
     payload, task_class, overrides = _checkpoint_task(run, overrides or [])
-    options = parse_task_options(context.args, task_class.EvalOptions, f"eval of task {task_class.__name__}")
+    task_name = payload["config"]["task"]["name"]
+    options = parse_task_options(context.args, task_class.EvalOptions, f"eval of task {task_name}")
     extra = [*overrides, *task_class.eval_overrides(options)]
     config, task, model = restore(payload, extra, device.value if device else None)
     if split not in ("train", "valid", "test"):
@@ -365,7 +366,7 @@ def inspect_memory(
 
     payload, task_class, overrides = _checkpoint_task(run, overrides or [])
     options = parse_task_options(
-        context.args, task_class.InspectOptions, f"inspect-memory of task {task_class.__name__}"
+        context.args, task_class.InspectOptions, f"inspect-memory of task {payload['config']['task']['name']}"
     )
     _, task, model = restore(payload, overrides, device.value if device else None)
     if split not in ("train", "valid", "test"):

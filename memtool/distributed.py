@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -81,6 +82,14 @@ class Ranks:
         total = values.clone()
         torch.distributed.all_reduce(total)
         return total
+
+    def from_main(self, value: Any) -> Any:
+        """The main process's ``value`` (a picklable object), in every process."""
+        if not self.distributed:
+            return value
+        box = [value]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
 
     def barrier(self) -> None:
         if self.distributed:

@@ -105,8 +105,15 @@ class Trainer:
     # -- setup ---------------------------------------------------------------------------------------
     def _resume_point(self, resume: bool) -> dict[str, Any] | None:
         """What to resume from: checked by the process that owns the run directory, then read by all."""
-        saved = self._checked_resume_point(resume) if self.ranks.main else None
-        self.ranks.barrier()
+        saved, refusal = None, None
+        if self.ranks.main:
+            try:
+                saved = self._checked_resume_point(resume)
+            except UserError as error:
+                refusal = str(error)
+        refusal = self.ranks.from_main(refusal)  # every process stops with the main one's reason
+        if refusal is not None:
+            raise UserError(refusal)
         if not self.ranks.main and resume:
             saved = load_checkpoint(self.files.last)
         return saved

@@ -20,7 +20,9 @@ def launch(arguments: list[str], processes: int, device: str) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
-    on_gpus = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    from memtool.build import resolve_device
+
+    on_gpus = resolve_device(device).type == "cuda"  # cuda without a GPU: the usual one-line error
     if on_gpus and processes > torch.cuda.device_count():
         raise UserError(f"--nproc {processes}: this machine has {torch.cuda.device_count()} GPU(s)")
     # each process gets its share of the cores, not torchrun's silent default of one thread
@@ -30,8 +32,12 @@ def launch(arguments: list[str], processes: int, device: str) -> int:
     try:
         run(parse_args(command))
     except ChildFailedError as error:
+        # a process that exits first makes torchrun stop the others (SIGTERM: a negative code); the
+        # code memtool chose (2: bad input, 1: diverged, 130: interrupted) is the one to pass on
         codes = {rank: failure.exitcode for rank, failure in error.failures.items()}
-        return codes.get(0, next(iter(codes.values()), 1)) or 1
+        chosen = [codes[0]] if codes.get(0, 0) > 0 else []
+        chosen += [code for _, code in sorted(codes.items()) if code > 0]
+        return chosen[0] if chosen else 1
     except SignalException:
         return 130
     return 0

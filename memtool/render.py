@@ -267,7 +267,7 @@ class TrainProgress:
         verb = "resuming" if resumed else "training"
         self.console.print(
             f"[bold]{verb}[/] {config.model.name} on {config.task.name} · {parameters:,} params · "
-            f"{sizes} · {device}"
+            f"{sizes} · {device}" + (" · bf16 autocast" if config.train.precision == "bf16" else "")
         )
         restart = f"{'restart':>7} " if self.restarts > 1 else ""
         train_columns = " ".join(f"{m.short or m.name:>6}" for m in self.train_metrics)  # as wide as _cell's

@@ -72,6 +72,9 @@ def test_a_two_process_run_resumes_as_one_process_does(tmp_path: Path) -> None:
     )
     assert code == 0, stderr
     _same_weights(alone / "last.pt", run / "last.pt")
+    code, _, stderr = _two_processes(NTM_COPY, "--out", run)  # a refusal of the main process alone
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "already holds a run" in lines[0], stderr
 
 
 def test_bad_data_under_two_processes_is_one_error_line(tmp_path: Path) -> None:

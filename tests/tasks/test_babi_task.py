@@ -91,5 +91,7 @@ def test_length_buckets_cover_the_epoch_once_with_far_less_padding() -> None:
     assert _cells(epoch) < 0.7 * _cells(list(plain.epoch_batches(8, seed=3)))
     resumed = list(bucketed.epoch_batches(8, seed=3, start=5))  # a resumed epoch: the same batches on
     assert all(torch.equal(a.targets, b.targets) for a, b in zip(resumed, epoch[5:], strict=True))
+    with pytest.raises(ValueError, match="length_buckets"):
+        BabiData(**generated, length_buckets=True)  # a bool is no pool size
     other = list(bucketed.epoch_batches(8, seed=4))
     assert not all(torch.equal(a.targets, b.targets) for a, b in zip(other, epoch, strict=False))

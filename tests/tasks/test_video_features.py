@@ -169,6 +169,7 @@ def test_inspect_captions_a_users_clip_from_a_npy(
         (None, ["no such file"]),
         (np.full((4, 3, 16, 16), 255.0, np.float32), ["floats from 255 to 255", "uint8"]),
         (np.zeros((4, 3, 16, 16), np.complex64), ["complex64"]),
+        (np.zeros((4, 9, 9, 3), np.uint8), ["shape (4, 9, 9, 3)"]),  # the file's own shape, as given
         (np.array([{"a": 1}], dtype=object), ["not a .npy array (it holds Python objects)"]),
     ],
 )
@@ -178,6 +179,15 @@ def test_a_bad_video_file_is_one_line(shapes_run: Path, tmp_path: Path, clip, fr
         np.save(path, clip)
     result = CliRunner().invoke(app, ["inspect-memory", str(shapes_run), "--video", str(path)])
     one_line_error(result, "--video", *fragments)
+
+
+def test_video_with_example_or_split_is_one_line(shapes_run: Path, tmp_path: Path) -> None:
+    np.save(tmp_path / "clip.npy", np.zeros((4, 3, 16, 16), np.uint8))
+    for extra in (["--example", "3"], ["--split", "valid"]):
+        result = CliRunner().invoke(
+            app, ["inspect-memory", str(shapes_run), "--video", str(tmp_path / "clip.npy"), *extra]
+        )
+        one_line_error(result, "--video", "--example and --split")
 
 
 def test_a_trained_feature_run_scores_a_test_only_file_and_refuses_other_feature_dims(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 from torch import Tensor, nn
 
 from memtool.errors import UserError
@@ -74,7 +74,7 @@ class BabiData(Strict):
     validation_split: Literal["random", "tail"] = "random"  # tail: the last 10% of the file, as single-task
     # training batches from pools of this many batches sorted by story length (sentences, then the longest
     # sentence): less padding, so faster steps; 0: a plain shuffle
-    length_buckets: NonNegativeInt = 0
+    length_buckets: int = Field(0, ge=0, strict=True)  # strict: `true` is no pool size
     generator: GeneratorParams = Field(default_factory=GeneratorParams)
 
     @model_validator(mode="after")

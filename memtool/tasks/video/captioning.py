@@ -242,9 +242,11 @@ class CaptionTask(TaskDefaults):
         options = request.options or CaptionInspectOptions()
         model.eval()
         if options.video is not None:
+            if request.example != 0 or request.split != "test":
+                raise UserError("--video: captions your clip; --example and --split pick a video of the data")
             shape = tuple(self.frame_shape)
             frames = self.user_video(load_user_video(options.video, shape))
-            title = f"{options.video.name} · {len(frames)} frames"
+            title = f"{options.video.name} · {len(frames)} frame{'s' if len(frames) != 1 else ''}"
             return caption_view(model, frames, [], title, self.vocabulary, self.evaluation, self.synonyms)
         data = self.splits[request.split]
         if request.example >= len(data):
@@ -340,13 +342,14 @@ def load_user_video(path: Path, frame_shape: tuple[int, ...]) -> Tensor:
     if not real_numbers(array) or (pictures and array.dtype != np.uint8 and array.dtype.kind != "f"):
         kinds = "uint8 or floats in [0, 1]" if pictures else "real numbers"
         raise UserError(f"{where}: {path} holds values of type {array.dtype}; this run's videos are {kinds}")
+    given = tuple(array.shape)
     if pictures and array.ndim == 4 and array.shape[1:] != frame_shape and array.shape[-1] == frame_shape[0]:
         array = array.transpose(0, 3, 1, 2)  # (K, H, W, C) → (K, C, H, W)
     if array.ndim != len(frame_shape) + 1 or tuple(array.shape[1:]) != frame_shape:
         expected = "(K, " + ", ".join(map(str, frame_shape)) + ")"
         if pictures:
             expected += f" or (K, {frame_shape[1]}, {frame_shape[2]}, {frame_shape[0]})"
-        raise UserError(f"{where}: {path} has shape {tuple(array.shape)}; this run's videos are {expected}")
+        raise UserError(f"{where}: {path} has shape {given}; this run's videos are {expected}")
     if not 1 <= len(array) <= MOST_FRAMES:
         raise UserError(f"{where}: {path} has {len(array)} frames; give 1 to {MOST_FRAMES}")
     video = to_float32(np.ascontiguousarray(array), path, where)

@@ -136,7 +136,10 @@ class FeatureCaptionTask(CaptionTask):
         params, data = self.params, self.data
         folder = Path(data.features)
         if not folder.is_dir():
-            raise UserError(f"data.features: folder {str(folder)!r} not found")
+            raise UserError(
+                f"data.features: folder {str(folder)!r} not found (a relative path is read from the current "
+                "folder; --set data.features=DIR names another)"
+            )
         listed = read_caption_file(Path(data.captions))
         made: dict[str, tuple[list[Tensor], list[list[str]]]] = {
             s: ([], []) for s in ("train", "valid", "test")
