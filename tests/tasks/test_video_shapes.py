@@ -22,12 +22,15 @@ def _visible(video, colour: str) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_events_are_consistent_and_cover_every_frame_in_order(seed: int) -> None:
-    spec = plan_video(8, 4, 2, random.Random(seed))
+@pytest.mark.parametrize("equal_events", [False, True])
+def test_events_are_consistent_and_cover_every_frame_in_order(seed: int, equal_events: bool) -> None:
+    spec = plan_video(8, 4, 2, random.Random(seed), equal_events=equal_events)
     assert spec.events[0].kind == "appears"
     assert spec.events[0].first == 0 and spec.events[-1].last == 7
     for before, after in zip(spec.events, spec.events[1:], strict=False):
         assert after.first == before.last + 1 and after.first <= after.last
+    if equal_events:  # four events on eight frames: two each
+        assert [event.last - event.first + 1 for event in spec.events] == [2, 2, 2, 2]
     shown: dict[int, tuple[str, str]] = {}
     for event in spec.events:
         if event.kind == "appears":
@@ -94,3 +97,10 @@ def test_the_same_seed_draws_the_same_videos() -> None:
     a = render(plan_video(8, 3, 2, random.Random(5)), 8, 32, random.Random(6), noise=0.1)
     b = render(plan_video(8, 3, 2, random.Random(5)), 8, 32, random.Random(6), noise=0.1)
     assert torch.equal(a, b)
+
+
+def test_equal_event_lengths_differ_by_at_most_one_frame() -> None:
+    for frames, events in [(8, 3), (7, 4), (16, 5), (5, 5)]:
+        spec = plan_video(frames, events, 2, random.Random(0), equal_events=True)
+        lengths = [event.last - event.first + 1 for event in spec.events]
+        assert sum(lengths) == frames and max(lengths) - min(lengths) <= 1, (frames, events, lengths)

@@ -160,10 +160,11 @@ def generate_shapes(
     references: int,
     noise: float,
     seed: int,
+    equal_events: bool = False,
 ) -> tuple[list[Tensor], list[list[str]]]:
     """``count`` synthetic videos as uint8 (frames, 3, size, size) and their reference captions."""
     rng = random.Random(seed)
-    specs = plan_split(count, frames, events, max_objects, held_out, with_held_out, rng)
+    specs = plan_split(count, frames, events, max_objects, held_out, with_held_out, rng, equal_events)
     videos = [(render(spec, frames, size, rng, noise) * 255).round().to(torch.uint8) for spec in specs]
     return videos, [spec.captions(references, rng) for spec in specs]
 

@@ -80,19 +80,28 @@ class VideoSpec:
         return captions
 
 
-def _segments(frames: int, events: int, rng: random.Random) -> list[tuple[int, int]]:
-    """Split frames 0..frames-1 into ``events`` contiguous segments of at least one frame each."""
+def _segments(frames: int, events: int, rng: random.Random, equal: bool = False) -> list[tuple[int, int]]:
+    """Split frames 0..frames-1 into ``events`` contiguous segments of at least one frame each: at random
+    cuts, or with ``equal`` as evenly as the frames allow (lengths differ by at most one)."""
+    if equal:
+        bounds = [round(i * frames / events) for i in range(events + 1)]
+        return [(bounds[i], bounds[i + 1] - 1) for i in range(events)]
     cuts = sorted(rng.sample(range(1, frames), events - 1))
     bounds = [0, *cuts, frames]
     return [(bounds[i], bounds[i + 1] - 1) for i in range(events)]
 
 
 def plan_video(
-    frames: int, events: int, max_objects: int, rng: random.Random, colours: tuple[str, ...] = tuple(COLOURS)
+    frames: int,
+    events: int,
+    max_objects: int,
+    rng: random.Random,
+    colours: tuple[str, ...] = tuple(COLOURS),
+    equal_events: bool = False,
 ) -> VideoSpec:
     """Draw a consistent sequence of events: an object appears before anything happens to it, a hidden
     object cannot move, and at least one object is on screen after every event."""
-    segments = _segments(frames, events, rng)
+    segments = _segments(frames, events, rng, equal_events)
     state: dict[int, tuple[str, str]] = {}  # visible objects → (colour, shape)
     spec = VideoSpec([])
     for first, last in segments:
@@ -218,6 +227,7 @@ def plan_split(
     held_out: set[tuple[str, str]],
     with_held_out: bool,
     rng: random.Random,
+    equal_events: bool = False,
 ) -> list[VideoSpec]:
     """``count`` videos of ``events[0]``..``events[1]`` events: with ``with_held_out`` every one shows at
     least one held-out (colour, shape) pair, without it none does."""
@@ -230,7 +240,7 @@ def plan_split(
                 f"could not draw {count} videos {'with' if with_held_out else 'without'} the held-out pairs "
                 f"{sorted(held_out)}; hold out fewer pairs or allow more events"
             )
-        spec = plan_video(frames, rng.randint(*events), max_objects, rng)
+        spec = plan_video(frames, rng.randint(*events), max_objects, rng, equal_events=equal_events)
         if bool(spec.pairs & held_out) == with_held_out:
             specs.append(spec)
     return specs

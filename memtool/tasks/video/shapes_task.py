@@ -9,7 +9,7 @@ CIDEr-D.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -32,6 +32,9 @@ class ShapesParams(Strict):
     references: int = Field(3, ge=1, le=20)  # reference captions per video
     noise: float = Field(0.05, ge=0, le=1)  # uniform pixel noise, a distractor
     max_words: int = Field(40, ge=2, le=200)  # longer captions are cut here
+    # random: events last random runs of frames (a colour change may take one frame of eight); equal: as
+    # even as the frames allow, where uniform attention coverage (the regularizer's τ = auto) is right
+    event_lengths: Literal["random", "equal"] = "random"
 
     @model_validator(mode="after")
     def _consistent(self) -> ShapesParams:
@@ -94,6 +97,7 @@ class ShapesCaptionTask(CaptionTask):
                 params.references,
                 params.noise,
                 seed=base * 3 + offset,
+                equal_events=params.event_lengths == "equal",
             )
         words = state["vocabulary"] if state else None
         self.vocabulary = (
