@@ -295,6 +295,10 @@ class Trainer:
             for batch in batches:
                 stopping = self._step(trainee, optimizer, parameters, batch.to(self.device), state, stop)
                 if tc.max_steps is not None and state.step >= tc.max_steps:
+                    if state.batches_done < batches_per_epoch:  # mid-epoch: keep the place in it, so a
+                        self._validate(model, state, lr, batches_per_epoch)  # higher max_steps goes on
+                        self._save_last(model, optimizer, state)
+                        return model, optimizer
                     break
                 every = tc.eval_every_steps
                 if every and state.step % every == 0 and state.batches_done < batches_per_epoch:

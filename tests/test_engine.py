@@ -102,6 +102,19 @@ def test_max_steps_caps_training(tmp_path: Path) -> None:
     assert summary.steps == 3
 
 
+def test_a_run_capped_mid_epoch_trains_on_to_the_uncapped_result(tmp_path: Path) -> None:
+    """max_steps stops inside an epoch; raising it goes on from that batch, not from the next epoch."""
+    whole = tiny_config(model={"random_noise": 0.0})
+    train(build_config(whole), tmp_path / "whole")
+    capped = tmp_path / "capped"
+    train(build_config(tiny_config(model={"random_noise": 0.0}, train={"max_steps": 3})), capped)
+    progress = load_checkpoint(capped / "last.pt")["training"]["progress"]
+    assert progress["step"] == 3 and progress["batches_done"] == 3 and progress["epoch"] == 0
+    train(build_config(whole), capped, resume=True)
+    a, b = (load_checkpoint(run / "last.pt")["model_state"] for run in (tmp_path / "whole", capped))
+    assert _states_equal(a, b)
+
+
 def test_nan_loss_stops_training_without_saving_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from memtool.tasks.babi.task import BabiTask
 
