@@ -257,6 +257,15 @@ def train(
     )
 
 
+ImportOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--import",
+        help="A module or .py file that registers models or tasks (as a config's imports:); repeatable.",
+        metavar="MODULE",
+    ),
+]
+
 TASK_OPTIONS = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
@@ -447,13 +456,14 @@ def _run_metrics(path: Path, records: list[dict[str, Any]]) -> list[Any]:
 
 @app.command("list")
 @user_errors
-def list_components() -> None:
+def list_components(imports: ImportOption = None) -> None:
     """The registered models and tasks (with their options and data commands), and the shipped configs.
 
-    Example: memtool list"""
-    from memtool.registry import MODELS, TASKS, load_all
+    Example: memtool list · memtool list --import my_plugin.py"""
+    from memtool.registry import MODELS, TASKS, load_all, load_imports
 
     load_all()
+    load_imports(imports or [], Path.cwd())
     for registry in (MODELS, TASKS):
         table = Table(title=f"{registry.kind}s", header_style="bold")
         table.add_column("name")
@@ -508,15 +518,17 @@ def data(
     task: Annotated[
         str, typer.Argument(help="Which task's data, e.g. a name from `memtool list`.", metavar="TASK")
     ],
+    imports: ImportOption = None,
 ) -> None:
     """Get a task's data: each task declares its own commands and options (`memtool list` shows them).
 
     Examples: memtool data download babi --to data/babi · memtool data generate babi --seed 1"""
     from memtool import render
-    from memtool.registry import TASKS, load_all
+    from memtool.registry import TASKS, load_all, load_imports
     from memtool.task_options import parse_task_options
 
     load_all()
+    load_imports(imports or [], Path.cwd())
     commands = TASKS.get(task).data_commands
     if action not in commands:
         known = ", ".join(commands) or "none"

@@ -99,6 +99,22 @@ def test_list_shows_models_tasks_and_configs() -> None:
         assert text in result.output
 
 
+def test_list_and_data_load_a_plugin_named_with_import() -> None:
+    from tests.helpers import memtool_process
+
+    plugin = Path(__file__).resolve().parent.parent / "examples" / "parity" / "parity.py"
+    outputs = []
+    for extra in ([], ["--import", str(plugin)]):
+        process = memtool_process("list", *extra)
+        stdout, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+        outputs.append(stdout)
+    assert "parity_attention" not in outputs[0] and "parity_attention" in outputs[1]
+    process = memtool_process("data", "download", "parity", "--import", str(plugin))
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 2 and "task 'parity' has no such data command" in stderr, stderr
+
+
 def test_bad_inputs_exit_2_with_one_clear_line(tmp_path: Path, trained_run: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: {name: memn2n\n")
