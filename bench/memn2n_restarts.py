@@ -113,6 +113,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--buckets", type=int, default=0, help="data.length_buckets of every replica")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--aligned",
+        action="store_true",
+        help="pair the replicas' batches by size rank (the best case of a shared length schedule)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     steps = min(args.steps, 5) if args.quick else args.steps
@@ -127,6 +132,8 @@ def main() -> None:
         models.append(create_model("memn2n", arguments))
     # each replica its own epoch order, as restart r of a run would have
     orders = [list(task.epoch_batches(32, seed=replica))[:steps] for replica in range(count)]
+    if args.aligned:  # step s takes each replica's s-th smallest batch: shapes alike across replicas
+        orders = [sorted(order, key=lambda b: b.inputs["story"].numel()) for order in orders]
     stacked = [stack([orders[r][s] for r in range(count)]) for s in range(steps)]
     own_cells = sum(b.inputs["story"].numel() for order in orders for b in order)
     stacked_cells = sum(inputs["story"].numel() for inputs, _ in stacked)
@@ -166,6 +173,7 @@ def main() -> None:
     print(
         f"torch {torch.__version__} · {torch.get_num_threads()} threads · {count} replicas × {steps} steps "
         f"of batch 32 · joint bAbI 1k · length buckets {args.buckets}"
+        + (" · aligned" if args.aligned else "")
     )
     print(f"{'':34s}{'seconds':>9s}{'ms/replica-step':>17s}{'story cells':>13s}")
     for name, seconds, cells in (
@@ -182,6 +190,7 @@ def main() -> None:
         "replicas": count,
         "steps": steps,
         "buckets": args.buckets,
+        "aligned": args.aligned,
         "sequential_s": sequential,
         "stacked_s": together_seconds,
         "speedup": sequential / together_seconds,
