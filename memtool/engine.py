@@ -132,7 +132,9 @@ class Trainer:
         if "training" not in saved:
             raise UserError(f"{last}: holds no training state to resume from")
         # the saved config as this version reads it: a key added since (with its default) is no change
-        trained = build_config(saved["config"], source=str(last)).to_dict()
+        # (with this run's imports: a plugin may have moved, which `imports` may change)
+        raw = {**saved["config"], "imports": list(self.config.imports)}
+        trained = build_config(raw, source=str(last)).to_dict()
         changed = [
             key for key in changed_keys(trained, self.config.to_dict()) if key not in RESUMABLE_CHANGES
         ]
