@@ -239,8 +239,8 @@ def train(
             raise typer.Exit(130) from None
         # the run's own resolved config carries every --set, so this command resumes it as it was
         hint = f"{program()} train {run_dir / 'config.yaml'} --out {run_dir} --resume"
-        processes = int(os.environ.get("WORLD_SIZE", "1"))
-        hint += f" --nproc {processes}" if processes > 1 else ""
+        world = int(os.environ.get("WORLD_SIZE", "1"))  # under torchrun: resume with as many processes
+        hint += f" --nproc {world}" if world > 1 else ""
         err.print(f"[yellow]{escape(str(stopped))}[/] · continue with: {escape(hint)}", soft_wrap=True)
         raise typer.Exit(130) from None
     finally:

@@ -33,10 +33,8 @@ class LSTMBaseline(nn.Module):
 
     def forward(self, inputs: Tensor, trace_memory: bool = False) -> ModelOutput:
         """inputs (B, T, input_size) → logits (B, T, output_size); no external memory, so nothing to trace."""
-        if inputs.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-            # oneDNN has no bfloat16 LSTM on most CPUs: under CPU autocast the recurrence runs in float32
-            with torch.autocast("cpu", enabled=False):
-                hidden, _ = self.lstm(inputs.float())
-        else:
+        # oneDNN has no bfloat16 LSTM on most CPUs: under CPU autocast the recurrence runs in float32
+        # (CUDA's autocast, if on, is left as it is)
+        with torch.autocast("cpu", enabled=False):
             hidden, _ = self.lstm(inputs)
         return ModelOutput(prediction=self.output(hidden))

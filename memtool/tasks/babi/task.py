@@ -230,13 +230,20 @@ def tensorise(stories: Sequence[Story], vocab: Vocabulary, memory_size: int) -> 
     )
 
 
-def batch_from_split(split: Split, rows: Tensor) -> Batch:
-    """Gather the memory windows of ``rows`` and trim padding to this batch's longest story and sentence."""
+def memory_windows(split: Split, rows: Tensor) -> Tensor:
+    """The sentence rows of each question's memory, (questions, its longest memory); padding slots read
+    the blank row 0."""
     count = split.memory_count[rows]
     slots = max(int(count.max()), 1)
     offsets = torch.arange(slots, device=count.device)
     window = split.memory_end[rows].unsqueeze(1) - count.unsqueeze(1) + offsets
-    window = torch.where(offsets < count.unsqueeze(1), window, 0)  # padding slots read the blank row 0
+    return torch.where(offsets < count.unsqueeze(1), window, 0)
+
+
+def batch_from_split(split: Split, rows: Tensor) -> Batch:
+    """Gather the memory windows of ``rows`` and trim padding to this batch's longest story and sentence."""
+    count = split.memory_count[rows]
+    window = memory_windows(split, rows)
     words = max(int(split.sentence_lengths[window].max()), 1)
     question_words = max(int(split.question_lengths[rows].max()), 1)
     return Batch(
@@ -379,12 +386,8 @@ class BabiTask(TaskDefaults):
         """Each training question's padding key: its memory count, then its story's longest sentence."""
         if self._lengths is None:
             data = self.splits["train"]
-            slots = max(int(data.memory_count.max()), 1)
-            offsets = torch.arange(slots, device=data.memory_count.device)
-            count = data.memory_count.unsqueeze(1)
-            window = data.memory_end.unsqueeze(1) - count + offsets
-            window = torch.where(offsets < count, window, 0)
-            words = data.sentence_lengths[window].amax(1)
+            everyone = torch.arange(len(data), device=data.memory_count.device)
+            words = data.sentence_lengths[memory_windows(data, everyone)].amax(1)
             self._lengths = data.memory_count * (int(data.sentences.shape[1]) + 1) + words
         return self._lengths
 
