@@ -206,6 +206,15 @@ def train(
             min=1,
         ),
     ] = 1,
+    parallel_restarts: Annotated[
+        int,
+        typer.Option(
+            "--parallel-restarts",
+            help="Train train.restarts as independent processes, K at a time (each in RUN/restarts/<r>).",
+            metavar="K",
+            min=1,
+        ),
+    ] = 1,
 ) -> None:
     """Train a model; the run directory gets the resolved config, metrics.jsonl and best/last checkpoints.
 
@@ -218,6 +227,17 @@ def train(
 
     run_config = load_config(config, overrides or [], seed=seed, device=device.value if device else None)
     run_dir = out_dir or _default_run_dir(config, resume)
+    from memtool.restarts import ParallelRestarts, is_parallel_run
+
+    parallel = parallel_restarts > 1 or (resume and is_parallel_run(run_dir))
+    if parallel and processes > 1:
+        raise UserError(
+            "--parallel-restarts and --nproc: choose one (restarts side by side, or one run on N)"
+        )
+    if parallel_restarts > 1 and run_config.train.restarts == 1:
+        raise UserError(
+            f"--parallel-restarts {parallel_restarts}: train.restarts is 1; add --set train.restarts=N"
+        )
     if processes > 1:  # the checked command again, in each process torchrun starts
         from memtool.launch import launch
 
@@ -233,7 +253,10 @@ def train(
 
     observer = render.TrainProgress(out)
     try:
-        summary = run_training(run_config, run_dir, resume=resume, observer=observer)
+        if parallel:
+            summary = ParallelRestarts(run_config, run_dir, parallel_restarts, observer).run(resume)
+        else:
+            summary = run_training(run_config, run_dir, resume=resume, observer=observer)
     except Interrupted as stopped:
         if not _main_process():
             raise typer.Exit(130) from None
@@ -241,6 +264,7 @@ def train(
         hint = f"{program()} train {run_dir / 'config.yaml'} --out {run_dir} --resume"
         world = int(os.environ.get("WORLD_SIZE", "1"))  # under torchrun: resume with as many processes
         hint += f" --nproc {world}" if world > 1 else ""
+        hint += f" --parallel-restarts {parallel_restarts}" if parallel_restarts > 1 else ""
         err.print(f"[yellow]{escape(str(stopped))}[/] · continue with: {escape(hint)}", soft_wrap=True)
         raise typer.Exit(130) from None
     finally:

@@ -60,8 +60,8 @@ RESUMABLE_CHANGES = {
 class Interrupted(Exception):
     """Training stopped on Ctrl-C after saving ``last.pt``; ``--resume`` continues it."""
 
-    def __init__(self, run_dir: Path) -> None:
-        super().__init__(f"interrupted: saved {RunDirectory(run_dir).last}")
+    def __init__(self, run_dir: Path, saved: str | None = None) -> None:
+        super().__init__(f"interrupted: saved {saved or RunDirectory(run_dir).last}")
         self.run_dir = run_dir
 
 
@@ -91,9 +91,18 @@ def _graceful_interrupt() -> Iterator[dict[str, bool]]:
 
 
 class Trainer:
-    def __init__(self, config: RunConfig, run_dir: Path, observer: Observer | None = None) -> None:
+    def __init__(
+        self, config: RunConfig, run_dir: Path, observer: Observer | None = None, restart: int | None = None
+    ) -> None:
+        """``restart``: train only that restart of ``train.restarts`` (seeded as in a run of them all), as
+        one of the processes of ``--parallel-restarts``; its ``best.pt`` is that restart's best."""
         self.config = config
         self.tc = config.train
+        if restart is not None and not 0 <= restart < self.tc.restarts:
+            raise UserError(f"restart {restart}: train.restarts is {self.tc.restarts}")
+        self.only_restart = restart
+        # a best checkpoint per restart beside best.pt, when this run trains several
+        self.several = restart is None and self.tc.restarts > 1
         # under torchrun, one process prints and writes the run directory; the others train beside it
         self.ranks = Ranks.from_environment()
         self.files = RunDirectory(run_dir) if self.ranks.main else ReadOnlyRunDirectory(run_dir)
@@ -228,13 +237,14 @@ class Trainer:
         self.task.to(self.device)
         self.model_args = saved["model_args"] if saved else model_arguments(self.config, self.task)
         check_model_size(self.config.model.name, self.model_args)
-        state = TrainState(**saved["training"]["progress"]) if saved else TrainState()
+        state = TrainState(**saved["training"]["progress"]) if saved else TrainState(self.only_restart or 0)
         self._clock = (state.elapsed, time.monotonic())
         if state.finished:
             if self._finished(state):  # nothing more to do: leave every file as it is
                 self.observer.message(f"{self.files.path} already finished training; its summary:")
                 return self._summary(state, tick=False, write=False)
             state.finished = False  # train.epochs or train.max_steps was raised: train on
+            state.scored.pop(str(state.restart), None)  # its best may still change
             self.observer.message(f"{self.files.path} had finished; training on to the new limits")
         self.files.write_config(self.config.to_dict(), self.config.source)
         if saved:
@@ -249,7 +259,8 @@ class Trainer:
                 while True:
                     model, optimizer = self._train_restart(state, saved, stop)
                     saved = None
-                    if state.restart + 1 >= self.tc.restarts:
+                    self._score_restart(state)
+                    if self.only_restart is not None or state.restart + 1 >= self.tc.restarts:
                         break
                     state = state.next_restart()
             state.finished = True
@@ -465,18 +476,43 @@ class Trainer:
                 f"scoring selects the best model by (it returned: {', '.join(valid.metrics)})"
             )
         score, loss = valid.metrics.get(metric.name, math.nan), valid.metrics["loss"]
-        better = (
-            math.isnan(score)  # no validation data: the latest model is the best we know
-            or math.isnan(state.best_score)
-            or metric.better(score, state.best_score)
-            or (score == state.best_score and loss < state.best_loss)
-        )
-        if better:
+        paths = []
+        if metric.improves(score, loss, state.restart_best_score, state.restart_best_loss):
+            state.restart_best_score, state.restart_best_loss = score, loss
+            if self.several:  # otherwise best.pt is this restart's best
+                paths.append(self.files.restart_best(state.restart))
+        if metric.improves(score, loss, state.best_score, state.best_loss):
             state.best_score, state.best_loss, state.best_restart = score, loss, state.restart
-            if not self.ranks.main:
-                return
+            paths.append(self.files.best)
+        if paths and self.ranks.main:
             extra = {"valid": valid.metrics, "epoch": state.epoch, "restart": state.restart}
-            save_checkpoint(self.files.best, self._payload(model, state, extra))
+            payload = self._payload(model, state, extra)
+            for path in paths:
+                save_checkpoint(path, payload)
+
+    def _score_restart(self, state: TrainState) -> None:
+        """Score a finished restart's best model on the validation and test splits, for summary.json."""
+        if str(state.restart) in state.scored:
+            return
+        self._tick(state)
+        self.ranks.barrier()  # its checkpoint is written
+        path = self.files.restart_best(state.restart) if self.several else self.files.best
+        model = model_from_checkpoint(load_checkpoint(path), self.device)
+        valid = self.task.evaluate(model, "valid", self.tc.eval_batch_size)
+        test = self.task.evaluate(model, "test", self.tc.eval_batch_size)
+        state.scored[str(state.restart)] = {
+            "best_valid": state.restart_best_score,
+            "valid": asdict(valid),
+            "test": asdict(test),
+            "train_seconds": state.elapsed - state.restart_start,
+        }
+        if self.several:
+            select = self.task.scoring.select
+            value = test.metrics.get(select.name, math.nan)
+            self.observer.message(
+                f"restart {state.restart + 1} of {self.tc.restarts}: best validation {select.label} "
+                f"{state.restart_best_score:.4g}, test {value:.4g}"
+            )
 
     def _advance_phase(self, model: nn.Module, valid_loss: float, state: TrainState) -> None:
         """Count the finished epoch; leave the start phase after its epochs, or on a validation plateau."""
@@ -499,10 +535,14 @@ class Trainer:
     def _summary(self, state: TrainState, tick: bool = True, write: bool = True) -> Summary:
         if tick:
             self._tick(state)
-        self.ranks.barrier()  # best.pt is written
-        model = model_from_checkpoint(load_checkpoint(self.files.best), self.device)
-        valid = self.task.evaluate(model, "valid", self.tc.eval_batch_size)
-        test = self.task.evaluate(model, "test", self.tc.eval_batch_size)
+        kept = state.scored.get(str(state.best_restart))
+        if kept is not None:  # scored as its restart ended
+            valid, test = EvalResult(**kept["valid"]), EvalResult(**kept["test"])
+        else:  # a run that finished before memtool scored each restart
+            self.ranks.barrier()  # best.pt is written
+            model = model_from_checkpoint(load_checkpoint(self.files.best), self.device)
+            valid = self.task.evaluate(model, "valid", self.tc.eval_batch_size)
+            test = self.task.evaluate(model, "test", self.tc.eval_batch_size)
         summary = Summary(
             run_dir=str(self.files.path),
             seed=self.config.seed,
@@ -514,6 +554,7 @@ class Trainer:
             train_seconds=state.elapsed,
             steps=state.step,
             target=self._target_summary(state),
+            restarts=state.scored,
         )
         if write:
             self.files.write_summary(summary.to_dict())
@@ -523,7 +564,7 @@ class Trainer:
         target = self.task.scoring.target
         if target is None:
             return None
-        restarts = range(state.restart + 1)
+        restarts = range(self.only_restart or 0, state.restart + 1)
         return {
             "metric": target.metric,
             "threshold": target.threshold,

@@ -222,9 +222,30 @@ def summary_renderable(summary: Summary, scoring: Scoring) -> RenderableType:
     table.add_row("optimizer steps (last restart)", str(summary.steps))
     table.add_row("wall time", f"{summary.train_seconds:.1f} s")
     parts: list[RenderableType] = [table]
+    if len(summary.restarts) > 1:
+        parts.append(restarts_table(summary, scoring))
     if summary.test.groups:
         parts.append(group_table(summary.test, scoring))
     return Group(*parts)
+
+
+def restarts_table(summary: Summary, scoring: Scoring) -> Table:
+    """Every restart's best model: its validation and test scores, the kept one marked."""
+    select = scoring.select
+    table = Table(title="restarts (each one's best validation)", header_style="bold")
+    for header in ("restart", "seed", f"valid {select.label}", f"test {select.label}", ""):
+        table.add_column(header, justify="right")
+    for restart, scores in sorted(summary.restarts.items(), key=lambda item: int(item[0])):
+        kept = int(restart) == summary.best_restart
+        table.add_row(
+            str(int(restart) + 1),
+            str(summary.seed + int(restart)),
+            number(scores["best_valid"]),
+            number(scores["test"]["metrics"].get(select.name)),
+            "kept" if kept else "",
+            style="bold" if kept else None,
+        )
+    return table
 
 
 class TrainProgress:

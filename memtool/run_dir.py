@@ -69,12 +69,18 @@ class RunDirectory:
             self._lock = None
 
     # -- files ---------------------------------------------------------------------------------------
+    def restart_best(self, restart: int) -> Path:
+        """The best checkpoint of one restart, kept beside ``best.pt`` when a run trains several."""
+        return self.path / f"best-restart-{restart}.pt"
+
     def start_fresh(self) -> None:
         """A new run in a folder memtool made before (a run that died before its first checkpoint): its
         records would mix with the new ones."""
         (self.path / METRICS_FILE).unlink(missing_ok=True)
         (self.path / SUMMARY_FILE).unlink(missing_ok=True)
         self.best.unlink(missing_ok=True)
+        for path in self.path.glob("best-restart-*.pt"):
+            path.unlink()
 
     def write_config(self, resolved: dict[str, Any], source: str) -> None:
         """config.yaml, headed by the config it came from; a resumed run keeps the first header."""

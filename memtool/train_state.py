@@ -30,12 +30,17 @@ class TrainState:
     best_score: float = math.nan  # the task's selection metric, best over every restart so far
     best_loss: float = math.inf
     best_restart: int = -1
+    restart_best_score: float = math.nan  # the same, over this restart's validations only
+    restart_best_loss: float = math.inf
     elapsed: float = 0.0  # training seconds, summed over interruptions
     finished: bool = False
     examples: int = 0  # training examples seen in this restart
     restart_start: float = 0.0  # ``elapsed`` when this restart began
     # restart (as a string: JSON keys) → when it first reached the task's target, if it did
     reached: dict[str, dict[str, float]] = field(default_factory=dict)
+    # restart (as a string) → its best model's scores: {"best_valid", "valid", "test"} (EvalResult
+    # fields) and its own training seconds
+    scored: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def start_window(self) -> None:
         self.window_loss, self.window_sums, self.window_aux, self.window_examples = 0.0, {}, {}, 0
@@ -50,6 +55,7 @@ class TrainState:
             elapsed=self.elapsed,
             restart_start=self.elapsed,
             reached=self.reached,
+            scored=self.scored,
         )
 
 
@@ -65,6 +71,7 @@ class Summary:
     train_seconds: float
     steps: int
     target: dict[str, Any] | None = None  # the task's target and when each restart reached it
+    restarts: dict[str, dict[str, Any]] = field(default_factory=dict)  # TrainState.scored
 
     def to_dict(self) -> dict[str, Any]:
         """summary.json: the selection metric's best value under ``best_valid_<metric>``."""
@@ -78,6 +85,17 @@ class Summary:
             "train_seconds": self.train_seconds,
             "steps": self.steps,
             **({"target": self.target} if self.target is not None else {}),
+            "restarts": [
+                {
+                    "restart": int(restart),
+                    "seed": self.seed + int(restart),
+                    f"best_valid_{self.select}": scores["best_valid"],
+                    "valid": scores["valid"],
+                    "test": scores["test"],
+                    "train_seconds": scores.get("train_seconds"),
+                }
+                for restart, scores in sorted(self.restarts.items(), key=lambda item: int(item[0]))
+            ],
         }
 
 

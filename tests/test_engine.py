@@ -156,6 +156,20 @@ def test_best_of_restarts_is_kept(tmp_path: Path) -> None:
     assert summary.best_restart == best["restart"]
     assert summary.valid.metrics["error"] == pytest.approx(best["valid_error"])
 
+    # summary.json: every restart's best validation, and its best model's validation and test scores
+    written = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert [r["restart"] for r in written["restarts"]] == [0, 1, 2]
+    assert [r["seed"] for r in written["restarts"]] == [summary.seed + r for r in range(3)]
+    for entry in written["restarts"]:
+        own = [r["valid_error"] for r in records if r["restart"] == entry["restart"]]
+        assert entry["best_valid_error"] == pytest.approx(min(own))
+        assert entry["valid"]["metrics"]["error"] == pytest.approx(min(own))
+        saved = load_checkpoint(tmp_path / "run" / f"best-restart-{entry['restart']}.pt")
+        assert saved["restart"] == entry["restart"]
+    kept = written["restarts"][summary.best_restart]
+    assert kept["test"]["metrics"] == pytest.approx(written["test"]["metrics"])
+    assert kept["valid"]["metrics"] == pytest.approx(written["valid"]["metrics"])
+
 
 def test_clipping_is_per_weight_matrix_or_global() -> None:
     a = torch.nn.Parameter(torch.zeros(3))

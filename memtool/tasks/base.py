@@ -6,6 +6,7 @@ CLI can name the contract without loading any task.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -49,6 +50,16 @@ class Metric:
 
     def better(self, a: float, b: float) -> bool:
         return a > b if self.higher_is_better else a < b
+
+    def improves(self, score: float, loss: float, best_score: float, best_loss: float) -> bool:
+        """Whether a model scoring (``score``, ``loss``) replaces the best so far: a better score, or as
+        good at a lower loss; no score (no validation data) or no best yet always does."""
+        return (
+            math.isnan(score)
+            or math.isnan(best_score)
+            or self.better(score, best_score)
+            or (score == best_score and loss < best_loss)
+        )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,121 @@
+"""``--parallel-restarts``: restarts trained as independent processes end exactly where a one-process run
+of the same restarts ends (each restart, the kept one, the records), and an interrupted run resumes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from memtool.checkpoint import load_checkpoint
+from memtool.cli import app
+from memtool.config import build_config
+from memtool.engine import train
+from memtool.restarts import ParallelRestarts
+from memtool.train_state import SilentObserver
+from tests.helpers import one_line_error, tiny_config
+
+pytestmark = pytest.mark.slow  # real training in spawned processes
+
+
+def _untimed(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in ("elapsed", "examples_per_second")} for r in records]
+
+
+def _records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _assert_same_restarts(run: Path, reference: Path) -> None:
+    a, b = (
+        json.loads((run / "summary.json").read_text()),
+        json.loads((reference / "summary.json").read_text()),
+    )
+    assert a["best_restart"] == b["best_restart"]
+    for mine, theirs in zip(a["restarts"], b["restarts"], strict=True):
+        assert mine["restart"] == theirs["restart"] and mine["seed"] == theirs["seed"]
+        assert mine["valid"] == theirs["valid"] and mine["test"] == theirs["test"]
+    assert a["test"] == b["test"]
+    kept, reference_kept = load_checkpoint(run / "best.pt"), load_checkpoint(reference / "best.pt")
+    assert all(torch.equal(kept["model_state"][k], v) for k, v in reference_kept["model_state"].items())
+    assert _untimed(_records(run)) == _untimed(_records(reference))
+
+
+def test_restarts_in_parallel_processes_equal_restarts_in_one(tmp_path: Path) -> None:
+    config = build_config(tiny_config(train={"restarts": 3, "epochs": 2}))
+    one = train(config, tmp_path / "one")
+    side_by_side = ParallelRestarts(config, tmp_path / "parallel", 2, SilentObserver()).run(resume=False)
+    assert side_by_side.best_restart == one.best_restart
+    assert side_by_side.test.metrics == one.test.metrics
+    _assert_same_restarts(tmp_path / "parallel", tmp_path / "one")
+    for restart in range(3):  # each restart is a whole run of its own, inspectable and resumable
+        assert (tmp_path / "parallel" / "restarts" / str(restart) / "last.pt").is_file()
+
+
+def test_refusals_are_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config()))
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["train", str(config), "--out", str(tmp_path / "a"), "--parallel-restarts", "2"]
+    )
+    one_line_error(result, "--parallel-restarts 2", "train.restarts is 1")
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(config),
+            "--out",
+            str(tmp_path / "b"),
+            "--parallel-restarts",
+            "2",
+            "--nproc",
+            "2",
+            "--set",
+            "train.restarts=2",
+        ],
+    )
+    one_line_error(result, "--parallel-restarts", "--nproc")
+
+
+def test_ctrl_c_then_resume_ends_like_an_uninterrupted_run(tmp_path: Path) -> None:
+    raw = tiny_config(
+        data={"source": "generated", "generator": {"tasks": [1], "train_stories": 300, "test_stories": 10}},
+        train={"epochs": 12, "restarts": 2, "checkpoint_every_steps": 20},
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    train(build_config(raw), tmp_path / "reference")
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "memtool", "train", str(config), "--out", str(run)]
+    # its own process group, as a terminal's foreground job: Ctrl-C reaches the workers too
+    process = subprocess.Popen(
+        [*command, "--parallel-restarts", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    deadline = time.monotonic() + 120
+    while not all((run / "restarts" / str(r) / "last.pt").exists() for r in range(2)):
+        assert process.poll() is None, process.stdout.read()
+        assert time.monotonic() < deadline, "no checkpoints appeared"
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    assert "interrupted" in output and "--resume --parallel-restarts 2" in output
+    progress = load_checkpoint(run / "restarts" / "1" / "last.pt")["training"]["progress"]
+    assert not progress["finished"]  # it really stopped midway
+
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    _assert_same_restarts(run, tmp_path / "reference")
