@@ -107,6 +107,11 @@ class Trainer:
         self.ranks = Ranks.from_environment()
         self.files = RunDirectory(run_dir) if self.ranks.main else ReadOnlyRunDirectory(run_dir)
         self.device = self.ranks.device(resolve_device(config.device))
+        # how often the step loop reads its numbers (loss, counts, stop flag) from the device: on a GPU a
+        # read waits for the queued work, so it reads every 16 steps; on a CPU reading costs nothing
+        self.read_every = 1 if self.device.type == "cpu" else 16
+        self._unread: list[tuple[torch.Tensor, int, int, int, list[str], list[str]]] = []
+        self._stop_read = False
         self.observer: Any = (observer if self.ranks.main else None) or SilentObserver()
         if self.tc.threads:
             torch.set_num_threads(self.tc.threads)
@@ -179,6 +184,7 @@ class Trainer:
         state.elapsed = base + time.monotonic() - since
 
     def _save_last(self, model: nn.Module, optimizer: Any, state: TrainState, tick: bool = True) -> None:
+        self._read_steps(state)  # a loss that is not finite stops here, before the state is saved
         if tick:
             self._tick(state)
         if not self.ranks.main:
@@ -306,7 +312,8 @@ class Trainer:
                 tc.batch_size, self._epoch_seed(state), start=state.batches_done, epoch=state.epoch
             )
             for batch in batches:
-                stopping = self._step(trainee, optimizer, parameters, batch.to(self.device), state, stop)
+                self._step(trainee, optimizer, parameters, batch.to(self.device), state, stop)
+                stopping = state.step % self.read_every == 0 and self._read_steps(state)
                 if tc.max_steps is not None and state.step >= tc.max_steps:
                     if state.batches_done < batches_per_epoch:  # mid-epoch: keep the place in it, so a
                         self._validate(model, state, lr, batches_per_epoch)  # higher max_steps goes on
@@ -354,14 +361,15 @@ class Trainer:
         batch: Batch,
         state: TrainState,
         stop: dict[str, bool],
-    ) -> bool:
-        """One optimizer step on ``batch``; returns whether training stops here (Ctrl-C, agreed by all)."""
+    ) -> None:
+        """One optimizer step on ``batch``; its numbers stay on the device until ``_read_steps``."""
         part, share = self._part(batch)
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.tc.precision == "bf16"):
             output = model(**part.inputs)
             task_loss, counts = self.task.loss(output, part)
             loss = task_loss + sum(output.aux_losses.values()) if output.aux_losses else task_loss
-        # the batch's numbers, summed over the processes' parts: one host-device synchronisation per step
+        # the batch's numbers, summed over the processes' parts (the stop flag with them, so that every
+        # process stops after the same step), read from the device later
         numbers = self.ranks.sum(
             torch.stack(
                 [
@@ -371,16 +379,7 @@ class Trainer:
                     torch.tensor(float(stop["stop"]), device=loss.device),
                 ]
             ).double()
-        ).tolist()
-        loss_value = numbers[0]
-        if not math.isfinite(loss_value):
-            last = self.files.last
-            where = f"last good state: {last}" if last.exists() else "no checkpoint had been written yet"
-            raise TrainingDiverged(
-                f"loss became {loss_value} at restart {state.restart}, epoch {state.epoch + 1}, "
-                f"step {state.step + 1}; stopped without saving it ({where}). "
-                "Try a lower train.lr, train.clip_norm or train.clip_value."
-            )
+        )
         # DDP averages the processes' gradients: weighting each part by its share × processes makes the
         # average the whole batch's gradient
         weight = share * self.ranks.world * (batch.size if self.tc.loss_reduction == "sum" else 1)
@@ -392,20 +391,42 @@ class Trainer:
         state.step += 1
         state.batches_done += 1
         state.examples += batch.size
-        state.window_loss += loss_value * batch.size
-        state.window_examples += batch.size
-        for name, value in zip(counts, numbers[1 : 1 + len(counts)], strict=True):
-            state.window_sums[name] = state.window_sums.get(name, 0.0) + value
-        for name, value in zip(output.aux_losses, numbers[1 + len(counts) : -1], strict=True):
-            state.window_aux[name] = state.window_aux.get(name, 0.0) + value * batch.size  # batch means
+        self._unread.append((numbers, state.epoch, state.step, batch.size, [*counts], [*output.aux_losses]))
+
+    def _read_steps(self, state: TrainState) -> bool:
+        """Read the steps' numbers from the device (one synchronisation for all of them) into the window;
+        stop at a loss that is not finite before anything is saved. Returns whether a stop was asked."""
+        if not self._unread:
+            return self._stop_read
+        values = torch.stack([entry[0] for entry in self._unread]).tolist()
+        loss_value = math.nan
+        for (_, epoch, step, size, counts, aux), numbers in zip(self._unread, values, strict=True):
+            loss_value = numbers[0]
+            if not math.isfinite(loss_value):
+                last = self.files.last
+                where = f"last good state: {last}" if last.exists() else "no checkpoint had been written yet"
+                raise TrainingDiverged(
+                    f"loss became {loss_value} at restart {state.restart}, epoch {epoch + 1}, "
+                    f"step {step}; stopped without saving it ({where}). "
+                    "Try a lower train.lr, train.clip_norm or train.clip_value."
+                )
+            state.window_loss += loss_value * size
+            state.window_examples += size
+            for name, value in zip(counts, numbers[1 : 1 + len(counts)], strict=True):
+                state.window_sums[name] = state.window_sums.get(name, 0.0) + value
+            for name, value in zip(aux, numbers[1 + len(counts) : -1], strict=True):
+                state.window_aux[name] = state.window_aux.get(name, 0.0) + value * size  # batch means
+            self._stop_read = self._stop_read or numbers[-1] > 0
+        self._unread.clear()
         self.observer.stepped(state, loss_value)
-        return numbers[-1] > 0
+        return self._stop_read
 
     # -- validation ----------------------------------------------------------------------------------
     def _validate(
         self, model: nn.Module, state: TrainState, lr: float, batches_per_epoch: int, epoch_end: bool = False
     ) -> EvalResult:
         """Score the validation split, log a record, keep best.pt; the window of training sums restarts."""
+        self._read_steps(state)
         self._tick(state)
         speed = state.window_examples / max(state.elapsed - state.window_start, 1e-9)
         valid = self.task.evaluate(model, "valid", self.tc.eval_batch_size)

@@ -254,6 +254,7 @@ class TrainProgress:
     def __init__(self, console: Console, refresh_every: int = 10) -> None:
         self.console = console
         self.refresh_every = refresh_every
+        self.shown = 0  # batches_done when the bar was last updated
         self.bar_display = ProgressBar(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -311,7 +312,12 @@ class TrainProgress:
 
     def stepped(self, state: TrainState, loss: float) -> None:
         self.loss = 0.9 * self.loss + 0.1 * loss if self.loss else loss
-        if state.batches_done % self.refresh_every == 0:
+        # every refresh_every batches, or at each call when the engine reads its steps less often
+        if (
+            state.batches_done % self.refresh_every == 0
+            or abs(state.batches_done - self.shown) >= self.refresh_every
+        ):
+            self.shown = state.batches_done
             shown = self.train_metrics
             values = self.task.train_metrics(state.window_sums, state.window_examples) if shown else {}
             metric = "".join(

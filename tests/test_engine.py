@@ -134,6 +134,41 @@ def test_nan_loss_stops_training_without_saving_it(tmp_path: Path, monkeypatch: 
     assert all(torch.isfinite(v).all() for v in saved["model_state"].values())
 
 
+def test_reading_the_steps_every_few_steps_changes_nothing(tmp_path: Path, monkeypatch) -> None:
+    """On a GPU the loop reads its numbers every 16 steps, not after each (no host-device wait per
+    step): the records, the checkpoints and the divergence check must be the same as reading each step."""
+    from memtool.engine import Trainer
+    from memtool.tasks.babi.task import BabiTask
+
+    config = build_config(tiny_config(train={"epochs": 3, "checkpoint_every_steps": 3}))
+    every_step = train(config, tmp_path / "each")
+    trainer = Trainer(config, tmp_path / "every4")
+    trainer.read_every = 4
+    every_four = trainer.run()
+    assert every_four.test.metrics == every_step.test.metrics
+    lines = lambda run: [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    assert untimed(lines("each")) == untimed(lines("every4"))
+    for name in ("best.pt", "last.pt"):
+        a, b = load_checkpoint(tmp_path / "each" / name), load_checkpoint(tmp_path / "every4" / name)
+        assert _states_equal(a["model_state"], b["model_state"]), name
+
+    original, calls = BabiTask.loss, {"n": 0}
+
+    def poisoned(self, output, batch):
+        loss, counts = original(self, output, batch)
+        calls["n"] += 1
+        return (loss * math.nan if calls["n"] == 5 else loss), counts
+
+    monkeypatch.setattr(BabiTask, "loss", poisoned)
+    trainer = Trainer(build_config(tiny_config(train={"checkpoint_every_steps": 4})), tmp_path / "nan")
+    trainer.read_every = 4
+    with pytest.raises(TrainingDiverged, match=r"loss became nan .* step 5"):
+        trainer.run()
+    saved = load_checkpoint(tmp_path / "nan" / "last.pt")
+    assert saved["training"]["progress"]["step"] == 4  # the poisoned steps 5-8 were never saved
+    assert all(torch.isfinite(v).all() for v in saved["model_state"].values())
+
+
 def test_warmup_ends_on_plateau_or_after_its_epochs(tmp_path: Path) -> None:
     raw = tiny_config(train={"epochs": 1, "start_phase": {"mode": "linear_start", "epochs": 3}})
     train(build_config(raw), tmp_path / "fixed")

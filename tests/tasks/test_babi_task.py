@@ -4,7 +4,15 @@ import pytest
 import torch
 
 from memtool.errors import UserError
-from memtool.tasks.babi.task import BabiData, BabiParams, BabiTask, Vocabulary, batch_from_split, tensorise
+from memtool.tasks.babi.task import (
+    BabiData,
+    BabiParams,
+    BabiTask,
+    Vocabulary,
+    batch_from_split,
+    padding_sizes,
+    tensorise,
+)
 from memtool.tasks.babi.text import parse_lines
 
 LINES = """1 Mary moved to the bathroom.
@@ -52,6 +60,23 @@ def test_batches_are_trimmed_to_their_own_longest_story_and_sentence() -> None:
     words = [vocab.words[i] for i in story[0, 2].tolist() if i]
     assert words == ["mary", "went", "to", "the", "office"]
     assert batch.targets.tolist() == [vocab.index["office"], vocab.index["kitchen"]]
+
+
+def test_batches_trimmed_from_host_sizes_equal_batches_trimmed_on_the_device() -> None:
+    generated = {"source": "generated", "generator": {"tasks": [1, 2, 6, 7], "train_stories": 40}}
+    task = BabiTask(BabiParams(tasks=[1, 2, 6, 7]), BabiData(**generated, length_buckets=4), seed=0)
+    data = task.splits["train"]
+    sizes = padding_sizes(data)
+    assert sizes.shape == (len(data), 3) and sizes.device.type == "cpu"
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        rows = torch.randperm(len(data), generator=generator)[:7]
+        trimmed = batch_from_split(data, rows, sizes[rows].amax(0).tolist())
+        reference = batch_from_split(data, rows)  # sizes read from the split itself
+        for name in ("story", "memory_count", "question"):
+            assert torch.equal(trimmed.inputs[name], reference.inputs[name]), name
+    evaluated = list(task.batches("valid", 16))
+    assert sum(b.size for b in evaluated) == task.split_size("valid")
 
 
 def test_validation_split_holds_out_each_task_and_depends_on_seed(babi_dir: Path) -> None:

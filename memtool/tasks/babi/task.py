@@ -230,22 +230,38 @@ def tensorise(stories: Sequence[Story], vocab: Vocabulary, memory_size: int) -> 
     )
 
 
-def memory_windows(split: Split, rows: Tensor) -> Tensor:
+def memory_windows(split: Split, rows: Tensor, slots: int | None = None) -> Tensor:
     """The sentence rows of each question's memory, (questions, its longest memory); padding slots read
     the blank row 0."""
     count = split.memory_count[rows]
-    slots = max(int(count.max()), 1)
+    slots = slots or max(int(count.max()), 1)
     offsets = torch.arange(slots, device=count.device)
     window = split.memory_end[rows].unsqueeze(1) - count.unsqueeze(1) + offsets
     return torch.where(offsets < count.unsqueeze(1), window, 0)
 
 
-def batch_from_split(split: Split, rows: Tensor) -> Batch:
-    """Gather the memory windows of ``rows`` and trim padding to this batch's longest story and sentence."""
+def padding_sizes(split: Split) -> Tensor:
+    """(questions, 3) on the host: each question's memory count, its memory's longest sentence and its
+    question's length. Read from the device once, so that trimming a batch's padding never waits for it."""
+    if len(split) == 0:
+        return torch.zeros(0, 3, dtype=torch.long)
+    everyone = torch.arange(len(split), device=split.memory_count.device)
+    longest = split.sentence_lengths[memory_windows(split, everyone)].amax(1)
+    return torch.stack([split.memory_count, longest, split.question_lengths], 1).cpu()
+
+
+def batch_from_split(split: Split, rows: Tensor, trim: Sequence[int] | None = None) -> Batch:
+    """Gather the memory windows of ``rows`` and trim padding to this batch's longest story and sentence;
+    ``trim`` gives those (slots, words, question words) from the host (``padding_sizes``), so that the
+    batch is built without waiting for the device."""
     count = split.memory_count[rows]
-    window = memory_windows(split, rows)
-    words = max(int(split.sentence_lengths[window].max()), 1)
-    question_words = max(int(split.question_lengths[rows].max()), 1)
+    if trim is not None:
+        slots, words, question_words = (max(int(v), 1) for v in trim)
+        window = memory_windows(split, rows, slots)
+    else:
+        window = memory_windows(split, rows)
+        words = max(int(split.sentence_lengths[window].max()), 1)
+        question_words = max(int(split.question_lengths[rows].max()), 1)
     return Batch(
         inputs={
             "story": split.sentences[window, :words],
@@ -289,7 +305,7 @@ class BabiTask(TaskDefaults):
             "valid": full_train.select(valid_rows),
             "test": tensorise(test_stories, self.vocab, params.memory_size),
         }
-        self._lengths: Tensor | None = None  # the training questions' padding keys, made at first use
+        self._sizes: dict[str, Tensor] = {}  # each split's padding_sizes (host), made at first use
 
     # -- loading -------------------------------------------------------------------------------------
     def _wanted(self, available: Sequence[int]) -> list[int]:
@@ -364,7 +380,11 @@ class BabiTask(TaskDefaults):
 
     def to(self, device: torch.device) -> None:
         self.splits = {name: split.to(device) for name, split in self.splits.items()}
-        self._lengths = None
+
+    def _padding_sizes(self, split: str) -> Tensor:
+        if split not in self._sizes:
+            self._sizes[split] = padding_sizes(self.splits[split])
+        return self._sizes[split]
 
     def split_size(self, split: str) -> int:
         return len(self.splits[split])
@@ -373,29 +393,21 @@ class BabiTask(TaskDefaults):
         return math.ceil(self.split_size("train") / batch_size)
 
     def epoch_batches(self, batch_size: int, seed: int, start: int = 0, epoch: int = 0) -> Iterator[Batch]:
-        data = self.splits["train"]
+        data, sizes = self.splits["train"], self._padding_sizes("train")
         pool = self.data.length_buckets
-        if pool:
-            order = bucketed_rows(self._story_lengths(), batch_size, seed, start, pool)
+        if pool:  # the key: memory count, then the story's longest sentence
+            keys = sizes[:, 0] * (int(data.sentences.shape[1]) + 1) + sizes[:, 1]
+            order = bucketed_rows(keys, batch_size, seed, start, pool)
         else:
             order = shuffled_rows(len(data), batch_size, seed, start)
         for rows in order:
-            yield batch_from_split(data, rows.to(data.answers.device))
-
-    def _story_lengths(self) -> Tensor:
-        """Each training question's padding key: its memory count, then its story's longest sentence."""
-        if self._lengths is None:
-            data = self.splits["train"]
-            everyone = torch.arange(len(data), device=data.memory_count.device)
-            words = data.sentence_lengths[memory_windows(data, everyone)].amax(1)
-            self._lengths = data.memory_count * (int(data.sentences.shape[1]) + 1) + words
-        return self._lengths
+            yield batch_from_split(data, rows.to(data.answers.device), sizes[rows].amax(0).tolist())
 
     def batches(self, split: str, batch_size: int) -> Iterator[Batch]:
-        data = self.splits[split]
-        order = torch.arange(len(data), device=data.answers.device)
-        for start in range(0, len(order), batch_size):
-            yield batch_from_split(data, order[start : start + batch_size])
+        data, sizes = self.splits[split], self._padding_sizes(split)
+        for start in range(0, len(data), batch_size):
+            rows = torch.arange(start, min(start + batch_size, len(data)))
+            yield batch_from_split(data, rows.to(data.answers.device), sizes[rows].amax(0).tolist())
 
     def inspect(self, model: nn.Module, request: InspectRequest) -> AttentionView:
         from memtool.tasks.babi.inspection import inspect_babi  # the view code imports this module
@@ -450,4 +462,4 @@ class BabiTask(TaskDefaults):
         return EvalResult(metrics, groups, SCORING.group_key)
 
 
-__all__ = ["TASK_NAMES", "BabiTask", "Split", "Vocabulary", "batch_from_split", "tensorise"]
+__all__ = ["TASK_NAMES", "BabiTask", "Split", "Vocabulary", "batch_from_split", "padding_sizes", "tensorise"]
