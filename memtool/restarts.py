@@ -11,12 +11,13 @@ resumes restart by restart: finished ones are kept, the others continue from the
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import queue
 import shutil
 import signal
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from memtool import jsonio
 from memtool.checkpoint import atomic_write
 from memtool.config import RunConfig, build_config
 from memtool.errors import UserError
-from memtool.run_dir import METRICS_FILE, RunDirectory
+from memtool.run_dir import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, RunDirectory
 from memtool.tasks.base import EvalResult
 from memtool.train_state import Observer, SilentObserver, Summary
 
@@ -41,7 +42,7 @@ def is_parallel_run(run_dir: Path) -> bool:
 
 
 def _train_one(raw: dict[str, Any], source: str, folder: str, restart: int, resume: bool) -> dict[str, Any]:
-    """One restart, in a worker process: its summary.json, or ``{"interrupted": True}`` after Ctrl-C."""
+    """One restart: its summary.json, or ``{"interrupted": True}`` after Ctrl-C or SIGTERM."""
     from memtool.engine import Interrupted, Trainer
 
     config = build_config(raw, source=source)
@@ -52,10 +53,20 @@ def _train_one(raw: dict[str, Any], source: str, folder: str, restart: int, resu
     return summary.to_dict()
 
 
-def _ignore_interrupts() -> None:
-    # Ctrl-C reaches every process of the terminal's group: a worker between restarts must not die of it
-    # (a training worker catches it itself, saves and stops); the parent decides what happens next
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _worker(answers: Any, raw: dict[str, Any], source: str, folder: str, restart: int, resume: bool) -> None:
+    """A worker process: trains one restart and answers (restart, kind, result or message)."""
+    # out of the terminal's process group: Ctrl-C reaches the parent only, which passes it on once
+    os.setpgrp()
+    from memtool.engine import TrainingDiverged
+
+    try:
+        answers.put((restart, "done", _train_one(raw, source, folder, restart, resume)))
+    except UserError as error:
+        answers.put((restart, "user", str(error)))
+    except TrainingDiverged as error:
+        answers.put((restart, "diverged", str(error)))
+    except BaseException as error:  # anything else: the parent says which restart failed, and how
+        answers.put((restart, "failed", f"{type(error).__name__}: {error}"))
 
 
 class ParallelRestarts:
@@ -72,79 +83,120 @@ class ParallelRestarts:
     def run(self, resume: bool) -> Summary:
         from memtool.registry import TASKS
 
+        path = self.files.path
+        if resume and not is_parallel_run(path):
+            trained_alone = self.files.last.exists()
+            raise UserError(
+                f"{path}: trained in one process (no {RESTARTS_FOLDER}/ folder); resume it without "
+                "--parallel-restarts"
+                if trained_alone
+                else f"{path}: no run to resume; drop --resume to start one"
+            )
         self.files.claim()
         try:
-            if not resume and (is_parallel_run(self.files.path) or self.files.last.exists()):
+            if not resume and (is_parallel_run(path) or self.files.last.exists()):
                 raise UserError(
-                    f"{self.files.path}: already holds a run; "
-                    "pass --resume to continue it or choose another --out"
+                    f"{path}: already holds a run; pass --resume to continue it or choose another --out"
                 )
-            if resume and not is_parallel_run(self.files.path):
-                raise UserError(
-                    f"{self.files.path}: no restarts to resume (no {RESTARTS_FOLDER}/ folder); "
-                    "drop --resume to start the run"
-                )
+            scoring = TASKS.get(self.config.task.name).scoring
+            if resume:
+                finished = self._check_resume(scoring)
+                if finished is not None:
+                    self.observer.message(f"{path} already finished training; its summary:")
+                    return finished
             self.files.write_config(self.config.to_dict(), self.config.source)
             started = time.monotonic()
             results = self._train_all(resume)
-            scoring = TASKS.get(self.config.task.name).scoring
             summary = self._merge(results, scoring, time.monotonic() - started)
             self.files.write_summary(summary.to_dict())
             return summary
         finally:
             self.files.release()
 
+    def _check_resume(self, scoring: Any) -> Summary | None:
+        """Refuse a changed config before anything is written, as a one-process resume does; a finished
+        run resumed with the same limits is returned as it is."""
+        from memtool.build import changed_keys
+        from memtool.config import load_config
+        from memtool.engine import RESUMABLE_CHANGES
+
+        saved_path = self.files.path / CONFIG_FILE
+        saved = load_config(saved_path).to_dict()
+        current = self.config.to_dict()
+        changed = [key for key in changed_keys(saved, current) if key not in RESUMABLE_CHANGES]
+        if changed:
+            raise UserError(
+                f"{saved_path}: cannot resume with a different config; changed: {', '.join(changed)}"
+            )
+        limits = ("train.epochs", "train.max_steps", "train.stop_at_target")
+        summary_path = self.files.path / SUMMARY_FILE
+        if not summary_path.is_file() or any(key in limits for key in changed_keys(saved, current)):
+            return None
+        return summary_from_dict(json.loads(summary_path.read_text(encoding="utf-8")), scoring)
+
     def _train_all(self, resume: bool) -> dict[int, dict[str, Any]]:
-        from memtool.engine import Interrupted
+        """Run the restarts, ``processes`` at a time; a restart starts only when one has ended, so after
+        Ctrl-C nothing new starts and the running ones save and stop."""
+        from memtool.engine import Interrupted, TrainingDiverged
 
         restarts = self.config.train.restarts
+        plural = "es" if self.processes > 1 else ""
         self.observer.message(
-            f"training {restarts} restarts in {self.processes} processes of {self.raw['train']['threads']} "
-            f"thread(s) each, restart r in {self.files.path / RESTARTS_FOLDER}/<r>"
+            f"training {restarts} restarts in {self.processes} process{plural} of "
+            f"{self.raw['train']['threads']} thread(s) each; restart k in "
+            f"{self.files.path / RESTARTS_FOLDER}/<k - 1>"
         )
-        results: dict[int, dict[str, Any]] = {}
-        interrupted = {"stop": False}
-
-        def on_interrupt(signum: int, frame: Any) -> None:
-            interrupted["stop"] = True  # the training workers save and stop by themselves
-
-        previous = signal.signal(signal.SIGINT, on_interrupt)
         context = get_context("spawn")  # a fresh interpreter: no inherited torch threads or locks
+        answers = context.Queue()
+        waiting, running = list(range(restarts)), {}
+        results: dict[int, dict[str, Any]] = {}
+        failure: tuple[str, str] | None = None
+        stop = {"asked": 0}
+
+        def on_signal(signum: int, frame: Any) -> None:
+            stop["asked"] += 1
+            for process in running.values():  # once: save and stop; twice: stop at once
+                if process.is_alive():
+                    os.kill(process.pid, signal.SIGTERM)
+
+        previous = {number: signal.signal(number, on_signal) for number in (signal.SIGINT, signal.SIGTERM)}
         try:
-            with ProcessPoolExecutor(
-                self.processes, mp_context=context, initializer=_ignore_interrupts
-            ) as pool:
-                pending: dict[Future, int] = {}
-                for restart in range(restarts):
+            while waiting or running:
+                while waiting and len(running) < self.processes and not stop["asked"] and failure is None:
+                    restart = waiting.pop(0)
                     folder = restart_folder(self.files.path, restart)
                     again = resume and (folder / "last.pt").exists()
-                    future = pool.submit(
-                        _train_one, self.raw, self.config.source, str(folder), restart, again
-                    )
-                    pending[future] = restart
-                while pending:
-                    done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                    if interrupted["stop"]:
-                        for future in pending:
-                            future.cancel()  # those not started yet
-                    for future in done:
-                        restart = pending.pop(future)
-                        if future.cancelled():
-                            continue
-                        try:
-                            result = future.result()  # a worker's error is raised here, as its own
-                        except BaseException:
-                            for other in pending:  # the running ones finish their restart: resumable
-                                other.cancel()
-                            raise
-                        if result.get("interrupted"):
-                            interrupted["stop"] = True
-                            continue
-                        results[restart] = result
-                        self._report(restart, result)
+                    arguments = (answers, self.raw, self.config.source, str(folder), restart, again)
+                    running[restart] = context.Process(target=_worker, args=arguments, daemon=True)
+                    running[restart].start()
+                if not running:
+                    break
+                try:
+                    restart, kind, answer = answers.get(timeout=0.5)
+                except queue.Empty:
+                    for restart, process in list(running.items()):
+                        if not process.is_alive() and answers.empty():  # killed without a word
+                            running.pop(restart)
+                            failure = failure or (
+                                "failed",
+                                f"restart {restart + 1}: its process ended with exit code {process.exitcode}",
+                            )
+                    continue
+                running.pop(restart).join()
+                if kind == "done" and answer.get("interrupted"):
+                    stop["asked"] = max(stop["asked"], 1)
+                elif kind == "done":
+                    results[restart] = answer
+                    self._report(restart, answer)
+                else:
+                    failure = failure or (kind, answer)
         finally:
-            signal.signal(signal.SIGINT, previous)
-        if interrupted["stop"] or len(results) < restarts:
+            for number, action in previous.items():
+                signal.signal(number, action)
+        if failure is not None:  # the others ended their restart or saved: a resume continues them
+            kind, message = failure
+            raise {"user": UserError, "diverged": TrainingDiverged}.get(kind, RuntimeError)(message)
+        if stop["asked"] or len(results) < restarts:
             raise Interrupted(
                 self.files.path, f"each restart's last.pt in {self.files.path / RESTARTS_FOLDER}"
             )
@@ -154,7 +206,8 @@ class ParallelRestarts:
         select = next(key for key in result if key.startswith("best_valid_"))
         label = select.removeprefix("best_valid_")
         self.observer.message(
-            f"restart {restart + 1} of {self.config.train.restarts} done: best validation {label} "
+            f"restart {restart + 1} of {self.config.train.restarts} ({RESTARTS_FOLDER}/{restart}) done: "
+            f"best validation {label} "
             f"{result[select]:.4g}, test {result['test']['metrics'].get(label, math.nan):.4g} "
             f"({result['train_seconds']:.0f} s)"
         )
@@ -199,7 +252,34 @@ class ParallelRestarts:
             test=EvalResult(**chosen["test"]),
             valid=EvalResult(**chosen["valid"]),
             train_seconds=seconds,
-            steps=chosen["steps"],
+            steps=results[max(results)]["steps"],  # as a one-process run: the last restart's
             target=target,
             restarts=scored,
         )
+
+
+def summary_from_dict(written: dict[str, Any], scoring: Any) -> Summary:
+    """A ``Summary`` back from its ``summary.json``."""
+    select = scoring.select.name
+    restarts = {
+        str(entry["restart"]): {
+            "best_valid": entry[f"best_valid_{select}"],
+            "valid": entry["valid"],
+            "test": entry["test"],
+            "train_seconds": entry.get("train_seconds"),
+        }
+        for entry in written.get("restarts", [])
+    }
+    return Summary(
+        run_dir=written["run_dir"],
+        seed=written["seed"],
+        best_restart=written["best_restart"],
+        select=select,
+        best_valid=written[f"best_valid_{select}"],
+        test=EvalResult(**written["test"]),
+        valid=EvalResult(**written["valid"]),
+        train_seconds=written["train_seconds"],
+        steps=written["steps"],
+        target=written.get("target"),
+        restarts=restarts,
+    )

@@ -18,6 +18,7 @@ from memtool.checkpoint import load_checkpoint
 from memtool.cli import app
 from memtool.config import build_config
 from memtool.engine import train
+from memtool.errors import UserError
 from memtool.restarts import ParallelRestarts
 from memtool.train_state import SilentObserver
 from tests.helpers import one_line_error, tiny_config
@@ -58,6 +59,18 @@ def test_restarts_in_parallel_processes_equal_restarts_in_one(tmp_path: Path) ->
     for restart in range(3):  # each restart is a whole run of its own, inspectable and resumable
         assert (tmp_path / "parallel" / "restarts" / str(restart) / "last.pt").is_file()
 
+    # resumed as it was: the finished run's summary, nothing trained or rewritten
+    written = (tmp_path / "parallel" / "summary.json").read_text()
+    again = ParallelRestarts(config, tmp_path / "parallel", 2, SilentObserver()).run(resume=True)
+    assert again.test.metrics == one.test.metrics and again.best_restart == one.best_restart
+    assert (tmp_path / "parallel" / "summary.json").read_text() == written
+    # resumed with a changed config: refused before anything changes
+    changed = build_config(tiny_config(train={"restarts": 4, "epochs": 2}))
+    with pytest.raises(UserError, match=r"changed: train\.restarts"):
+        ParallelRestarts(changed, tmp_path / "parallel", 2, SilentObserver()).run(resume=True)
+    assert "restarts: 3" in (tmp_path / "parallel" / "config.yaml").read_text()
+    assert not (tmp_path / "parallel" / "restarts" / "3").exists()
+
 
 def test_refusals_are_one_line(tmp_path: Path) -> None:
     config = tmp_path / "tiny.yaml"
@@ -88,7 +101,7 @@ def test_refusals_are_one_line(tmp_path: Path) -> None:
 def test_ctrl_c_then_resume_ends_like_an_uninterrupted_run(tmp_path: Path) -> None:
     raw = tiny_config(
         data={"source": "generated", "generator": {"tasks": [1], "train_stories": 300, "test_stories": 10}},
-        train={"epochs": 12, "restarts": 2, "checkpoint_every_steps": 20},
+        train={"epochs": 8, "restarts": 3, "checkpoint_every_steps": 20},
     )
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(raw))
@@ -115,6 +128,7 @@ def test_ctrl_c_then_resume_ends_like_an_uninterrupted_run(tmp_path: Path) -> No
     assert "interrupted" in output and "--resume --parallel-restarts 2" in output
     progress = load_checkpoint(run / "restarts" / "1" / "last.pt")["training"]["progress"]
     assert not progress["finished"]  # it really stopped midway
+    assert not (run / "restarts" / "2").exists()  # and the third restart never started
 
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
