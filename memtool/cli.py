@@ -158,17 +158,28 @@ def program() -> str:
     return started if Path(started).name == "memtool" else "memtool"
 
 
+def _resumable(folder: Path) -> bool:
+    """A run to resume: its ``last.pt``, or the restarts of a ``--parallel-restarts`` run."""
+    return (folder / "last.pt").exists() or (folder / "restarts").is_dir()
+
+
+def _last_saved(folder: Path) -> float:
+    """When the run last saved a checkpoint: its own, or any of its restarts'."""
+    saved = [path for path in (folder / "last.pt", *folder.glob("restarts/*/last.pt")) if path.exists()]
+    return max((path.stat().st_mtime for path in saved), default=0.0)
+
+
 def _default_run_dir(config_path: Path, resume: bool) -> Path:
     """``runs/<config name>``; a fresh run never overwrites one, a resume takes the newest of that name.
 
     A run's own ``config.yaml`` resumes that run."""
-    if resume and config_path.name == "config.yaml" and (config_path.parent / "last.pt").exists():
+    if resume and config_path.name == "config.yaml" and _resumable(config_path.parent):
         return config_path.parent
     base = Path("runs") / config_path.stem
     candidates = [base, *sorted(base.parent.glob(f"{base.name}-*"))] if base.parent.exists() else [base]
-    existing = [c for c in candidates if (c / "last.pt").exists()]
+    existing = [c for c in candidates if _resumable(c)]
     if resume:
-        return max(existing, key=lambda c: (c / "last.pt").stat().st_mtime) if existing else base
+        return max(existing, key=_last_saved) if existing else base
     if not base.exists():
         return base
     number = 2
