@@ -233,8 +233,8 @@ def train(
     configs/memn2n_babi_task1.yaml --set train.lr=0.01 --seed 1 · memtool train runs/quickstart/config.yaml
     --out runs/quickstart --resume"""
     from memtool.config import load_config
-    from memtool.engine import Interrupted
     from memtool.engine import train as run_training
+    from memtool.interrupts import Interrupted
 
     run_config = load_config(config, overrides or [], seed=seed, device=device.value if device else None)
     run_dir = out_dir or _default_run_dir(config, resume)

@@ -9,11 +9,7 @@ start phase is configured), to a task through the ``Task`` protocol, and to the 
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -34,6 +30,7 @@ from memtool.checkpoint import load_checkpoint, save_checkpoint
 from memtool.config import RunConfig, build_config
 from memtool.distributed import Ranks
 from memtool.errors import TrainingDiverged, UserError
+from memtool.interrupts import Interrupted, graceful_interrupt, out_of_memory
 from memtool.models.base import compile_model
 from memtool.optim import build_optimizer, clip_gradients, learning_rate
 from memtool.run_dir import ReadOnlyRunDirectory, RunDirectory
@@ -55,39 +52,6 @@ RESUMABLE_CHANGES = {
     "train.stop_at_target",
     "imports",  # a plugin that moved: the same code at a new path
 }
-
-
-class Interrupted(Exception):
-    """Training stopped on Ctrl-C after saving ``last.pt``; ``--resume`` continues it."""
-
-    def __init__(self, run_dir: Path, saved: str | None = None) -> None:
-        super().__init__(f"interrupted: saved {saved or RunDirectory(run_dir).last}")
-        self.run_dir = run_dir
-
-
-@contextmanager
-def _graceful_interrupt() -> Iterator[dict[str, bool]]:
-    """First Ctrl-C (or SIGTERM: a scheduler's preemption, torchrun stopping its workers) asks the loop to
-    save and stop between steps; a second one stops at once."""
-    flag = {"stop": False}
-    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
-        yield flag
-        return
-    signals = (signal.SIGINT, signal.SIGTERM)
-    previous = {number: signal.getsignal(number) for number in signals}
-
-    def handler(signum: int, frame: Any) -> None:
-        if flag["stop"]:
-            raise KeyboardInterrupt
-        flag["stop"] = True
-
-    for number in signals:
-        signal.signal(number, handler)
-    try:
-        yield flag
-    finally:
-        for number, action in previous.items():
-            signal.signal(number, action)
 
 
 class Trainer:
@@ -214,7 +178,7 @@ class Trainer:
                 self.files.remove()
             raise
         except RuntimeError as error:  # torch.OutOfMemoryError is a RuntimeError too
-            if not _out_of_memory(error):
+            if not out_of_memory(error):
                 raise
             first = str(error).strip().splitlines()[0][:200]
             last = f"last good state: {self.files.last}" if self.files.last.exists() else "nothing was saved"
@@ -261,7 +225,7 @@ class Trainer:
                     "the checkpoint holds the run's state"
                 )
         try:
-            with _graceful_interrupt() as stop:
+            with graceful_interrupt() as stop:
                 while True:
                     model, optimizer = self._train_restart(state, saved, stop)
                     saved = None
@@ -594,15 +558,6 @@ class Trainer:
             "by_restart": {str(r): state.reached.get(str(r)) for r in restarts},
             "kept": state.reached.get(str(state.best_restart)),
         }
-
-
-def _out_of_memory(error: RuntimeError) -> bool:
-    text = str(error).lower()
-    return (
-        isinstance(error, torch.OutOfMemoryError)
-        or "can't allocate memory" in text
-        or "out of memory" in text
-    )
 
 
 def train(

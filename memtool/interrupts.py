@@ -1,0 +1,56 @@
+"""How a training run stops early: Ctrl-C and SIGTERM between two steps, and running out of memory."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from memtool.run_dir import RunDirectory
+
+
+class Interrupted(Exception):
+    """Training stopped on Ctrl-C after saving ``last.pt``; ``--resume`` continues it."""
+
+    def __init__(self, run_dir: Path, saved: str | None = None) -> None:
+        super().__init__(f"interrupted: saved {saved or RunDirectory(run_dir).last}")
+        self.run_dir = run_dir
+
+
+@contextmanager
+def graceful_interrupt() -> Iterator[dict[str, bool]]:
+    """First Ctrl-C (or SIGTERM: a scheduler's preemption, torchrun stopping its workers) asks the loop to
+    save and stop between steps; a second one stops at once."""
+    flag = {"stop": False}
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield flag
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.getsignal(number) for number in signals}
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    for number in signals:
+        signal.signal(number, handler)
+    try:
+        yield flag
+    finally:
+        for number, action in previous.items():
+            signal.signal(number, action)
+
+
+def out_of_memory(error: RuntimeError) -> bool:
+    text = str(error).lower()
+    return (
+        isinstance(error, torch.OutOfMemoryError)
+        or "can't allocate memory" in text
+        or "out of memory" in text
+    )
