@@ -25,7 +25,8 @@ from typing import Any
 from memtool import jsonio
 from memtool.checkpoint import atomic_write
 from memtool.config import RunConfig, build_config
-from memtool.errors import UserError
+from memtool.errors import TrainingDiverged, UserError
+from memtool.interrupts import Interrupted
 from memtool.run_dir import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, RunDirectory
 from memtool.tasks.base import EvalResult
 from memtool.train_state import Observer, SilentObserver, Summary
@@ -43,7 +44,7 @@ def is_parallel_run(run_dir: Path) -> bool:
 
 def _train_one(raw: dict[str, Any], source: str, folder: str, restart: int, resume: bool) -> dict[str, Any]:
     """One restart: its summary.json, or ``{"interrupted": True}`` after Ctrl-C or SIGTERM."""
-    from memtool.engine import Interrupted, Trainer
+    from memtool.engine import Trainer
 
     config = build_config(raw, source=source)
     try:
@@ -57,8 +58,6 @@ def _worker(answers: Any, raw: dict[str, Any], source: str, folder: str, restart
     """A worker process: trains one restart and answers (restart, kind, result or message)."""
     # out of the terminal's process group: Ctrl-C reaches the parent only, which passes it on once
     os.setpgrp()
-    from memtool.engine import TrainingDiverged
-
     try:
         answers.put((restart, "done", _train_one(raw, source, folder, restart, resume)))
     except UserError as error:
@@ -123,22 +122,21 @@ class ParallelRestarts:
         saved_path = self.files.path / CONFIG_FILE
         saved = load_config(saved_path).to_dict()
         current = self.config.to_dict()
-        changed = [key for key in changed_keys(saved, current) if key not in RESUMABLE_CHANGES]
+        differing = changed_keys(saved, current)
+        changed = [key for key in differing if key not in RESUMABLE_CHANGES]
         if changed:
             raise UserError(
                 f"{saved_path}: cannot resume with a different config; changed: {', '.join(changed)}"
             )
         limits = ("train.epochs", "train.max_steps", "train.stop_at_target")
         summary_path = self.files.path / SUMMARY_FILE
-        if not summary_path.is_file() or any(key in limits for key in changed_keys(saved, current)):
+        if not summary_path.is_file() or any(key in limits for key in differing):
             return None
         return summary_from_dict(json.loads(summary_path.read_text(encoding="utf-8")), scoring)
 
     def _train_all(self, resume: bool) -> dict[int, dict[str, Any]]:
         """Run the restarts, ``processes`` at a time; a restart starts only when one has ended, so after
         Ctrl-C nothing new starts and the running ones save and stop."""
-        from memtool.engine import Interrupted, TrainingDiverged
-
         restarts = self.config.train.restarts
         plural = "es" if self.processes > 1 else ""
         self.observer.message(
@@ -230,15 +228,9 @@ class ParallelRestarts:
             records += RunDirectory(restart_folder(self.files.path, restart)).records()
         text = "".join(jsonio.dumps(record) + "\n" for record in records)
         atomic_write(self.files.path / METRICS_FILE, lambda out: out.write(text.encode("utf-8")))
-        scored = {}
+        scored: dict[str, dict[str, Any]] = {}
         for restart in sorted(results):
-            (entry,) = results[restart]["restarts"]
-            scored[str(restart)] = {
-                "best_valid": entry[f"best_valid_{select.name}"],
-                "valid": entry["valid"],
-                "test": entry["test"],
-                "train_seconds": entry["train_seconds"],
-            }
+            scored |= restart_scores(results[restart]["restarts"], select.name)
         target = chosen.get("target")
         if target is not None:
             by_restart = {str(r): results[r]["target"]["by_restart"][str(r)] for r in sorted(results)}
@@ -261,15 +253,6 @@ class ParallelRestarts:
 def summary_from_dict(written: dict[str, Any], scoring: Any) -> Summary:
     """A ``Summary`` back from its ``summary.json``."""
     select = scoring.select.name
-    restarts = {
-        str(entry["restart"]): {
-            "best_valid": entry[f"best_valid_{select}"],
-            "valid": entry["valid"],
-            "test": entry["test"],
-            "train_seconds": entry.get("train_seconds"),
-        }
-        for entry in written.get("restarts", [])
-    }
     return Summary(
         run_dir=written["run_dir"],
         seed=written["seed"],
@@ -281,5 +264,18 @@ def summary_from_dict(written: dict[str, Any], scoring: Any) -> Summary:
         train_seconds=written["train_seconds"],
         steps=written["steps"],
         target=written.get("target"),
-        restarts=restarts,
+        restarts=restart_scores(written.get("restarts", []), select),
     )
+
+
+def restart_scores(entries: list[dict[str, Any]], select: str) -> dict[str, dict[str, Any]]:
+    """summary.json's ``restarts`` list back to ``Summary.restarts`` (the inverse of ``to_dict``'s)."""
+    return {
+        str(entry["restart"]): {
+            "best_valid": entry[f"best_valid_{select}"],
+            "valid": entry["valid"],
+            "test": entry["test"],
+            "train_seconds": entry.get("train_seconds"),
+        }
+        for entry in entries
+    }
