@@ -74,17 +74,6 @@ def _batched(info, in_dims, ids: Tensor, table: Tensor, weights: Tensor):  # typ
 bag_sum.register_vmap(_batched)
 
 
-def encode(self, table: nn.Embedding, words: Tensor, position: Tensor | None) -> Tensor:  # type: ignore[no-untyped-def]
-    """MemN2N._encode (position encoding) through ``bag_sum``."""
-    lead, length = words.shape[:-1], words.shape[-1]
-    ratio = position.expand_as(words).reshape(-1, length).to(table.weight.dtype)
-    both = bag_sum(
-        words.reshape(-1, length).repeat(2, 1), table.weight, torch.cat([torch.ones_like(ratio), ratio])
-    )
-    total, weighted = both.view(2, *lead, -1)
-    return self.pe_a * total - self.pe_b * weighted
-
-
 def stack(batches: list[Batch]) -> tuple[dict[str, Tensor], Tensor]:
     """The replicas' batches padded to the largest story, sentence and question among them."""
     slots = max(b.inputs["story"].shape[1] for b in batches)
@@ -139,7 +128,7 @@ def main() -> None:
     stacked_cells = sum(inputs["story"].numel() for inputs, _ in stacked)
 
     template = create_model("memn2n", arguments).to("meta")
-    template._encode = encode.__get__(template)  # type: ignore[method-assign]
+    template._bags = bag_sum  # type: ignore[method-assign]
     params, buffers = stack_module_state(models)
     params = {name: value.detach().clone().requires_grad_() for name, value in params.items()}
 

@@ -1,14 +1,18 @@
 """Training-step speed of MemN2N on the joint bAbI 1k data, against a naive batched baseline.
 
-    python bench/memn2n_speed.py [--data ../shared/data/babi/en] [--steps 300] [--threads 2] [--quick]
+    python bench/memn2n_speed.py [--data ../shared/data/babi/en] [--steps 300] [--threads 2] [--rounds 3]
+        [--quick]
 
 memtool's step: batches gathered from tensors made once, padding trimmed to each batch's longest story and
-sentence, position encoding as two reductions; then the same on batches from length buckets
-(``data.length_buckets``: pools of batches sorted by story length, so a batch's stories are alike).
-The baseline, measured in the same run on the same batches
-and the same weights: every batch padded to the full memory (50 sentences × the longest sentence of the
-data) and PE applied as the explicit (batch, memories, words, d) product of the paper's formula. Run it
-with no other torch process on the machine: on 2 cores a second one slows the first several times.
+sentence, position encoding as two weighted sums of every embedding table side by side in one
+``embedding_bag``; then the same on batches from length buckets (``data.length_buckets``: pools of
+batches sorted by story length, so a batch's stories are alike). Measured in the same run on the same
+batches and the same weights: the baseline, every batch padded to the full memory (50 sentences × the
+longest sentence of the data) and PE applied as the explicit (batch, memories, words, d) product of the
+paper's formula; and memtool's encoder before 2026-11-29, one bag per embedding table. The variants are
+timed in interleaved rounds and the median round is reported, so that the machine's drift hits them
+alike. Run it with no other torch process on the machine: on 2 cores a second one slows the first
+several times.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from memtool.build import build_task, create_model, model_arguments
 from memtool.config import load_config
-from memtool.models.memn2n import MemN2N
+from memtool.models.memn2n import MemN2N, word_weights
 from memtool.optim import clip_gradients
 from memtool.tasks.base import Batch
 
@@ -32,12 +37,22 @@ ROOT = Path(__file__).resolve().parent.parent
 class ExplicitPE(MemN2N):
     """PE computed literally: the (..., words, d) weight tensor l_j times every looked-up row, then summed."""
 
-    def _encode(self, table, words, position):  # type: ignore[override]
-        embedded = table(words)  # (..., words, d)
-        if position is None:
-            return embedded.sum(-2)
-        weights = self.pe_a - position.expand_as(words).unsqueeze(-1) * self.pe_b  # (..., words, d)
-        return (weights * embedded).sum(-2)
+    def _encode(self, words, tables):  # type: ignore[override]
+        d = self.pe_a.shape[0]
+        embedded = nn.functional.embedding(words, tables).unflatten(-1, (-1, d))  # (..., words, tables, d)
+        if self.sentence_encoding == "bow":
+            return embedded.sum(-3)
+        position = word_weights(words, self.sentence_encoding, d, self.sentence_size).expand_as(words)
+        weights = self.pe_a - position.unsqueeze(-1) * self.pe_b  # (..., words, d)
+        return (weights.unsqueeze(-2) * embedded).sum(-3)
+
+
+class BagPerTable(MemN2N):
+    """memtool's encoder before 2026-11-29: one bag (lookup and weighted sum) per embedding table."""
+
+    def _encode(self, words, tables):  # type: ignore[override]
+        one = super()._encode
+        return torch.cat([one(words, table) for table in tables.split(self.pe_a.shape[0], 1)], -2)
 
 
 def padded(batch: Batch, memories: int, words: int, question_words: int) -> Batch:
@@ -75,13 +90,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--buckets", type=int, default=50, help="batches per length-sorted pool")
-    parser.add_argument("--quick", action="store_true", help="100 steps: a rough figure in seconds")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="each variant timed this many times, interleaved"
+    )
+    parser.add_argument("--quick", action="store_true", help="100 steps, 1 round: a rough figure in seconds")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.quick:
-        args.steps = min(args.steps, 100)
+        args.steps, args.rounds = min(args.steps, 100), 1
 
-    config = load_config(ROOT / "configs" / "memn2n_babi_1k_joint.yaml", [f"data.path={args.data}"])
+    overrides = [f"data.path={args.data}", "data.length_buckets=0"]
+    config = load_config(ROOT / "configs" / "memn2n_babi_1k_joint.yaml", overrides)
     started = time.perf_counter()
     task = build_task(config)
     load_seconds = time.perf_counter() - started
@@ -105,41 +124,47 @@ def main() -> None:
         a = model(**batches[0].inputs).prediction
         b = baseline(**naive[0].inputs).prediction
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
-    time_steps(model, batches[:20], task), time_steps(baseline, naive[:20], task)  # warm up allocator
-
-    ours = time_steps(model, batches, task)
-    theirs = time_steps(baseline, naive, task)
     torch.manual_seed(0)
-    buckets = time_steps(create_model("memn2n", arguments), bucketed, task)
+    per_table = BagPerTable(**arguments)
+    per_table.load_state_dict(model.state_dict())
+    torch.manual_seed(0)
+    bucketed_model = create_model("memn2n", arguments)
+    variants = {  # name: (model, batches); each is timed in every round, so drift hits them alike
+        "baseline (padded, literal PE)": (baseline, naive),
+        "one bag per table (before)": (per_table, batches),
+        "memtool (trimmed, one bag)": (model, batches),
+        f"memtool + length buckets ({args.buckets})": (bucketed_model, bucketed),
+    }
+    for variant, variant_batches in variants.values():
+        time_steps(variant, variant_batches[:20], task)  # warm up the allocator
+    rounds: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(args.rounds):
+        for name, (variant, variant_batches) in variants.items():
+            rounds[name].append(time_steps(variant, variant_batches, task))
     n = len(batches)
+    seconds = {name: sorted(times)[len(times) // 2] for name, times in rounds.items()}  # median round
     print(
         f"torch {torch.__version__} · {torch.get_num_threads()} threads · "
-        f"{n} steps of batch 32 · joint bAbI 1k"
+        f"{n} steps of batch 32 · joint bAbI 1k · median of {args.rounds} rounds"
     )
     print(f"data: tokenised and tensorised once in {load_seconds:.2f} s ({len(train)} training questions)")
-    print(f"{'':32s}{'ms/step':>10s}{'examples/s':>12s}{'s/epoch':>9s}{'90 epochs':>11s}")
-    rows = (
-        ("baseline (padded, literal PE)", theirs),
-        ("memtool (trimmed, fast PE)", ours),
-        (f"memtool + length buckets ({args.buckets})", buckets),
+    print(
+        f"{'':40s}{'ms/step':>10s}{'examples/s':>12s}{'s/epoch':>9s}{'90 epochs':>11s}{'vs. baseline':>14s}"
     )
-    for name, seconds in rows:
-        per_step = seconds / n
+    theirs = seconds["baseline (padded, literal PE)"]
+    for name, spent in seconds.items():
+        per_step = spent / n
         print(
-            f"{name:32s}{1000 * per_step:10.2f}{32 / per_step:12.0f}{per_step * steps_per_epoch:9.1f}"
-            f"{per_step * steps_per_epoch * 90 / 60:9.1f} min"
+            f"{name:40s}{1000 * per_step:10.2f}{32 / per_step:12.0f}{per_step * steps_per_epoch:9.1f}"
+            f"{per_step * steps_per_epoch * 90 / 60:9.1f} min{theirs / spent:13.2f}x"
         )
-    print(f"speed-up over the baseline: trimmed {theirs / ours:.2f}x, length buckets {theirs / buckets:.2f}x")
+    keys = ("baseline", "per_table", "trimmed", "buckets")
     figures = {
         "threads": torch.get_num_threads(),
         "steps": n,
-        "ms_per_step": {
-            "baseline": 1000 * theirs / n,
-            "trimmed": 1000 * ours / n,
-            "buckets": 1000 * buckets / n,
-        },
-        "speedup_trimmed": theirs / ours,
-        "speedup_buckets": theirs / buckets,
+        "rounds": args.rounds,
+        "ms_per_step": {key: 1000 * spent / n for key, spent in zip(keys, seconds.values(), strict=True)},
+        "speedup": {key: theirs / spent for key, spent in zip(keys, seconds.values(), strict=True)},
     }
     print(json.dumps(figures))
 

@@ -13,7 +13,9 @@ from memtool.train_state import MAIN, TrainState
 def build_optimizer(config: TrainConfig, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
     """``train.optimizer``'s torch class with its keyword arguments (validated against it at config load)."""
     constructor = getattr(torch.optim, OPTIMIZERS[config.optimizer.name])
-    return constructor(parameters, lr=config.lr, **config.optimizer.arguments)
+    # one multi-tensor update per step, not one per weight (torch takes it by default only on CUDA)
+    arguments = {"foreach": True, **config.optimizer.arguments}
+    return constructor(parameters, lr=config.lr, **arguments)
 
 
 def learning_rate(config: TrainConfig, state: TrainState) -> float:
@@ -56,5 +58,6 @@ def clip_gradients(
             torch.linalg.matrix_norm(g, ord=2) if g.ndim == 2 and norm > max_norm else norm
             for g, norm in zip(grads, norms, strict=True)
         ]
-    scales = [torch.clamp(max_norm / (norm + 1e-6), max=1.0) for norm in norms]
-    torch._foreach_mul_(grads, scales)
+    # every matrix's scale in three ops, not three per matrix: a step's ops are its cost on small models
+    scales = (max_norm / (torch.stack(norms) + 1e-6)).clamp(max=1.0)
+    torch._foreach_mul_(grads, list(scales.unbind()))

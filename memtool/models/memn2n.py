@@ -145,35 +145,36 @@ class MemN2N(nn.Module):
         self.linear_start = mode == "linear_start"
 
     # -- encoding ------------------------------------------------------------------------------------
-    def _encode(self, table: nn.Embedding, words: Tensor, position: Tensor | None) -> Tensor:
-        """Embed (..., words) token ids into (..., d): bag of words, or PE-weighted (Sec. 4.1).
+    def _tables(self) -> Tensor:
+        """Every embedding table side by side, (vocab, tables·d): one lookup serves all hops."""
+        return torch.cat([table.weight for table in self.embeddings], 1)
 
-        ``embedding_bag`` sums the looked-up rows without materialising a (..., words, d) tensor; the nil
-        word (0) adds nothing and gets no gradient.
+    def _encode(self, words: Tensor, tables: Tensor) -> Tensor:
+        """Embed (..., words) token ids with every table at once into (..., tables, d): bag of words, or
+        PE-weighted (Sec. 4.1).
+
+        One ``embedding_bag`` over the side-by-side tables sums the looked-up rows, weighted by 1 and by
+        w_j (``position_encoding_terms``), for every table in one call: its backward sorts the word ids
+        once per step, not once per table, and no (..., words, d) tensor is made. The nil word (0, also
+        unknown words) adds nothing and gets no gradient.
         """
         lead, length = words.shape[:-1], words.shape[-1]
         flat = words.reshape(-1, length)
-        if position is None:
-            total = nn.functional.embedding_bag(flat, table.weight, mode="sum", padding_idx=0)
-            return total.view(*lead, -1)
-        ratio = position.expand_as(words).reshape(-1, length).to(table.weight.dtype)
-        # one call for both reductions: rows weighted by 1 (Σ_j A x_j) and by w_j (Σ_j w_j A x_j)
-        both = nn.functional.embedding_bag(
-            flat.repeat(2, 1),
-            table.weight,
-            mode="sum",
-            per_sample_weights=torch.cat([torch.ones_like(ratio), ratio]),
-            padding_idx=0,
-        )
-        total, weighted = both.view(2, *lead, -1)
-        return self.pe_a * total - self.pe_b * weighted
-
-    def _position_ratio(self, words: Tensor) -> Tensor | None:
-        """The PE word weights w_j (see ``position_encoding_terms``), None for bag of words."""
+        count = tables.shape[1] // self.pe_a.shape[0]  # tables side by side
         if self.sentence_encoding == "bow":
-            return None
-        d = self.pe_a.shape[0]
-        return word_weights(words, self.sentence_encoding, d, self.sentence_size).to(self.pe_a.dtype)
+            encoded = self._bags(flat, tables, None).view(flat.shape[0], count, -1)
+        else:
+            ratio = word_weights(flat, self.sentence_encoding, self.pe_a.shape[0], self.sentence_size)
+            ratio = ratio.to(tables.dtype).expand(flat.shape)
+            sums = self._bags(flat.repeat(2, 1), tables, torch.cat([torch.ones_like(ratio), ratio]))
+            total, weighted = sums.view(2, flat.shape[0], count, -1)
+            encoded = self.pe_a * total - self.pe_b * weighted
+        return encoded.view(*lead, *encoded.shape[1:])
+
+    @staticmethod
+    def _bags(ids: Tensor, tables: Tensor, weights: Tensor | None) -> Tensor:
+        """Σ_j weights[n, j] · tables[ids[n, j]] per row n (weights 1 if None); the nil word adds nothing."""
+        return nn.functional.embedding_bag(ids, tables, mode="sum", per_sample_weights=weights, padding_idx=0)
 
     def _time_index(self, memory_count: Tensor, slots: int) -> Tensor:
         """Temporal-encoding row of each memory: 0 for the most recent sentence (reverse order).
@@ -206,24 +207,26 @@ class MemN2N(nn.Module):
         hidden = torch.tanh(self.match_memory(memory) + self.match_query(query).unsqueeze(1))
         return self.match_out(hidden).squeeze(-1)
 
-    def _softmax(self, scores: Tensor, mask: Tensor, memory_count: Tensor) -> Tensor:
+    def _empty_slot_scores(self, memory_count: Tensor, dtype: torch.dtype) -> Tensor | None:
+        """With ``empty_slots_in_softmax``: k empty slots of score 0 weigh like one extra slot of score
+        log k (exact, and independent of the batch's padding), (batch, 1); None otherwise."""
+        if not self.empty_slots_in_softmax:
+            return None
+        empty = (self.memory_size - memory_count).clamp(min=0).to(dtype)
+        return torch.where(empty > 0, empty.log(), torch.finfo(dtype).min).unsqueeze(1)
+
+    def _softmax(self, scores: Tensor, mask: Tensor, empty_slots: Tensor | None) -> Tensor:
         """p = Softmax(scores) over a story's memories; padding slots of the batch get exactly 0."""
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-        if not self.empty_slots_in_softmax:
+        if empty_slots is None:
             return scores.softmax(-1) * mask
-        # k empty slots of score 0 weigh like one extra slot of score log k: exact, and batch-independent
-        empty = (self.memory_size - memory_count).clamp(min=0).to(scores.dtype)
-        extra = torch.where(empty > 0, empty.log(), torch.finfo(scores.dtype).min).unsqueeze(1)
-        return torch.cat([scores, extra], 1).softmax(-1)[:, :-1] * mask
+        return torch.cat([scores, empty_slots.to(scores.dtype)], 1).softmax(-1)[:, :-1] * mask
 
-    def _table(self, role: str, hop: int) -> tuple[nn.Embedding, Tensor | None]:
-        """The embedding and temporal tables playing ``role`` (A or C) at ``hop`` (0-based)."""
+    def _table_index(self, role: str, hop: int) -> int:
+        """Which embedding (and temporal) table plays ``role`` (A or C) at ``hop`` (0-based)."""
         if self.weight_tying == "adjacent":
-            index = hop if role == "A" else hop + 1
-        else:
-            index = 0 if role == "A" else 1
-        temporal = self.temporal[index] if self.temporal_encoding else None
-        return self.embeddings[index], temporal
+            return hop if role == "A" else hop + 1  # A^{k+1} = C^k
+        return 0 if role == "A" else 1
 
     def forward(self, story: Tensor, memory_count: Tensor, question: Tensor) -> ModelOutput:
         """story (batch, memories, words), memory_count (batch,), question (batch, words).
@@ -232,28 +235,34 @@ class MemN2N(nn.Module):
         each hop (raw scores during linear start)."""
         slots = story.shape[1]
         mask = torch.arange(slots, device=story.device).unsqueeze(0) < memory_count.unsqueeze(1)
-        story_position = self._position_ratio(story)
-        time = self._time_index(memory_count, slots) if self.temporal_encoding else None
+        tables = self._tables()
+        # the question's words join the story's sentences in one lookup
+        width = max(story.shape[2], question.shape[1])
+        sentences = nn.functional.pad(story, (0, width - story.shape[2])).view(-1, width)
+        encoded = self._encode(
+            torch.cat([sentences, nn.functional.pad(question, (0, width - question.shape[1]))]), tables
+        )
+        memory, questions = encoded.split([sentences.shape[0], question.shape[0]])  # split: backward is a cat
+        memory = memory.view(*story.shape[:2], *encoded.shape[1:])
+        if self.temporal_encoding:  # embedding(), not temporal[time]: its backward is far cheaper
+            time = self._time_index(memory_count, slots)
+            timed = nn.functional.embedding(time, torch.cat(list(self.temporal), 1))
+            timed = timed.view(*time.shape, len(self.temporal), -1)
+            # layer-wise tying has no temporal table for B, which only the question uses
+            memory = (
+                memory if len(self.temporal) == memory.shape[2] else memory[:, :, : timed.shape[2]]
+            ) + timed
+        # each table's (batch, memories, d) memory vectors; unbind, not indexing: its backward is one stack
+        memory = memory.permute(2, 0, 1, 3).contiguous().unbind(0)
+        empty_slots = self._empty_slot_scores(memory_count, memory[0].dtype)
 
-        encoded: dict[int, Tensor] = {}  # adjacent tying shares C^k with A^{k+1}: encode each table once
-
-        def memories(role: str, hop: int) -> Tensor:
-            table, temporal = self._table(role, hop)
-            key = id(table)
-            if key not in encoded:
-                vectors = self._encode(table, story, story_position)
-                if temporal is not None:  # embedding(), not temporal[time]: its backward is far cheaper
-                    vectors = vectors + nn.functional.embedding(time, temporal)
-                encoded[key] = vectors
-            return encoded[key]
-
-        query_table = self.embeddings[0] if self.weight_tying == "adjacent" else self.embeddings[2]
-        u = self._encode(query_table, question, self._position_ratio(question))  # (batch, d)
+        query_table = 0 if self.weight_tying == "adjacent" else 2  # B = A^1, or its own table
+        u = questions[:, query_table]  # (batch, d)
         attention = []
         for hop in range(self.hops):
-            scores = self._scores(memories("A", hop), u)
-            weights = scores * mask if self.linear_start else self._softmax(scores, mask, memory_count)
-            read = (weights.unsqueeze(1) @ memories("C", hop)).squeeze(1)  # o = Σ p_i c_i
+            scores = self._scores(memory[self._table_index("A", hop)], u)
+            weights = scores * mask if self.linear_start else self._softmax(scores, mask, empty_slots)
+            read = (weights.unsqueeze(1) @ memory[self._table_index("C", hop)]).squeeze(1)  # o = Σ p_i c_i
             u = read + (self.hop_map(u) if self.hop_map is not None else u)
             attention.append(weights)
 

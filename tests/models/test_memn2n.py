@@ -45,11 +45,13 @@ def test_centered_position_encoding_matches_the_authors_formula() -> None:
 def test_encoding_equals_the_explicit_weighted_sum_with_each_sentences_own_length() -> None:
     model = _model()
     words = torch.tensor([[3, 5, 7, 0, 0], [2, 4, 0, 0, 0]])
-    encoded = model._encode(model.embeddings[0], words, model._position_ratio(words))
-    for row, length in enumerate([3, 2]):
-        vectors = model.embeddings[0].weight[words[row, :length]]  # (J, d)
-        expected = (position_encoding(length, 8) * vectors).sum(0)
-        torch.testing.assert_close(encoded[row], expected)
+    encoded = model._encode(words, model._tables())  # (sentences, tables, d): every table at once
+    assert encoded.shape == (2, len(model.embeddings), 8)
+    for table, embedding in enumerate(model.embeddings):
+        for row, length in enumerate([3, 2]):
+            vectors = embedding.weight[words[row, :length]]  # (J, d)
+            expected = (position_encoding(length, 8) * vectors).sum(0)
+            torch.testing.assert_close(encoded[row, table], expected)
 
 
 def test_attention_rows_sum_to_one_and_skip_empty_slots() -> None:
@@ -66,7 +68,7 @@ def test_empty_slots_take_the_mass_of_score_zero_slots_up_to_memory_size() -> No
     inputs = _inputs()
     scores = torch.randn(3, 5)
     mask = torch.arange(5).unsqueeze(0) < inputs["memory_count"].unsqueeze(1)
-    weights = model._softmax(scores, mask, inputs["memory_count"])
+    weights = model._softmax(scores, mask, model._empty_slot_scores(inputs["memory_count"], scores.dtype))
     for row, n in enumerate(inputs["memory_count"].tolist()):
         full = torch.cat([scores[row, :n], torch.zeros(MEMORY - n)]).softmax(0)
         torch.testing.assert_close(weights[row, :n], full[:n])
