@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -8,6 +10,8 @@ import torch
 from memtool.tasks.babi.generator import write_generated
 
 torch.set_num_threads(1)  # tests run many tiny models; threads only add overhead here
+# the data cache of this test session (commands run by tests inherit it), not the user's ~/.cache
+os.environ.setdefault("MEMTOOL_CACHE_DIR", tempfile.mkdtemp(prefix="memtool-cache-"))
 
 
 @pytest.fixture

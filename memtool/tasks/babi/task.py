@@ -12,6 +12,7 @@ import torch
 from pydantic import Field, PositiveInt, field_validator, model_validator
 from torch import Tensor, nn
 
+from memtool.cache import cached, files_identity
 from memtool.errors import UserError
 from memtool.models.base import ModelOutput
 from memtool.registry import register_task
@@ -295,15 +296,15 @@ class BabiTask(TaskDefaults):
     ):
         self.params = params
         self.data = data
-        train_stories, test_stories = self._load(seed, trained=state is not None)
-        self.task_numbers = sorted({story.task for story in train_stories + test_stories})
-        self.vocab = Vocabulary(state["vocabulary"]) if state else Vocabulary.build(train_stories)
-        full_train = tensorise(train_stories, self.vocab, params.memory_size)
+        prepared = self._prepare(seed, state)
+        self.task_numbers: list[int] = prepared["task_numbers"]
+        self.vocab = Vocabulary(prepared["vocabulary"])
+        full_train = Split(**prepared["train"])
         train_rows, valid_rows = self._validation_rows(full_train, seed)
         self.splits = {
             "train": full_train.select(train_rows),
             "valid": full_train.select(valid_rows),
-            "test": tensorise(test_stories, self.vocab, params.memory_size),
+            "test": Split(**prepared["test"]),
         }
         self._sizes: dict[str, Tensor] = {}  # each split's padding_sizes (host), made at first use
 
@@ -319,18 +320,58 @@ class BabiTask(TaskDefaults):
             )
         return sorted(self.params.tasks)
 
-    def _load(self, seed: int, trained: bool) -> tuple[list[Story], list[Story]]:
-        """Stories of the wanted tasks. Training takes its tasks from the training files; a trained model
-        (its vocabulary given) can be scored on test files alone."""
+    def _prepare(self, seed: int, state: dict[str, Any] | None) -> dict[str, Any]:
+        """The tasks, the vocabulary and the train and test splits as tensors. From files, they are read
+        from the data cache (``memtool.cache``) when these files were prepared before with the same
+        memory size and vocabulary: parsing the 10k data takes a minute, reading it back a second."""
         if self.data.source == "generated":
-            gen = self.data.generator
-            data_seed = seed if gen.seed is None else gen.seed
-            loaded: dict[str, list[Story]] = {"train": [], "test": []}
-            for task in self._wanted(gen.tasks):
-                for split, count in (("train", gen.train_stories), ("test", gen.test_stories)):
-                    lines = generate_split(task, split, count, data_seed, gen.questions_per_story)
-                    loaded[split] += parse_lines(lines, task, f"<generated task {task} {split}>")
-            return loaded["train"], loaded["test"]
+            return self._tensorised(*self._generated(seed), state)
+        train_files, test_files = self._task_files(trained=state is not None)
+        key = {
+            "train": files_identity(train_files),
+            "test": files_identity(test_files),
+            "memory_size": self.params.memory_size,
+            "vocabulary": state["vocabulary"] if state else None,
+        }
+
+        def read() -> dict[str, Any]:
+            train = [s for path, task in train_files.items() for s in read_task_file(path, task)]
+            return self._tensorised(
+                train, [s for p, t in test_files.items() for s in read_task_file(p, t)], state
+            )
+
+        return cached("babi", key, read)
+
+    def _tensorised(
+        self, train: list[Story], test: list[Story], state: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        vocab = Vocabulary(state["vocabulary"]) if state else Vocabulary.build(train)
+        splits = {
+            name: tensorise(stories, vocab, self.params.memory_size)
+            for name, stories in (("train", train), ("test", test))
+        }
+        return {
+            "task_numbers": sorted({story.task for story in train + test}),
+            "vocabulary": vocab.words,
+            **{
+                name: {f: getattr(split, f) for f in split.__dataclass_fields__}
+                for name, split in splits.items()
+            },
+        }
+
+    def _generated(self, seed: int) -> tuple[list[Story], list[Story]]:
+        gen = self.data.generator
+        data_seed = seed if gen.seed is None else gen.seed
+        loaded: dict[str, list[Story]] = {"train": [], "test": []}
+        for task in self._wanted(gen.tasks):
+            for split, count in (("train", gen.train_stories), ("test", gen.test_stories)):
+                lines = generate_split(task, split, count, data_seed, gen.questions_per_story)
+                loaded[split] += parse_lines(lines, task, f"<generated task {task} {split}>")
+        return loaded["train"], loaded["test"]
+
+    def _task_files(self, trained: bool) -> tuple[dict[Path, int], dict[Path, int]]:
+        """The wanted tasks' train and test files, ``{path: task}``. Training takes its tasks from the
+        training files; a trained model (its vocabulary given) can be scored on test files alone."""
         directory = Path(self.data.path or "")
         if not directory.is_dir():
             raise UserError(
@@ -341,9 +382,10 @@ class BabiTask(TaskDefaults):
         if not train_files and not test_files:
             raise UserError(f"data.path: no qaN_*_train.txt / qaN_*_test.txt files in {str(directory)!r}")
         wanted = self._wanted(sorted(set(train_files) | set(test_files)) if trained else sorted(train_files))
-        train = [s for task in wanted if task in train_files for s in read_task_file(train_files[task], task)]
-        test = [s for task in wanted if task in test_files for s in read_task_file(test_files[task], task)]
-        return train, test
+        return (
+            {train_files[task]: task for task in wanted if task in train_files},
+            {test_files[task]: task for task in wanted if task in test_files},
+        )
 
     def _validation_rows(self, split: Split, seed: int) -> tuple[Tensor, Tensor]:
         """Hold out a fraction of training questions, per bAbI task so every task is validated."""

@@ -1,0 +1,82 @@
+"""The data cache: prepared bAbI files are read back, not parsed again, and never served stale."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from memtool.tasks.babi import task as babi_task
+from memtool.tasks.babi.task import BabiData, BabiParams, BabiTask
+
+
+def _task(directory: Path, state: dict | None = None) -> BabiTask:
+    return BabiTask(BabiParams(memory_size=20), BabiData(path=str(directory)), seed=0, state=state)
+
+
+def _same(a: BabiTask, b: BabiTask) -> None:
+    assert a.vocab.words == b.vocab.words and a.task_numbers == b.task_numbers
+    for name in ("train", "valid", "test"):
+        for field in a.splits[name].__dataclass_fields__:
+            left, right = getattr(a.splits[name], field), getattr(b.splits[name], field)
+            assert torch.equal(left, right) if isinstance(left, torch.Tensor) else left == right
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    directory = tmp_path / "cache"
+    monkeypatch.setenv("MEMTOOL_CACHE_DIR", str(directory))
+    return directory
+
+
+def _no_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*_: object) -> None:
+        raise AssertionError("parsed the files again")
+
+    monkeypatch.setattr(babi_task, "read_task_file", fail)
+
+
+def test_a_second_build_reads_the_cache_instead_of_the_files(
+    babi_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _task(babi_dir)
+    assert len(list((cache / "babi").glob("*.pt"))) == 1
+    _no_parsing(monkeypatch)
+    _same(_task(babi_dir), first)
+
+
+def test_a_changed_file_is_parsed_again(babi_dir: Path, cache: Path) -> None:
+    before = _task(babi_dir)
+    train = sorted(babi_dir.glob("qa1_*_train.txt"))[0]
+    train.write_text(train.read_text() + "1 Zoe went to the moon.\n2 Where is Zoe?\tmoon\t1\n")
+    after = _task(babi_dir)
+    assert "zoe" in after.vocab.words and "zoe" not in before.vocab.words
+    assert len(list((cache / "babi").glob("*.pt"))) == 2
+
+
+def test_a_given_vocabulary_is_part_of_the_key(babi_dir: Path, cache: Path) -> None:
+    trained = _task(babi_dir)
+    smaller = {"vocabulary": trained.vocab.words[:5]}
+    rebuilt = _task(babi_dir, state=smaller)
+    assert rebuilt.vocab.words == smaller["vocabulary"]
+    assert rebuilt.splits["test"].unknown_words > trained.splits["test"].unknown_words
+
+
+def test_an_unreadable_entry_is_made_again(babi_dir: Path, cache: Path) -> None:
+    first = _task(babi_dir)
+    (entry,) = (cache / "babi").glob("*.pt")
+    entry.write_bytes(b"not a torch file")
+    _same(_task(babi_dir), first)
+    assert torch.load(entry, weights_only=True)["vocabulary"] == first.vocab.words  # written again
+
+
+def test_off_and_unwritable_caches_only_cost_time(
+    babi_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEMTOOL_CACHE_DIR", "off")
+    reference = _task(babi_dir)
+    blocker = tmp_path / "a-file"  # a cache directory under a file cannot be made, even by root
+    blocker.write_text("")
+    monkeypatch.setenv("MEMTOOL_CACHE_DIR", str(blocker / "memtool"))
+    _same(_task(babi_dir), reference)
