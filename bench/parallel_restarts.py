@@ -1,18 +1,26 @@
 """The paper's protocol (best of R restarts, bAbI task 1) trained in one process, restarts one after
-another, against ``--parallel-restarts P`` (P processes side by side, the cores shared among them).
+another, against ``--parallel-restarts P`` (P processes side by side, the cores shared among them), and
+against R runs of the public PyTorch MemN2N (nmhkahn/MemN2N-pytorch, its defaults) in the same script.
 
     python bench/parallel_restarts.py [--data ../shared/data/babi/en] [--restarts 10] [--processes 2]
-        [--threads 2] [--quick]
+        [--threads 2] [--public DIR] [--quick]
 
-Both runs are real ``memtool train`` commands on ``configs/memn2n_babi_task1.yaml``; the script prints
-wall seconds (process start to exit), the kept restart's test error and every restart's test error on
-both sides, then one JSON line. Run it with no other torch process on the machine.
+memtool's runs are real ``memtool train`` commands on ``configs/memn2n_babi_task1.yaml``; the script
+prints wall seconds (process start to exit), the kept restart's test error and every restart's test
+error, then one JSON line. The public code (``--public``: its checkout, or the git directory that
+``fetch`` brings, default ``$MEMN2N_PUBLIC``) is never copied into memtool: it is exported to a
+temporary folder and run as it is, with three shims for today's torch and Python (its loss returns a
+1-element tensor so that its ``loss.data[0]`` works, its tokenizer skips the ``None`` that ``re.split``
+now returns, and a stand-in for the ``six`` package). It has no
+validation split, so its runs are reported by their test errors. Without it the script says so and
+times memtool alone. Run it with no other torch process on the machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -32,6 +40,56 @@ def _train(out: Path, settings: list[str], extra: list[str]) -> tuple[float, dic
     return seconds, json.loads((out / "summary.json").read_text())
 
 
+PUBLIC_RUN = """
+import functools, json, re, sys, types
+six, moves = types.ModuleType("six"), types.ModuleType("six.moves")
+moves.range, moves.reduce, six.moves = range, functools.reduce, moves
+sys.modules.update({"six": six, "six.moves": moves})
+import torch
+torch.set_num_threads(int(sys.argv[2]))
+torch.manual_seed(int(sys.argv[3]))
+sys.path.insert(0, sys.argv[1])
+import data_utils
+# Python 3.7+ gives None for the empty optional group its tokenizer splits on
+data_utils.tokenize = lambda text: [x.strip() for x in re.split(r"(\\W+)?", text) if x and x.strip()]
+import train, trainer
+sys.argv = ["train.py", "--dataset_dir", sys.argv[4], "--task", "1"]
+run = trainer.Trainer(train.parse_config())
+run.ce_fn = lambda out, target: torch.nn.functional.cross_entropy(out, target, reduction="sum").reshape(1)
+run.fit()
+print(json.dumps({"test_error": 100 * (1 - float(run.evaluate("test")))}))
+"""
+
+
+def _public_source(given: str | None, folder: Path) -> Path | None:
+    """The public MemN2N's ``memn2n`` folder, exported from a git directory when need be."""
+    if not given:
+        return None
+    root = Path(given)
+    if (root / "memn2n" / "trainer.py").is_file():
+        return root / "memn2n"
+    if not root.is_dir():
+        return None
+    archive = subprocess.run(
+        ["git", "--git-dir", str(root), "archive", "HEAD", "memn2n"], capture_output=True, check=False
+    )
+    if archive.returncode != 0:
+        return None
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder / "memn2n"
+
+
+def _public_runs(source: Path, runs: int, threads: int, data: str) -> tuple[float, list[float]]:
+    """``runs`` runs of the public code one after another (seeds 0..runs-1): wall seconds, test errors."""
+    errors = []
+    started = time.monotonic()
+    for seed in range(runs):
+        command = [sys.executable, "-c", PUBLIC_RUN, str(source), str(threads), str(seed), data + "/"]
+        done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=source)
+        errors.append(json.loads(done.stdout.strip().splitlines()[-1])["test_error"])
+    return time.monotonic() - started, errors
+
+
 def _errors(summary: dict) -> list[float]:
     return [entry["test"]["metrics"]["error"] for entry in summary["restarts"]]
 
@@ -42,6 +100,7 @@ def main() -> None:
     parser.add_argument("--restarts", type=int, default=10)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2, help="cores to use in all")
+    parser.add_argument("--public", default=os.environ.get("MEMN2N_PUBLIC"), help="nmhkahn/MemN2N-pytorch")
     parser.add_argument("--quick", action="store_true", help="2 restarts of 10 epochs: about a minute")
     args = parser.parse_args()
     if not Path(args.data, "qa1_single-supporting-fact_train.txt").is_file():
@@ -58,6 +117,9 @@ def main() -> None:
             [*settings, f"train.threads={share}"],
             ["--parallel-restarts", str(args.processes)],
         )
+        source = _public_source(args.public, Path(folder))
+        if source is not None and not args.quick:
+            public_seconds, public_errors = _public_runs(source, restarts, args.threads, args.data)
     print(f"bAbI task 1, best of {restarts}, {args.threads} cores in all")
     print(f"{'run':<34} {'wall s':>8} {'kept':>5} {'test error %':>13}  every restart's test error %")
     rows = [
@@ -84,6 +146,24 @@ def main() -> None:
         "parallel_test_error": parallel["test"]["metrics"]["error"],
         "largest_restart_difference": difference,
     }
+    if source is None or args.quick:
+        why = "--quick" if args.quick else f"not found at {args.public!r} (--public or MEMN2N_PUBLIC)"
+        print(f"public PyTorch MemN2N not run: {why}")
+    else:
+        errors = " ".join(f"{e:.1f}" for e in public_errors)
+        name = f"public MemN2N, {restarts} runs"
+        print(f"{name:<34} {public_seconds:8.1f} {'-':>5} {min(public_errors):13.1f}  {errors}")
+        one_ratio, parallel_ratio = public_seconds / one_seconds, public_seconds / parallel_seconds
+        print(
+            f"memtool against the public code's {restarts} runs: one process {one_ratio:.1f}×, "
+            f"{args.processes} processes {parallel_ratio:.1f}× faster (public best: by test error)"
+        )
+        result |= {
+            "public_seconds": round(public_seconds, 2),
+            "public_test_errors": public_errors,
+            "speedup_over_public_one_process": round(one_ratio, 2),
+            "speedup_over_public_parallel": round(parallel_ratio, 2),
+        }
     print(json.dumps(result))
 
 
