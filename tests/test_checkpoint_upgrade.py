@@ -1,5 +1,6 @@
 """Runs written by memtool 0.1 (checkpoint format 1) still score, inspect and resume, and a resumed one ends
-bit-identical to what 0.1 itself computed: the contract refactor changed no arithmetic."""
+where 0.1 itself ended: bit-identical through the contract refactor, and within float noise since the
+MemN2N step sums its embedding gradients in one call (2026-11-29), in another order."""
 
 from __future__ import annotations
 
@@ -46,10 +47,12 @@ def test_a_format_1_run_killed_midway_resumes_to_what_0_1_computed(tmp_path: Pat
     train(build_config(saved["config"]), run, resume=True)
     ours = load_checkpoint(run / "last.pt")["model_state"]
     theirs = load_checkpoint(FIXTURES / "whole_last.pt")["model_state"]
-    assert all(torch.equal(ours[key], theirs[key]) for key in theirs)
+    for key in theirs:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-6)
     old = [json.loads(line) for line in (FIXTURES / "whole_metrics.jsonl").read_text().splitlines()]
     new = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["valid_loss"] for r in new] == [r["valid_loss"] for r in old if r["step"] > 4]
+    expected = [r["valid_loss"] for r in old if r["step"] > 4]
+    assert [r["valid_loss"] for r in new] == pytest.approx(expected, rel=1e-6)
 
 
 def test_a_format_1_config_file_names_the_new_keys() -> None:
