@@ -2,7 +2,7 @@
 (torch.func: stacked parameters, each replica its own batch) against R models stepped one after another.
 
     python bench/memn2n_restarts.py [--data ../shared/data/babi/en] [--replicas 10] [--steps 20]
-        [--threads 2] [--buckets 0] [--quick]
+        [--threads 2] [--buckets 0] [--config configs/memn2n_babi_1k_joint.yaml] [--quick]
 
 ``embedding_bag`` has no vmap batching rule (torch falls back to a Python loop over the replicas), so the
 script gives it one: a custom op whose vmap rule stacks the replicas' tables and offsets the word ids, one
@@ -97,6 +97,7 @@ def main() -> None:
     local = ROOT / "data" / "babi" / "en"
     default = local if local.is_dir() else ROOT.parent / "shared" / "data" / "babi" / "en"
     parser.add_argument("--data", default=str(default))
+    parser.add_argument("--config", default=str(ROOT / "configs" / "memn2n_babi_1k_joint.yaml"))
     parser.add_argument("--replicas", type=int, default=10)
     parser.add_argument("--steps", type=int, default=20, help="steps of every replica")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -111,7 +112,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     steps = min(args.steps, 5) if args.quick else args.steps
     overrides = [f"data.path={args.data}", "model.random_noise=0", f"data.length_buckets={args.buckets}"]
-    config = load_config(ROOT / "configs" / "memn2n_babi_1k_joint.yaml", overrides)
+    config = load_config(Path(args.config), overrides)
     task = build_task(config)
     arguments = model_arguments(config, task)
     count = args.replicas
@@ -161,7 +162,7 @@ def main() -> None:
     sequential, together_seconds = run_sequential(), run_stacked()
     print(
         f"torch {torch.__version__} · {torch.get_num_threads()} threads · {count} replicas × {steps} steps "
-        f"of batch 32 · joint bAbI 1k · length buckets {args.buckets}"
+        f"of batch 32 · {Path(args.config).stem} · length buckets {args.buckets}"
         + (" · aligned" if args.aligned else "")
     )
     print(f"{'':34s}{'seconds':>9s}{'ms/replica-step':>17s}{'story cells':>13s}")

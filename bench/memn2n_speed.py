@@ -147,7 +147,8 @@ def main() -> None:
         f"torch {torch.__version__} · {torch.get_num_threads()} threads · "
         f"{n} steps of batch 32 · joint bAbI 1k · median of {args.rounds} rounds"
     )
-    print(f"data: tokenised and tensorised once in {load_seconds:.2f} s ({len(train)} training questions)")
+    source = "from the data cache after the first run"
+    print(f"data: ready in {load_seconds:.2f} s ({len(train)} training questions; {source})")
     print(
         f"{'':40s}{'ms/step':>10s}{'examples/s':>12s}{'s/epoch':>9s}{'90 epochs':>11s}{'vs. baseline':>14s}"
     )
