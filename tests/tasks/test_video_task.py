@@ -61,3 +61,15 @@ def test_the_test_split_shows_the_held_out_pairs_and_training_never_does() -> No
     train_text = " ".join(c for refs in task.splits["train"].references for c in refs)
     assert not any(pair in train_text for pair in held_out)
     assert all(any(pair in " ".join(refs) for pair in held_out) for refs in task.splits["test"].references)
+
+
+def test_a_seen_pairs_test_split_draws_fresh_videos_without_the_held_out_pairs() -> None:
+    from memtool.build import build_task
+
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw.setdefault("data", {})["test_pairs"] = "seen"
+    task = build_task(build_config(raw))
+    held_out = [" ".join(pair) for pair in build_config(raw).task.params.held_out]
+    test = [" ".join(refs) for refs in task.splits["test"].references]
+    assert not any(pair in text for pair in held_out for text in test)
+    assert test != [" ".join(refs) for refs in task.splits["valid"].references]  # not the valid split again

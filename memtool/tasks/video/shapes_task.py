@@ -3,8 +3,8 @@ BLEU-1..4, ROUGE-L and CIDEr-D against every reference, the repeated-word rate a
 coverage error.
 
 The test split shows (colour, shape) pairs that no training video shows, so a model must read the frames
-rather than recall captions. Validation comes from the training distribution and picks ``best.pt`` by
-CIDEr-D.
+rather than recall captions (``data.test_pairs: seen`` draws it from the training distribution instead).
+Validation comes from the training distribution and picks ``best.pt`` by CIDEr-D.
 """
 
 from __future__ import annotations
@@ -58,6 +58,10 @@ class ShapesData(Strict):
     valid_videos: int = Field(200, ge=1, le=20_000)
     test_videos: int = Field(200, ge=1, le=20_000)
     seed: int | None = None  # None: the run's seed
+    # held_out: every test video shows a held-out pair (composition); seen: none does, fresh videos of the
+    # training distribution, so that errors of attention are not mixed with errors of composition
+    # (`memtool eval RUN --set data.test_pairs=seen`)
+    test_pairs: Literal["held_out", "seen"] = "held_out"
 
 
 @register_task("shapes_captions")
@@ -83,7 +87,7 @@ class ShapesCaptionTask(CaptionTask):
             (
                 ("train", data.train_videos, False),
                 ("valid", data.valid_videos, False),
-                ("test", data.test_videos, bool(held_out)),
+                ("test", data.test_videos, bool(held_out) and data.test_pairs == "held_out"),
             )
         ):
             made[split] = generate_shapes(
