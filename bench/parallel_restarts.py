@@ -8,12 +8,12 @@ against R runs of the public PyTorch MemN2N (nmhkahn/MemN2N-pytorch, its default
 memtool's runs are real ``memtool train`` commands on ``configs/memn2n_babi_task1.yaml``; the script
 prints wall seconds (process start to exit), the kept restart's test error and every restart's test
 error, then one JSON line. The public code (``--public``: its checkout, or the git directory that
-``fetch`` brings, default ``$MEMN2N_PUBLIC``) is never copied into memtool: it is exported to a
-temporary folder and run as it is, with three shims for today's torch and Python (its loss returns a
-1-element tensor so that its ``loss.data[0]`` works, its tokenizer skips the ``None`` that ``re.split``
-now returns, and a stand-in for the ``six`` package). It has no
-validation split, so its runs are reported by their test errors. Without it the script says so and
-times memtool alone. Run it with no other torch process on the machine.
+``fetch`` brings, default ``$MEMN2N_PUBLIC``) is never copied into memtool: a checkout runs where it
+is, a git directory is exported to a temporary folder first; either runs as it is, with three shims
+for today's torch and Python (its loss returns a 1-element tensor so that its ``loss.data[0]`` works,
+its tokenizer skips the ``None`` that ``re.split`` now returns, and a stand-in for the ``six``
+package). It has no validation split, so its runs are reported by their test errors. Without it the
+script says so and times memtool alone. Run it with no other torch process on the machine.
 """
 
 from __future__ import annotations

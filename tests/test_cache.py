@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -46,13 +47,37 @@ def test_a_second_build_reads_the_cache_instead_of_the_files(
     _same(_task(babi_dir), first)
 
 
-def test_a_changed_file_is_parsed_again(babi_dir: Path, cache: Path) -> None:
+def test_a_changed_file_is_parsed_again_even_with_its_old_size_and_time(babi_dir: Path, cache: Path) -> None:
     before = _task(babi_dir)
     train = sorted(babi_dir.glob("qa1_*_train.txt"))[0]
-    train.write_text(train.read_text() + "1 Zoe went to the moon.\n2 Where is Zoe?\tmoon\t1\n")
+    text, stat = train.read_text(), train.stat()
+    assert "garden" in text and "moon" not in text
+    train.write_text(text.replace("garden", "moon!!"))  # same length, as a copy with `cp -p` could be
+    os.utime(train, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert train.stat().st_size == stat.st_size and train.stat().st_mtime_ns == stat.st_mtime_ns
     after = _task(babi_dir)
-    assert "zoe" in after.vocab.words and "zoe" not in before.vocab.words
+    assert "moon" in after.vocab.words and "moon" not in before.vocab.words
     assert len(list((cache / "babi").glob("*.pt"))) == 2
+
+
+def test_the_task_number_of_a_file_name_is_part_of_the_key(
+    babi_dir: Path, tmp_path: Path, cache: Path
+) -> None:
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    for path in babi_dir.glob("qa1_*.txt"):  # the same bytes, filed as task 3
+        (renamed / path.name.replace("qa1_", "qa3_")).symlink_to(path)
+    assert _task(babi_dir).task_numbers[0] == 1
+    assert _task(renamed).task_numbers == [3]
+
+
+def test_a_failed_write_is_skipped(babi_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full_disk(*_: object) -> None:
+        raise RuntimeError("unexpected pos 98368 vs 98304")  # how torch.save reports a short write
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    _task(babi_dir)
+    assert not list((cache / "babi").glob("*")) and not list((cache / "babi").glob(".*"))
 
 
 def test_a_given_vocabulary_is_part_of_the_key(babi_dir: Path, cache: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,11 +13,12 @@ import torch
 from pydantic import Field, PositiveInt, field_validator, model_validator
 from torch import Tensor, nn
 
-from memtool.cache import cached, files_identity
+from memtool.cache import cached, content_digest
 from memtool.errors import UserError
 from memtool.models.base import ModelOutput
 from memtool.registry import register_task
 from memtool.schema import NoOptions, Strict
+from memtool.tasks.babi import text as babi_text
 from memtool.tasks.babi.commands import DATA_COMMANDS
 from memtool.tasks.babi.generator import GENERATED_TASKS, TASK_NAMES, generate_split
 from memtool.tasks.babi.text import Story, find_task_files, parse_lines, read_task_file
@@ -323,13 +325,13 @@ class BabiTask(TaskDefaults):
     def _prepare(self, seed: int, state: dict[str, Any] | None) -> dict[str, Any]:
         """The tasks, the vocabulary and the train and test splits as tensors. From files, they are read
         from the data cache (``memtool.cache``) when these files were prepared before with the same
-        memory size and vocabulary: parsing the 10k data takes a minute, reading it back a second."""
+        memory size and vocabulary by this code."""
         if self.data.source == "generated":
             return self._tensorised(*self._generated(seed), state)
         train_files, test_files = self._task_files(trained=state is not None)
-        key = {
-            "train": files_identity(train_files),
-            "test": files_identity(test_files),
+        key = {  # (task, content) of each file: the task number comes from the file's name, not its bytes
+            "train": [(task, content_digest(path)) for path, task in train_files.items()],
+            "test": [(task, content_digest(path)) for path, task in test_files.items()],
             "memory_size": self.params.memory_size,
             "vocabulary": state["vocabulary"] if state else None,
         }
@@ -340,7 +342,7 @@ class BabiTask(TaskDefaults):
                 train, [s for p, t in test_files.items() for s in read_task_file(p, t)], state
             )
 
-        return cached("babi", key, read)
+        return cached("babi", key, read, code=(sys.modules[__name__], babi_text))
 
     def _tensorised(
         self, train: list[Story], test: list[Story], state: dict[str, Any] | None
