@@ -1,11 +1,13 @@
 """Markdown table of captioning runs: test scores per run and mean ± std per setting.
 
-    python bench/caption_table.py [--rescore] runs/captioner_shapes-s0 runs/captioner_shapes_noreg-s0 ...
+    python bench/caption_table.py [--rescore] [--set KEY=VALUE ...] runs/captioner_shapes-s0 ...
 
 Runs are grouped by their model's attention, λ and τ (from ``config.yaml``); every number comes from the
 runs' ``summary.json`` (the test split of ``best.pt``), so docs/RESULTS.md is not typed by hand.
 ``--rescore`` scores each run's ``best.pt`` on its test split again with today's metrics (what
 ``memtool eval RUN`` prints; greedy decoding is deterministic, so only a changed metric changes).
+``--set`` rescores on a changed test split, as ``memtool eval RUN --set`` does: ``--set
+data.test_pairs=seen`` scores fresh videos of the training distribution instead of the held-out pairs.
 """
 
 from __future__ import annotations
@@ -35,11 +37,11 @@ def setting(run: Path) -> str:
     return f"soft attention, λ = {model.get('reg_lambda')}, τ = {model.get('reg_tau')}"
 
 
-def rescore(run: Path) -> dict[str, float]:
+def rescore(run: Path, overrides: list[str]) -> dict[str, float]:
     from memtool.build import restore
     from memtool.checkpoint import load_checkpoint
 
-    config, task, model = restore(load_checkpoint(run / "best.pt"))
+    config, task, model = restore(load_checkpoint(run / "best.pt"), overrides)
     return task.evaluate(model, "test", config.train.eval_batch_size).metrics
 
 
@@ -47,6 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, nargs="+", help="run directories")
     parser.add_argument("--rescore", action="store_true", help="score best.pt on test again")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE; rescores")
     args = parser.parse_args()
     groups: dict[str, list[dict]] = {}
     print("| run | seed | " + " | ".join(label for _, label, _ in METRICS) + " | train s |")
@@ -55,7 +58,8 @@ def main() -> None:
         if not (run / "summary.json").is_file():
             sys.exit(f"error: {run}: no summary.json (not a run directory, or the run has not finished)")
         summary = json.loads((run / "summary.json").read_text())
-        metrics = rescore(run) if args.rescore else summary["test"]["metrics"]
+        fresh = args.rescore or args.overrides
+        metrics = rescore(run, args.overrides) if fresh else summary["test"]["metrics"]
         groups.setdefault(setting(run), []).append(metrics)
         cells = " | ".join(f"{metrics[name]:.{digits}f}" for name, _, digits in METRICS)
         print(f"| {run.name} | {summary['seed']} | {cells} | {summary['train_seconds']:.0f} |")
