@@ -6,13 +6,15 @@ keeps a file's size and modification time still counts as changed; hashing the 2
 takes a tenth of a second), the settings that shape the tensors, and the source of the code that makes
 them, so that a new parser or tensoriser never reads an old entry. The cache lives in
 ``$MEMTOOL_CACHE_DIR`` (``off`` switches it off), else ``$XDG_CACHE_HOME/memtool``, else
-``~/.cache/memtool``; delete the folder to clear it. Entries are written atomically; one that cannot be
-read is made again, and a cache that cannot be written (read-only, full, over quota) is skipped: the
-cache only ever saves time.
+``~/.cache/memtool``; delete the folder to clear it. Each kind keeps its ``KEEP`` most recently used
+entries, so edited data does not pile up. Entries are written atomically; one that cannot be read is made
+again, and a cache that cannot be written (read-only, full, over quota) is skipped: the cache only ever
+saves time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,6 +27,7 @@ from typing import Any
 import torch
 
 FORMAT = 1  # raise when the layout of what callers store changes: old entries are then never read
+KEEP = 8  # entries per kind; the least recently used beyond these are deleted when a new one is written
 
 
 def cache_dir() -> Path | None:
@@ -55,9 +58,13 @@ def cached(
     text = json.dumps([FORMAT, torch.__version__.split("+")[0], kind, key, sources], sort_keys=True)
     path = directory / kind / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.pt"
     try:
-        return torch.load(path, weights_only=True)
+        value = torch.load(path, weights_only=True)
     except Exception:  # absent, partial or unreadable: make it again
         pass
+    else:
+        with contextlib.suppress(OSError):
+            os.utime(path)  # used now: the last to be pruned
+        return value
     value = make()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,6 +77,15 @@ def cached(
         finally:
             if os.path.exists(temporary):
                 os.unlink(temporary)
+        _prune(path.parent)
     except (OSError, RuntimeError):
         pass  # read-only, full or over quota (torch.save reports a short write as RuntimeError): no cache
     return value
+
+
+def _prune(folder: Path) -> None:
+    """Delete all but the ``KEEP`` most recently used entries of one kind."""
+    entries = sorted(folder.glob("*.pt"), key=lambda entry: entry.stat().st_mtime_ns, reverse=True)
+    for stale in entries[KEEP:]:
+        with contextlib.suppress(OSError):  # another process may have pruned it first
+            stale.unlink()

@@ -105,3 +105,18 @@ def test_off_and_unwritable_caches_only_cost_time(
     blocker.write_text("")
     monkeypatch.setenv("MEMTOOL_CACHE_DIR", str(blocker / "memtool"))
     _same(_task(babi_dir), reference)
+
+
+def test_each_kind_keeps_its_most_recently_used_entries(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from memtool import cache as disk
+
+    monkeypatch.setattr(disk, "KEEP", 3)
+    for key in range(3):
+        disk.cached("demo", key, lambda key=key: {"key": key})
+    first = next(p for p in (cache / "demo").glob("*.pt") if torch.load(p, weights_only=True)["key"] == 0)
+    os.utime(first, ns=(1, 1))  # long unused ...
+    disk.cached("demo", 0, lambda: {"key": -1})  # ... until read again: now the most recent
+    for key in range(3, 5):
+        disk.cached("demo", key, lambda key=key: {"key": key})
+    kept = sorted(torch.load(p, weights_only=True)["key"] for p in (cache / "demo").glob("*.pt"))
+    assert kept == [0, 3, 4]
