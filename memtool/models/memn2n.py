@@ -219,8 +219,9 @@ class MemN2N(nn.Module):
         """p = Softmax(scores) over a story's memories; padding slots of the batch get exactly 0."""
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
         if empty_slots is None:
-            return scores.softmax(-1) * mask
-        return torch.cat([scores, empty_slots.to(scores.dtype)], 1).softmax(-1)[:, :-1] * mask
+            return scores.softmax(-1) * mask  # the mask zeroes the uniform row of a story with no memory
+        # the empty-slot column is finite whenever no slot is real, so padding already gets exp(min) = 0
+        return torch.cat([scores, empty_slots.to(scores.dtype)], 1).softmax(-1)[:, :-1]
 
     def _table_index(self, role: str, hop: int) -> int:
         """Which embedding (and temporal) table plays ``role`` (A or C) at ``hop`` (0-based)."""
