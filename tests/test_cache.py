@@ -120,3 +120,25 @@ def test_each_kind_keeps_its_most_recently_used_entries(cache: Path, monkeypatch
         disk.cached("demo", key, lambda key=key: {"key": key})
     kept = sorted(torch.load(p, weights_only=True)["key"] for p in (cache / "demo").glob("*.pt"))
     assert kept == [0, 3, 4]
+
+
+def test_generated_videos_are_drawn_once_per_setting(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    from memtool.build import build_task
+    from memtool.config import build_config
+    from memtool.tasks.video import shapes_task
+
+    raw = yaml.safe_load((Path(__file__).parent / "smoke" / "captioner-shapes_captions.yaml").read_text())
+    first = build_task(build_config(raw)).splits
+    monkeypatch.setattr(shapes_task, "generate_shapes", lambda *_, **__: pytest.fail("drew the videos again"))
+    again = build_task(build_config(raw)).splits
+    for name in ("train", "valid", "test"):
+        assert torch.equal(first[name].frames, again[name].frames)
+        assert first[name].references == again[name].references
+    raw["data"]["test_pairs"] = "seen"  # another setting: drawn, not read
+    monkeypatch.undo()
+    monkeypatch.setenv("MEMTOOL_CACHE_DIR", str(cache))
+    seen = build_task(build_config(raw)).splits
+    assert not torch.equal(seen["test"].frames, first["test"].frames)
+    assert torch.equal(seen["train"].frames, first["train"].frames)

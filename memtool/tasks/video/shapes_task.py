@@ -11,13 +11,19 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+import torch
 from pydantic import Field, model_validator
 
+from memtool.cache import cached
 from memtool.registry import register_task
 from memtool.schema import Strict
+from memtool.tasks.video import data as video_data
+from memtool.tasks.video import shapes as shapes_generator
 from memtool.tasks.video.captioning import CaptionTask
 from memtool.tasks.video.data import CaptionSplit, Vocabulary, generate_shapes, tensorise
 from memtool.tasks.video.shapes import COLOURS, SHAPES, SYNONYMS
+
+GENERATOR_CODE = (shapes_generator, video_data)  # the cache's entries change with this code
 
 
 class ShapesParams(Strict):
@@ -79,10 +85,28 @@ class ShapesCaptionTask(CaptionTask):
     data: ShapesData
 
     def load(self, seed: int, state: dict[str, Any] | None) -> dict[str, CaptionSplit]:
+        made = cached("shapes", self._generation(seed), lambda: self._generate(seed), code=GENERATOR_CODE)
+        words = state["vocabulary"] if state else None
+        self.vocabulary = (
+            Vocabulary(words) if words else Vocabulary.build(c for refs in made["train"][1] for c in refs)
+        )
+        return {
+            name: tensorise(videos, captions, self.vocabulary, self.params.max_words)
+            for name, (videos, captions) in made.items()
+        }
+
+    def _generation(self, seed: int) -> dict[str, Any]:
+        """Everything the generated videos depend on: the cache's key for them."""
+        data = self.data.model_dump()
+        data["seed"] = seed if self.data.seed is None else self.data.seed
+        return {"task": self.params.model_dump(mode="json"), "data": data}
+
+    def _generate(self, seed: int) -> dict[str, Any]:
+        """The splits' videos, as one uint8 tensor each (seconds of drawing: cached), and their captions."""
         params, data = self.params, self.data
         base = seed if data.seed is None else data.seed
         held_out = {tuple(pair) for pair in params.held_out}
-        made = {}
+        made: dict[str, Any] = {}
         for offset, (split, count, with_held_out) in enumerate(
             (
                 ("train", data.train_videos, False),
@@ -90,7 +114,7 @@ class ShapesCaptionTask(CaptionTask):
                 ("test", data.test_videos, bool(held_out) and data.test_pairs == "held_out"),
             )
         ):
-            made[split] = generate_shapes(
+            videos, captions = generate_shapes(
                 count,
                 params.frames,
                 params.size,
@@ -103,11 +127,5 @@ class ShapesCaptionTask(CaptionTask):
                 seed=base * 3 + offset,
                 equal_events=params.event_lengths == "equal",
             )
-        words = state["vocabulary"] if state else None
-        self.vocabulary = (
-            Vocabulary(words) if words else Vocabulary.build(c for refs in made["train"][1] for c in refs)
-        )
-        return {
-            name: tensorise(videos, captions, self.vocabulary, params.max_words)
-            for name, (videos, captions) in made.items()
-        }
+            made[split] = (torch.stack(videos), captions)
+        return made
