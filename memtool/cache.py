@@ -89,3 +89,30 @@ def _prune(folder: Path) -> None:
     for stale in entries[KEEP:]:
         with contextlib.suppress(OSError):  # another process may have pruned it first
             stale.unlink()
+
+
+def contents() -> dict[str, tuple[int, int]]:
+    """``{kind: (entries, bytes)}`` of the cache as it is now (empty when it is off or absent)."""
+    directory = cache_dir()
+    if directory is None or not directory.is_dir():
+        return {}
+    found = {}
+    for kind in sorted(path for path in directory.iterdir() if path.is_dir()):
+        entries = list(kind.glob("*.pt"))
+        found[kind.name] = (len(entries), sum(entry.stat().st_size for entry in entries))
+    return found
+
+
+def clear() -> int:
+    """Delete every entry (and the partial files of interrupted writes); returns the bytes freed."""
+    directory = cache_dir()
+    if directory is None or not directory.is_dir():
+        return 0
+    freed = 0
+    for kind in (path for path in directory.iterdir() if path.is_dir()):
+        for entry in [*kind.glob("*.pt"), *kind.glob(".*.tmp")]:
+            with contextlib.suppress(OSError):
+                size = entry.stat().st_size
+                entry.unlink()
+                freed += size
+    return freed

@@ -545,6 +545,37 @@ def _config_summary(path: Path) -> str:
     return " · ".join(str(part.get("name", "?")) if isinstance(part, dict) else "?" for part in names)
 
 
+@app.command("cache")
+@user_errors
+def cache_command(
+    clear: Annotated[bool, typer.Option("--clear", help="Delete every entry.", metavar="")] = False,
+) -> None:
+    """Where prepared data is cached (bAbI tensors, generated videos), what it holds, and --clear.
+
+    Example: memtool cache · memtool cache --clear · MEMTOOL_CACHE_DIR=off memtool train ..."""
+    from memtool import cache
+
+    directory = cache.cache_dir()
+    if directory is None:
+        out.print("the data cache is off (MEMTOOL_CACHE_DIR=off): data is prepared anew by every run")
+        return
+    if clear:
+        out.print(f"cleared {cache.clear() / 1e6:.1f} MB from {directory}")
+        return
+    held = {kind: counts for kind, counts in cache.contents().items() if counts[0]}
+    out.print(f"data cache: {directory}" + ("" if held else " (empty)"))
+    if held:
+        table = Table(header_style="bold")
+        for column in ("kind", "entries", "MB"):
+            table.add_column(column, justify="left" if column == "kind" else "right")
+        for kind, (entries, size) in held.items():
+            table.add_row(kind, str(entries), f"{size / 1e6:.1f}")
+        out.print(table)
+    out.print(
+        f"each kind keeps its {cache.KEEP} most recently used entries; memtool cache --clear empties it"
+    )
+
+
 @app.command("data", context_settings=TASK_OPTIONS)
 @user_errors
 def data(

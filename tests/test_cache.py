@@ -142,3 +142,21 @@ def test_generated_videos_are_drawn_once_per_setting(cache: Path, monkeypatch: p
     seen = build_task(build_config(raw)).splits
     assert not torch.equal(seen["test"].frames, first["test"].frames)
     assert torch.equal(seen["train"].frames, first["train"].frames)
+
+
+def test_the_cache_command_lists_and_clears(
+    babi_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from memtool.cli import app
+
+    _task(babi_dir)
+    listed = CliRunner().invoke(app, ["cache"])
+    assert listed.exit_code == 0 and str(cache) in listed.stdout and "babi" in listed.stdout
+    cleared = CliRunner().invoke(app, ["cache", "--clear"])
+    assert cleared.exit_code == 0 and "cleared" in cleared.stdout
+    assert not list((cache / "babi").glob("*.pt"))
+    assert "(empty)" in CliRunner().invoke(app, ["cache"]).stdout
+    monkeypatch.setenv("MEMTOOL_CACHE_DIR", "off")
+    assert "off" in CliRunner().invoke(app, ["cache"]).stdout
