@@ -158,36 +158,6 @@ def program() -> str:
     return started if Path(started).name == "memtool" else "memtool"
 
 
-def _resumable(folder: Path) -> bool:
-    """A run to resume: its ``last.pt``, or the restarts of a ``--parallel-restarts`` run."""
-    return (folder / "last.pt").exists() or (folder / "restarts").is_dir()
-
-
-def _last_saved(folder: Path) -> float:
-    """When the run last saved a checkpoint: its own, or any of its restarts'."""
-    saved = [path for path in (folder / "last.pt", *folder.glob("restarts/*/last.pt")) if path.exists()]
-    return max((path.stat().st_mtime for path in saved), default=0.0)
-
-
-def _default_run_dir(config_path: Path, resume: bool) -> Path:
-    """``runs/<config name>``; a fresh run never overwrites one, a resume takes the newest of that name.
-
-    A run's own ``config.yaml`` resumes that run."""
-    if resume and config_path.name == "config.yaml" and _resumable(config_path.parent):
-        return config_path.parent
-    base = Path("runs") / config_path.stem
-    candidates = [base, *sorted(base.parent.glob(f"{base.name}-*"))] if base.parent.exists() else [base]
-    existing = [c for c in candidates if _resumable(c)]
-    if resume:
-        return max(existing, key=_last_saved) if existing else base
-    if not base.exists():
-        return base
-    number = 2
-    while Path(f"{base}-{number}").exists():
-        number += 1
-    return Path(f"{base}-{number}")
-
-
 @app.command()
 @user_errors
 def train(
@@ -235,9 +205,10 @@ def train(
     from memtool.config import load_config
     from memtool.engine import train as run_training
     from memtool.interrupts import Interrupted
+    from memtool.run_dir import default_run_dir
 
     run_config = load_config(config, overrides or [], seed=seed, device=device.value if device else None)
-    run_dir = out_dir or _default_run_dir(config, resume)
+    run_dir = out_dir or default_run_dir(config, resume)
     from memtool.restarts import ParallelRestarts, is_parallel_run
 
     parallel = parallel_restarts > 1 or (resume and is_parallel_run(run_dir))

@@ -4,6 +4,7 @@ who owns the directory while a run trains.
 Checkpoints (``best.pt``, ``last.pt``) are ``memtool.checkpoint``'s; this module owns the rest, so the
 training loop never builds a path. memtool writes only into a new or empty folder, or one it made itself
 (it holds ``.memtool-run``), and one process at a time (a lock held for the life of the run).
+``default_run_dir`` picks ``runs/<config name>`` when no ``--out`` is given.
 """
 
 from __future__ import annotations
@@ -194,3 +195,33 @@ class ReadOnlyRunDirectory(RunDirectory):
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         pass
+
+
+def resumable(folder: Path) -> bool:
+    """A run to resume: its ``last.pt``, or the restarts of a ``--parallel-restarts`` run."""
+    return (folder / "last.pt").exists() or (folder / "restarts").is_dir()
+
+
+def _last_saved(folder: Path) -> float:
+    """When the run last saved a checkpoint: its own, or any of its restarts'."""
+    saved = [path for path in (folder / "last.pt", *folder.glob("restarts/*/last.pt")) if path.exists()]
+    return max((path.stat().st_mtime for path in saved), default=0.0)
+
+
+def default_run_dir(config_path: Path, resume: bool) -> Path:
+    """``runs/<config name>``; a fresh run never overwrites one, a resume takes the newest of that name.
+
+    A run's own ``config.yaml`` resumes that run."""
+    if resume and config_path.name == "config.yaml" and resumable(config_path.parent):
+        return config_path.parent
+    base = Path("runs") / config_path.stem
+    candidates = [base, *sorted(base.parent.glob(f"{base.name}-*"))] if base.parent.exists() else [base]
+    existing = [c for c in candidates if resumable(c)]
+    if resume:
+        return max(existing, key=_last_saved) if existing else base
+    if not base.exists():
+        return base
+    number = 2
+    while Path(f"{base}-{number}").exists():
+        number += 1
+    return Path(f"{base}-{number}")

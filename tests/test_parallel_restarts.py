@@ -136,7 +136,7 @@ def test_ctrl_c_then_resume_ends_like_an_uninterrupted_run(tmp_path: Path) -> No
 
 
 def test_resume_without_out_finds_the_newest_run_of_either_kind(tmp_path: Path, monkeypatch) -> None:
-    from memtool.cli import _default_run_dir
+    from memtool.run_dir import default_run_dir
 
     monkeypatch.chdir(tmp_path)
     alone, parallel = Path("runs/tiny"), Path("runs/tiny-2")
@@ -145,6 +145,6 @@ def test_resume_without_out_finds_the_newest_run_of_either_kind(tmp_path: Path, 
     (parallel / "restarts" / "0").mkdir(parents=True)
     (parallel / "restarts" / "0" / "last.pt").write_bytes(b"")
     os.utime(alone / "last.pt", (1_000, 1_000))  # the parallel run saved last
-    assert _default_run_dir(Path("configs/tiny.yaml"), resume=True) == parallel
-    assert _default_run_dir(parallel / "config.yaml", resume=True) == parallel
-    assert _default_run_dir(Path("configs/tiny.yaml"), resume=False) == Path("runs/tiny-3")
+    assert default_run_dir(Path("configs/tiny.yaml"), resume=True) == parallel
+    assert default_run_dir(parallel / "config.yaml", resume=True) == parallel
+    assert default_run_dir(Path("configs/tiny.yaml"), resume=False) == Path("runs/tiny-3")
