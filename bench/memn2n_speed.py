@@ -10,7 +10,7 @@ batches sorted by story length, so a batch's stories are alike). Measured in the
 batches and the same weights: the baseline, every batch padded to the full memory (50 sentences × the
 longest sentence of the data) and PE applied as the explicit (batch, memories, words, d) product of the
 paper's formula; and memtool's encoder before 2026-11-29, one bag per embedding table. The variants are
-timed in interleaved rounds and the median round is reported, so that the machine's drift hits them
+timed in interleaved rounds and each variant's median round is reported, so that the machine's drift hits them
 alike. Run it with no other torch process on the machine: on 2 cores a second one slows the first
 several times.
 """

@@ -134,6 +134,10 @@ class Split:
     def __len__(self) -> int:
         return int(self.answers.shape[0])
 
+    def fields(self) -> dict[str, Any]:
+        """Every field by name, the tensors not copied (``dataclasses.asdict`` would deep-copy them)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
     def select(self, rows: Tensor) -> Split:
         per_question = (
             "memory_end",
@@ -145,13 +149,12 @@ class Split:
             "tasks",
             "supporting",
         )
-        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        values = self.fields()
         values.update({name: values[name][rows] for name in per_question})
         return Split(**values)
 
     def to(self, device: torch.device) -> Split:
-        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        return Split(**{k: v.to(device) if isinstance(v, Tensor) else v for k, v in values.items()})
+        return Split(**{k: v.to(device) if isinstance(v, Tensor) else v for k, v in self.fields().items()})
 
 
 class Vocabulary:
@@ -355,10 +358,7 @@ class BabiTask(TaskDefaults):
         return {
             "task_numbers": sorted({story.task for story in train + test}),
             "vocabulary": vocab.words,
-            **{
-                name: {f: getattr(split, f) for f in split.__dataclass_fields__}
-                for name, split in splits.items()
-            },
+            **{name: split.fields() for name, split in splits.items()},
         }
 
     def _generated(self, seed: int) -> tuple[list[Story], list[Story]]:

@@ -85,7 +85,8 @@ class ShapesCaptionTask(CaptionTask):
     data: ShapesData
 
     def load(self, seed: int, state: dict[str, Any] | None) -> dict[str, CaptionSplit]:
-        made = cached("shapes", self._generation(seed), lambda: self._generate(seed), code=GENERATOR_CODE)
+        base = seed if self.data.seed is None else self.data.seed  # the videos' seed
+        made = cached("shapes", self._generation(base), lambda: self._generate(base), code=GENERATOR_CODE)
         words = state["vocabulary"] if state else None
         self.vocabulary = (
             Vocabulary(words) if words else Vocabulary.build(c for refs in made["train"][1] for c in refs)
@@ -95,16 +96,13 @@ class ShapesCaptionTask(CaptionTask):
             for name, (videos, captions) in made.items()
         }
 
-    def _generation(self, seed: int) -> dict[str, Any]:
+    def _generation(self, base: int) -> dict[str, Any]:
         """Everything the generated videos depend on: the cache's key for them."""
-        data = self.data.model_dump()
-        data["seed"] = seed if self.data.seed is None else self.data.seed
-        return {"task": self.params.model_dump(mode="json"), "data": data}
+        return {"task": self.params.model_dump(mode="json"), "data": {**self.data.model_dump(), "seed": base}}
 
-    def _generate(self, seed: int) -> dict[str, Any]:
+    def _generate(self, base: int) -> dict[str, Any]:
         """The splits' videos, as one uint8 tensor each (seconds of drawing: cached), and their captions."""
         params, data = self.params, self.data
-        base = seed if data.seed is None else data.seed
         held_out = {tuple(pair) for pair in params.held_out}
         made: dict[str, Any] = {}
         for offset, (split, count, with_held_out) in enumerate(
