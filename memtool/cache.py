@@ -28,6 +28,10 @@ import torch
 
 FORMAT = 1  # raise when the layout of what callers store changes: old entries are then never read
 KEEP = 8  # entries per kind; the least recently used beyond these are deleted when a new one is written
+# only files of exactly this name are ever read, pruned or cleared, so that a cache directory pointed at a
+# folder of the user's (MEMTOOL_CACHE_DIR=~, say) never loses a file memtool did not write
+ENTRY = "[0-9a-f]" * 32 + ".pt"
+PARTIAL = "." + "[0-9a-f]" * 32 + "-*.tmp"
 
 
 def cache_dir() -> Path | None:
@@ -85,7 +89,7 @@ def cached(
 
 def _prune(folder: Path) -> None:
     """Delete all but the ``KEEP`` most recently used entries of one kind."""
-    entries = sorted(folder.glob("*.pt"), key=lambda entry: entry.stat().st_mtime_ns, reverse=True)
+    entries = sorted(folder.glob(ENTRY), key=lambda entry: entry.stat().st_mtime_ns, reverse=True)
     for stale in entries[KEEP:]:
         with contextlib.suppress(OSError):  # another process may have pruned it first
             stale.unlink()
@@ -98,7 +102,7 @@ def contents() -> dict[str, tuple[int, int]]:
         return {}
     found = {}
     for kind in sorted(path for path in directory.iterdir() if path.is_dir()):
-        entries = list(kind.glob("*.pt"))
+        entries = list(kind.glob(ENTRY))
         found[kind.name] = (len(entries), sum(entry.stat().st_size for entry in entries))
     return found
 
@@ -110,7 +114,7 @@ def clear() -> int:
         return 0
     freed = 0
     for kind in (path for path in directory.iterdir() if path.is_dir()):
-        for entry in [*kind.glob("*.pt"), *kind.glob(".*.tmp")]:
+        for entry in [*kind.glob(ENTRY), *kind.glob(PARTIAL)]:
             with contextlib.suppress(OSError):
                 size = entry.stat().st_size
                 entry.unlink()

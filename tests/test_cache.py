@@ -160,3 +160,24 @@ def test_the_cache_command_lists_and_clears(
     assert "(empty)" in CliRunner().invoke(app, ["cache"]).stdout
     monkeypatch.setenv("MEMTOOL_CACHE_DIR", "off")
     assert "off" in CliRunner().invoke(app, ["cache"]).stdout
+
+
+def test_files_memtool_did_not_write_survive_pruning_and_clearing(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from memtool import cache as disk
+    from memtool.cli import app
+
+    monkeypatch.setattr(disk, "KEEP", 1)
+    (cache / "demo").mkdir(parents=True)
+    theirs = [cache / "demo" / "model.pt", cache / "demo" / ".notes.tmp"]
+    for path in theirs:  # a cache directory pointed at a folder of the user's
+        path.write_text("the user's")
+    for key in range(3):
+        disk.cached("demo", key, lambda key=key: {"key": key})
+    assert len(list((cache / "demo").glob(disk.ENTRY))) == 1
+    assert CliRunner().invoke(app, ["cache", "--clear"]).exit_code == 0
+    assert not list((cache / "demo").glob(disk.ENTRY))
+    assert all(path.read_text() == "the user's" for path in theirs)
