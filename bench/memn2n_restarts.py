@@ -1,5 +1,6 @@
-"""Restarts trained together, measured before it is built: R MemN2N replicas stepped as one vmapped batch
-(torch.func: stacked parameters, each replica its own batch) against R models stepped one after another.
+"""Restarts trained together: R MemN2N replicas stepped as one, vmapped (torch.func: stacked parameters,
+each replica its own batch) and by hand (``MemN2N.forward_replicas``, what ``train.stack_restarts`` runs),
+against R models stepped one after another; forward and backward only.
 
     python bench/memn2n_restarts.py [--data ../shared/data/babi/en] [--replicas 10] [--steps 20]
         [--threads 2] [--buckets 0] [--config configs/memn2n_babi_1k_joint.yaml] [--quick]
@@ -24,6 +25,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from memtool.build import build_task, create_model, model_arguments
 from memtool.config import load_config
+from memtool.models.base import stack_replicas
 from memtool.tasks.base import Batch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,51 +74,6 @@ def _batched(info, in_dims, ids: Tensor, table: Tensor, weights: Tensor):  # typ
 
 
 bag_sum.register_vmap(_batched)
-
-
-def stacked_by_hand(
-    template: nn.Module, params: dict[str, Tensor], inputs: dict[str, Tensor], targets: Tensor
-) -> Tensor:
-    """R replicas' summed losses in one pass without vmap: each replica's word ids are offset to its own
-    rows of the stacked tables, after which every op runs on R × batch examples as on one batch; only
-    the answer layer is a per-replica product. (Adjacent tying, PE, temporal encoding, dot match.)"""
-    story, counts, question = inputs["story"], inputs["memory_count"], inputs["question"]
-    replicas, batch, slots, words = story.shape
-    count = len(template.embeddings)
-    tables = torch.cat([params[f"embeddings.{i}.weight"] for i in range(count)], -1)  # (R, V, n·d)
-    vocab = tables.shape[1]
-    width = max(words, question.shape[-1])
-    ids = torch.cat(
-        [
-            nn.functional.pad(story, (0, width - words)).view(replicas, batch * slots, width),
-            nn.functional.pad(question, (0, width - question.shape[-1])),
-        ],
-        1,
-    )
-    shift = (torch.arange(replicas) * vocab).view(replicas, 1, 1)
-    ids = torch.where(ids != 0, ids + shift, 0).view(-1, width)
-    encoded = template._encode(ids, tables.reshape(replicas * vocab, -1)).view(
-        replicas, -1, count, tables.shape[-1] // count
-    )
-    memory, asked = encoded.split([batch * slots, batch], 1)
-    memory = memory.reshape(replicas * batch, slots, count, -1)
-    flat_counts = counts.reshape(-1)
-    time = template._time_index(flat_counts, slots)  # random noise is off here
-    temporal = torch.cat([params[f"temporal.{i}"] for i in range(count)], -1)  # (R, rows, n·d)
-    rows = temporal.shape[1]
-    time = time + (torch.arange(replicas) * rows).repeat_interleave(batch).unsqueeze(1)
-    memory = memory + nn.functional.embedding(time, temporal.reshape(replicas * rows, -1)).view_as(memory)
-    memory = memory.permute(2, 0, 1, 3).contiguous().unbind(0)
-    mask = torch.arange(slots).unsqueeze(0) < flat_counts.unsqueeze(1)
-    empty = template._empty_slot_scores(flat_counts, memory[0].dtype)
-    u = asked[:, :, 0].reshape(replicas * batch, -1)
-    for hop in range(template.hops):
-        weights = template._softmax(template._scores(memory[hop], u), mask, empty)
-        u = (weights.unsqueeze(1) @ memory[hop + 1]).squeeze(1) + u
-    answer = params[f"embeddings.{count - 1}.weight"]  # (R, V, d): W = (C^K)^T
-    logits = (u.view(replicas, batch, -1) @ answer.transpose(1, 2)).view(replicas * batch, -1)
-    logits = logits.index_fill(1, torch.tensor([0]), torch.finfo(logits.dtype).min)
-    return nn.functional.cross_entropy(logits, targets.reshape(-1), reduction="sum")
 
 
 def stack(batches: list[Batch]) -> tuple[dict[str, Tensor], Tensor]:
@@ -174,7 +131,8 @@ def main() -> None:
     stacked_cells = sum(inputs["story"].numel() for inputs, _ in stacked)
 
     template = create_model("memn2n", arguments).to("meta")
-    template_eager = create_model("memn2n", arguments)  # its helpers, for the stacking by hand
+    replicas = stack_replicas(models)  # memtool's own: MemN2N.forward_replicas, as train.stack_restarts
+    generators = [torch.Generator() for _ in range(count)]
     template._bags = bag_sum  # type: ignore[method-assign]
     params, buffers = stack_module_state(models)
     params = {name: value.detach().clone().requires_grad_() for name, value in params.items()}
@@ -193,12 +151,18 @@ def main() -> None:
             torch.autograd.grad(together(params, buffers, inputs, targets).sum(), list(params.values()))
         return time.perf_counter() - start
 
+    def by_hand_loss(step: int) -> Tensor:
+        batches = [orders[replica][step] for replica in range(count)]
+        outputs = replicas.forward_replicas([batch.inputs for batch in batches], generators)
+        return sum(
+            nn.functional.cross_entropy(output.prediction, batch.targets, reduction="sum")
+            for output, batch in zip(outputs, batches, strict=True)
+        )
+
     def run_by_hand() -> float:
         start = time.perf_counter()
-        for inputs, targets in stacked:
-            torch.autograd.grad(
-                stacked_by_hand(template_eager, params, inputs, targets), list(params.values())
-            )
+        for step in range(steps):
+            torch.autograd.grad(by_hand_loss(step), list(replicas.parameters()))
         return time.perf_counter() - start
 
     def run_sequential() -> float:
@@ -215,7 +179,7 @@ def main() -> None:
     # the same losses both ways, on the first step
     inputs, targets = stacked[0]
     torch.testing.assert_close(
-        stacked_by_hand(template_eager, params, inputs, targets),
+        by_hand_loss(0),
         together(params, buffers, inputs, targets).sum(),
         rtol=1e-5,
         atol=1e-3,
@@ -231,7 +195,7 @@ def main() -> None:
     for name, seconds, cells in (
         ("one after another (baseline)", sequential, own_cells),
         ("stacked, vmap", together_seconds, stacked_cells),
-        ("stacked by hand (ids offset)", by_hand, stacked_cells),
+        ("stacked by hand (forward_replicas)", by_hand, stacked_cells),
     ):
         print(f"{name:34s}{seconds:9.2f}{1000 * seconds / (count * steps):17.2f}{cells:13,d}")
     vmap_gain, hand_gain = sequential / together_seconds, sequential / by_hand

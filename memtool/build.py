@@ -11,7 +11,7 @@ from torch import nn
 
 from memtool.config import RunConfig, build_config
 from memtool.errors import UserError
-from memtool.models.base import data_dims
+from memtool.models.base import STACKED_REPLICAS, data_dims
 from memtool.registry import MODELS, TASKS, load_all
 from memtool.tasks.base import Task
 
@@ -126,6 +126,11 @@ def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 def model_from_checkpoint(payload: dict[str, Any], device: torch.device) -> nn.Module:
     """The checkpoint's model with its weights and mode (e.g. still in linear start), in eval mode."""
+    if payload.get(STACKED_REPLICAS):
+        raise UserError(
+            f"{payload['path']}: holds {payload[STACKED_REPLICAS]} restarts stacked for training, not one "
+            "model; use best.pt or best-restart-<r>.pt"
+        )
     model = create_model(payload["model_name"], payload["model_args"])
     try:
         model.load_state_dict(payload["model_state"])

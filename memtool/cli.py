@@ -220,6 +220,11 @@ def train(
         raise UserError(
             f"--parallel-restarts {parallel_restarts}: train.restarts is 1; add --set train.restarts=N"
         )
+    if run_config.train.stack_restarts and run_config.train.restarts > 1 and (parallel or processes > 1):
+        raise UserError(
+            "train.stack_restarts trains the restarts together in one process: drop "
+            f"{'--parallel-restarts' if parallel else '--nproc'}, or set train.stack_restarts=false"
+        )
     if processes > 1:  # the checked command again, in each process torchrun starts
         from memtool.launch import launch
 

@@ -107,6 +107,9 @@ class TrainConfig(Strict):
     clip_value: PositiveFloat | None = None  # clamp every gradient element to ±clip_value (before clip_norm)
     start_phase: StartPhase | None = None
     restarts: PositiveInt = 1  # train this many times (seed, seed+1, ...) and keep the best on validation
+    # train the restarts at once, as replicas of one model stepped together (models with
+    # forward_replicas; each restart still computes what it would alone): pays where a step is op-bound
+    stack_restarts: bool = False
     eval_every_steps: PositiveInt | None = None  # also validate every N steps, not only at epoch ends
     stop_at_target: bool = False  # end a restart once validation reaches the task's target (converged)
     eval_batch_size: PositiveInt = 512
@@ -205,6 +208,30 @@ RENAMED = {
     "train.warmup": "renamed to train.start_phase, e.g. {mode: linear_start, epochs: 30, lr: 0.005}",
     "train.momentum": "moved to train.optimizer, e.g. optimizer: {name: sgd, momentum: 0.9}",
 }
+
+
+def _stacking_problems(train: TrainConfig, model_name: str) -> list[str]:
+    """What ``train.stack_restarts`` cannot do: every replica steps at every step in the same phase."""
+    from memtool.models.base import can_stack
+
+    problems = []
+    if not can_stack(MODELS.get(model_name)):
+        problems.append(
+            f"train.stack_restarts: model {model_name!r} cannot stack its restarts (it has no "
+            "forward_replicas); set it to false to train them one after another"
+        )
+    reasons = {
+        "train.start_phase.until_plateau": train.start_phase is not None and train.start_phase.until_plateau,
+        "train.stop_at_target": train.stop_at_target,  # a replica would go on training after its stop
+        "train.compile": train.compile,
+    }
+    problems += [
+        f"train.stack_restarts: cannot be combined with {key}, since the stacked replicas step together; "
+        "turn one of them off"
+        for key, on in reasons.items()
+        if on
+    ]
+    return problems
 
 
 def _format_error(prefix: str, error: ValidationError) -> list[str]:
@@ -408,6 +435,8 @@ def build_config(
             problems.append(
                 f"train.start_phase.mode: model {model.name!r} has no mode {train.start_phase.mode!r}; {has}"
             )
+    if train is not None and train.stack_restarts and model is not None:
+        problems += _stacking_problems(train, model.name)
     if problems:
         fields = {"train": set(TrainConfig.model_fields)}
         if isinstance(top.model.get("name"), str) and top.model["name"] in MODELS:

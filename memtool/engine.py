@@ -55,6 +55,8 @@ RESUMABLE_CHANGES = {
 
 
 class Trainer:
+    together = False  # whether the restarts train at once (``memtool.stacked``), not one after another
+
     def __init__(
         self, config: RunConfig, run_dir: Path, observer: Observer | None = None, restart: int | None = None
     ) -> None:
@@ -214,11 +216,12 @@ class Trainer:
                 self.observer.message(f"{self.files.path} already finished training; its summary:")
                 return self._summary(state, tick=False, write=False)
             state.finished = False  # train.epochs or train.max_steps was raised: train on
-            state.scored.pop(str(state.restart), None)  # its best may still change
+            for restart in self._training_restarts(state):
+                state.scored.pop(str(restart), None)  # its best may still change
             self.observer.message(f"{self.files.path} had finished; training on to the new limits")
         self.files.write_config(self.config.to_dict(), self.config.source)
         if saved:
-            dropped = self.files.trim_records(state.restart, state.step)
+            dropped = self.files.trim_records(state.restart, state.step, together=self.together)
             if dropped:
                 self.observer.message(
                     f"metrics.jsonl: dropped {dropped} unreadable line(s), e.g. a line torn by a kill; "
@@ -226,19 +229,30 @@ class Trainer:
                 )
         try:
             with graceful_interrupt() as stop:
-                while True:
-                    model, optimizer = self._train_restart(state, saved, stop)
-                    saved = None
-                    self._score_restart(state)
-                    if self.only_restart is not None or state.restart + 1 >= self.tc.restarts:
-                        break
-                    state = state.next_restart()
+                model, optimizer, state = self._train_restarts(state, saved, stop)
             state.finished = True
             summary = self._summary(state)
             self._save_last(model, optimizer, state, tick=False)  # a later --resume knows it is done
             return summary
         finally:
             self.observer.close()
+
+    def _training_restarts(self, state: TrainState) -> list[int]:
+        """The restarts that train on from ``state``: one at a time here."""
+        return [state.restart]
+
+    def _train_restarts(
+        self, state: TrainState, saved: dict[str, Any] | None, stop: dict[str, bool]
+    ) -> tuple[nn.Module, torch.optim.Optimizer, TrainState]:
+        """Train the restarts from ``state`` on, one after another, scoring each as it ends; returns the
+        last one's model, optimizer and state."""
+        while True:
+            model, optimizer = self._train_restart(state, saved, stop)
+            saved = None
+            self._score_restart(state)
+            if self.only_restart is not None or state.restart + 1 >= self.tc.restarts:
+                return model, optimizer, state
+            state = state.next_restart()
 
     def _train_restart(
         self, state: TrainState, saved: dict[str, Any] | None, stop: dict[str, bool]
@@ -366,24 +380,38 @@ class Trainer:
         loss_value = math.nan
         for (_, epoch, step, size, counts, aux), numbers in zip(self._unread, values, strict=True):
             loss_value = numbers[0]
-            if not math.isfinite(loss_value):
-                last = self.files.last
-                where = f"last good state: {last}" if last.exists() else "no checkpoint had been written yet"
-                raise TrainingDiverged(
-                    f"loss became {loss_value} at restart {state.restart}, epoch {epoch + 1}, "
-                    f"step {step}; stopped without saving it ({where}). "
-                    "Try a lower train.lr, train.clip_norm or train.clip_value."
-                )
-            state.window_loss += loss_value * size
-            state.window_examples += size
-            for name, value in zip(counts, numbers[1 : 1 + len(counts)], strict=True):
-                state.window_sums[name] = state.window_sums.get(name, 0.0) + value
-            for name, value in zip(aux, numbers[1 + len(counts) : -1], strict=True):
-                state.window_aux[name] = state.window_aux.get(name, 0.0) + value * size  # batch means
+            self._add_step(state, numbers[:-1], size, counts, aux, (epoch, step))
             self._stop_read = self._stop_read or numbers[-1] > 0
         self._unread.clear()
         self.observer.stepped(state, loss_value)
         return self._stop_read
+
+    def _add_step(
+        self,
+        state: TrainState,
+        numbers: list[float],
+        size: int,
+        counts: list[str],
+        aux: list[str],
+        when: tuple[int, int],
+    ) -> None:
+        """One step's loss, the task's counts and the auxiliary losses into the state's window; a loss
+        that is not finite stops training (``when``: the step's epoch and number)."""
+        loss_value = numbers[0]
+        if not math.isfinite(loss_value):
+            last = self.files.last
+            where = f"last good state: {last}" if last.exists() else "no checkpoint had been written yet"
+            raise TrainingDiverged(
+                f"loss became {loss_value} at restart {state.restart}, epoch {when[0] + 1}, "
+                f"step {when[1]}; stopped without saving it ({where}). "
+                "Try a lower train.lr, train.clip_norm or train.clip_value."
+            )
+        state.window_loss += loss_value * size
+        state.window_examples += size
+        for name, value in zip(counts, numbers[1 : 1 + len(counts)], strict=True):
+            state.window_sums[name] = state.window_sums.get(name, 0.0) + value
+        for name, value in zip(aux, numbers[1 + len(counts) :], strict=True):
+            state.window_aux[name] = state.window_aux.get(name, 0.0) + value * size  # batch means
 
     # -- validation ----------------------------------------------------------------------------------
     def _validate(
@@ -560,7 +588,16 @@ class Trainer:
         }
 
 
+def trainer_for(config: RunConfig, run_dir: Path, observer: Observer | None = None) -> Trainer:
+    """The engine that trains ``config``: the restarts stacked (``train.stack_restarts``) or in turn."""
+    if config.train.stack_restarts and config.train.restarts > 1:
+        from memtool.stacked import StackedTrainer
+
+        return StackedTrainer(config, run_dir, observer)
+    return Trainer(config, run_dir, observer)
+
+
 def train(
     config: RunConfig, run_dir: Path, resume: bool = False, observer: Observer | None = None
 ) -> Summary:
-    return Trainer(config, run_dir, observer).run(resume)
+    return trainer_for(config, run_dir, observer).run(resume)

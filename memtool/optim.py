@@ -32,13 +32,15 @@ def clip_gradients(
     max_norm: float | None,
     mode: str = "per_matrix",
     max_value: float | None = None,
+    replicas: bool = False,
 ) -> None:
     """Clamp each gradient element to ±``max_value``, then rescale so the norm is at most ``max_norm``.
 
     ``per_matrix``: each weight on its own, Frobenius norm (the MemN2N authors clip each matrix alone;
     global clipping loses bAbI task 15). ``per_matrix_spectral``: each matrix by its largest singular
     value, which is what ``norm(grad)`` computes in MATLAB. ``global``: all together. By value: the NTM
-    implementations clip each element to ±10.
+    implementations clip each element to ±10. ``replicas``: the parameters carry a leading replica
+    dimension (``train.stack_restarts``), and each replica's slice is clipped as its own model would be.
     """
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
@@ -47,6 +49,9 @@ def clip_gradients(
         torch._foreach_clamp_min_(grads, -max_value)
         torch._foreach_clamp_max_(grads, max_value)
     if max_norm is None:
+        return
+    if replicas:
+        _clip_replicas(grads, max_norm, mode)
         return
     if mode == "global":
         torch.nn.utils.clip_grad_norm_(parameters, max_norm)
@@ -61,3 +66,20 @@ def clip_gradients(
     # every matrix's scale in three ops, not three per matrix: a step's ops are its cost on small models
     scales = (max_norm / (torch.stack(norms) + 1e-6)).clamp(max=1.0)
     torch._foreach_mul_(grads, list(scales.unbind()))
+
+
+def _clip_replicas(grads: list[torch.Tensor], max_norm: float, mode: str) -> None:
+    """``clip_gradients``'s norms per replica: over every dimension but the first. (A replica's
+    spectral norm is taken whenever one replica's matrix is over the cap, which changes nothing.)"""
+    norms = [torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads]  # each (replicas,)
+    if mode == "global":  # as clip_grad_norm_: the norm of the matrices' norms
+        total = torch.linalg.vector_norm(torch.stack(norms), dim=0)
+        norms = [total] * len(grads)
+    elif mode == "per_matrix_spectral":
+        norms = [
+            torch.linalg.matrix_norm(g, ord=2) if g.ndim == 3 and bool((norm > max_norm).any()) else norm
+            for g, norm in zip(grads, norms, strict=True)
+        ]
+    scales = (max_norm / (torch.stack(norms) + 1e-6)).clamp(max=1.0)  # (matrices, replicas)
+    for grad, scale in zip(grads, scales.unbind(), strict=True):
+        grad.mul_(scale.view(-1, *[1] * (grad.dim() - 1)))

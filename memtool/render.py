@@ -268,6 +268,7 @@ class TrainProgress:
         self.bar: Any = None
         self.live = False
         self.restarts = 1
+        self.together = False  # train.stack_restarts: one bar for every restart
         self.loss = 0.0
         self.task: Any = None
         self.metrics: tuple[Metric, ...] = ()  # of validation
@@ -279,6 +280,7 @@ class TrainProgress:
         if self.live:  # the next restart: the header stands, the restart column tells them apart
             return
         self.restarts = config.train.restarts
+        self.together = config.train.stack_restarts and self.restarts > 1
         self.task = task
         self.metrics = task.scoring.progress
         self.train_metrics = training_metrics(task.scoring)
@@ -303,6 +305,8 @@ class TrainProgress:
 
     def epoch_started(self, state: TrainState, batches: int, lr: float) -> None:
         restart = f"restart {state.restart + 1}/{self.restarts} · " if self.restarts > 1 else ""
+        if self.together:
+            restart = f"restarts 1-{self.restarts} together · "
         description = f"{restart}epoch {state.epoch + 1} {state.phase} lr {lr:g}"
         if self.bar is not None:
             self.bar_display.remove_task(self.bar)

@@ -127,14 +127,18 @@ class RunDirectory:
                 bad += 1
         return records, bad
 
-    def trim_records(self, restart: int, step: int) -> int:
-        """Keep the records up to the checkpoint we resume from (the resumed run writes the rest again);
-        returns how many unreadable lines were dropped."""
+    def trim_records(self, restart: int, step: int, together: bool = False) -> int:
+        """Keep the records up to the checkpoint we resume from (the resumed run writes the rest again):
+        of the earlier restarts and this one's up to ``step``, or, restarts trained ``together``, every
+        restart's up to ``step``; returns how many unreadable lines were dropped."""
         path = self.path / METRICS_FILE
         if not path.exists():
             return 0
         records, bad = self.read_records()
-        kept = [r for r in records if (r["restart"], r["step"]) <= (restart, step)]
+        if together:
+            kept = [r for r in records if r["step"] <= step]
+        else:
+            kept = [r for r in records if (r["restart"], r["step"]) <= (restart, step)]
         text = "".join(jsonio.dumps(r) + "\n" for r in kept)
         atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
         return bad

@@ -43,6 +43,11 @@ class MemoryModel(Protocol):
 
     def forward(self, **inputs: Tensor) -> ModelOutput: ...
 
+    # optional: ``forward_replicas(batches, generators) -> list[ModelOutput]``, R replicas of the model
+    # stepped as one (``train.stack_restarts``): called on ``stack_replicas``'s module, whose parameters
+    # carry a leading replica dimension; replica r reads ``batches[r]`` (``forward``'s keyword inputs) and
+    # draws any randomness from ``generators[r]``, so that it computes what a model of its own would
+
     def set_mode(self, mode: str | None) -> None:
         """Run in ``mode`` (one of ``start_modes``), or normally with None. The engine owns which mode is
         on: it calls this when a phase starts or ends and when a checkpoint is loaded."""
@@ -60,6 +65,43 @@ def compile_model(model: Any) -> list[str]:
     if not parts:
         model.compile(dynamic=True)
     return list(parts) or ["forward"]
+
+
+# the checkpoint key of a stacked run's last.pt (its replicas' count): it holds no one model
+STACKED_REPLICAS = "stacked_replicas"
+
+
+def can_stack(model_class: Any) -> bool:
+    """Whether the model trains restarts stacked (``train.stack_restarts``): it has ``forward_replicas``."""
+    return callable(getattr(model_class, "forward_replicas", None))
+
+
+def stack_replicas(models: list[Any]) -> Any:
+    """One module of the models' class whose every parameter and buffer is theirs stacked along a new
+    first dimension (the replicas'), under the same names: ``replica_state`` slices replica r back out
+    as an ordinary state dict. The models share their configuration; only their weights differ."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    stacked = copy.deepcopy(models[0])
+    parameters = dict(models[0].named_parameters())
+    states = [model.state_dict() for model in models]
+    for name in states[0]:
+        owner_name, _, leaf = name.rpartition(".")
+        owner = stacked.get_submodule(owner_name)
+        values = torch.stack([state[name].detach() for state in states])
+        if name in parameters:
+            setattr(owner, leaf, nn.Parameter(values, requires_grad=parameters[name].requires_grad))
+        else:
+            owner.register_buffer(leaf, values)
+    return stacked
+
+
+def replica_state(stacked: Any, replica: int) -> dict[str, Any]:
+    """Replica ``replica``'s weights from ``stack_replicas``'s module: a state dict of the model."""
+    return {name: value[replica] for name, value in stacked.state_dict().items()}
 
 
 def start_modes(model_class: Any) -> tuple[str, ...]:

@@ -146,8 +146,9 @@ class MemN2N(nn.Module):
 
     # -- encoding ------------------------------------------------------------------------------------
     def _tables(self) -> Tensor:
-        """Every embedding table side by side, (vocab, tables·d): one lookup serves all hops."""
-        return torch.cat([table.weight for table in self.embeddings], 1)
+        """Every embedding table side by side, (vocab, tables·d): one lookup serves all hops (with
+        replicas, (R, vocab, tables·d))."""
+        return torch.cat([table.weight for table in self.embeddings], -1)
 
     def _encode(self, words: Tensor, tables: Tensor) -> Tensor:
         """Embed (..., words) token ids with every table at once into (..., tables, d): bag of words, or
@@ -176,36 +177,51 @@ class MemN2N(nn.Module):
         """Σ_j weights[n, j] · tables[ids[n, j]] per row n (weights 1 if None); the nil word adds nothing."""
         return nn.functional.embedding_bag(ids, tables, mode="sum", per_sample_weights=weights, padding_idx=0)
 
-    def _time_index(self, memory_count: Tensor, slots: int) -> Tensor:
+    def _noise(self, batch: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor] | None:
+        """Random noise's uniform draws for ``batch`` stories (None when it is off): one per story for how
+        many blank slots, and one per (story, temporal row) for where. A stacked run draws each replica's
+        from its own generator, in the same order a single run draws them from torch's."""
+        if not (self.training and self.random_noise > 0):
+            return None
+        device = self.pe_a.device
+        rows = self.temporal[0].shape[-2]
+        blanks = torch.rand(batch, device=device, generator=generator)
+        return blanks, torch.rand(batch, rows, device=device, generator=generator)
+
+    def _time_index(self, memory_count: Tensor, slots: int, noise: tuple[Tensor, Tensor] | None) -> Tensor:
         """Temporal-encoding row of each memory: 0 for the most recent sentence (reverse order).
 
-        Random noise (RN, Sec. 4.2), in training only: per story, insert ``randint(0, ceil(noise·n))`` blank
-        time slots at random places, so the model cannot rely on exact relative times.
+        Random noise (RN, Sec. 4.2), in training only (``noise``, from ``_noise``): per story, insert
+        ``randint(0, ceil(noise·n))`` blank time slots at random places, so the model cannot rely on exact
+        relative times.
         """
         count = memory_count.unsqueeze(1)  # (batch, 1)
         order = torch.arange(slots, device=memory_count.device).unsqueeze(0)  # (1, memories)
-        if not (self.training and self.random_noise > 0):
+        if noise is None:
             return (count - 1 - order).clamp(min=0)
-        batch = memory_count.shape[0]
-        rows = self.temporal[0].shape[0]
+        uniform, keys = noise
+        rows = keys.shape[1]
         most_blank = torch.ceil(self.random_noise * memory_count.float())
-        blanks = torch.floor(torch.rand(batch, device=count.device) * (most_blank + 1)).long().unsqueeze(1)
-        keys = torch.rand(batch, rows, device=count.device)
-        keys.masked_fill_(torch.arange(rows, device=count.device).unsqueeze(0) >= count + blanks, 2.0)
+        blanks = torch.floor(uniform * (most_blank + 1)).long().unsqueeze(1)
+        keys = keys.masked_fill(torch.arange(rows, device=count.device).unsqueeze(0) >= count + blanks, 2.0)
         chosen = keys.argsort(-1)[:, :slots]  # the first n are the kept slots, in random order
         chosen = torch.where(order < count, chosen, rows).sort(-1).values
         return torch.where(order < count, count + blanks - 1 - chosen, 0)
 
     # -- attention -----------------------------------------------------------------------------------
-    def _scores(self, memory: Tensor, query: Tensor) -> Tensor:
+    def _scores(self, memory: Tensor, query: Tensor, replicas: int) -> Tensor:
         """Match of each memory (batch, memories, d) with the query (batch, d) → (batch, memories)."""
         if self.match == "dot":
             return (memory @ query.unsqueeze(-1)).squeeze(-1)
         if self.match == "cosine":
             cosine = nn.functional.cosine_similarity(memory, query.unsqueeze(1), dim=-1, eps=1e-6)
-            return self.cosine_scale * cosine
-        hidden = torch.tanh(self.match_memory(memory) + self.match_query(query).unsqueeze(1))
-        return self.match_out(hidden).squeeze(-1)
+            scale = self.cosine_scale
+            return cosine * (
+                scale.repeat_interleave(query.shape[0] // replicas).unsqueeze(1) if replicas else scale
+            )
+        hidden = _linear(memory, self.match_memory, replicas)
+        hidden = torch.tanh(hidden + _linear(query, self.match_query, replicas).unsqueeze(1))
+        return _linear(hidden, self.match_out, replicas).squeeze(-1)
 
     def _empty_slot_scores(self, memory_count: Tensor, dtype: torch.dtype) -> Tensor | None:
         """With ``empty_slots_in_softmax``: k empty slots of score 0 weigh like one extra slot of score
@@ -234,6 +250,63 @@ class MemN2N(nn.Module):
 
         Returns the answer logits (batch, vocab) and ``trace["attention"]`` (batch, hops, memories): p at
         each hop (raw scores during linear start)."""
+        time = self._time_index(memory_count, story.shape[1], self._noise(story.shape[0], None))
+        logits, attention = self._answer(story, memory_count, question, time, replicas=0)
+        return ModelOutput(prediction=logits, trace={"attention": attention})
+
+    def forward_replicas(
+        self, batches: list[dict[str, Tensor]], generators: list[torch.Generator]
+    ) -> list[ModelOutput]:
+        """R replicas of the model stepped as one (restarts trained together): every parameter carries a
+        leading replica dimension (``memtool.models.base.stack_replicas``); replica r reads
+        ``batches[r]`` (``forward``'s inputs) and draws its random noise from ``generators[r]``, so it
+        computes what a model of its own would.
+
+        The batches are padded to the largest story, sentence and batch among them (nil words, stories
+        with no memory: they change nothing), each replica's word ids are offset to its own rows of the
+        stacked tables and its time indices to its own temporal rows, and then every op runs once on
+        R × batch stories; only the answer layer (and H, and the MLPs) is a product per replica.
+        """
+        replicas = len(batches)
+        sizes = [inputs["question"].shape[0] for inputs in batches]
+        slots = [inputs["story"].shape[1] for inputs in batches]
+        size, most = max(sizes), max(slots)
+        story = _padded(
+            [inputs["story"] for inputs in batches], (size, most, max(b["story"].shape[2] for b in batches))
+        )
+        question = _padded(
+            [inputs["question"] for inputs in batches], (size, max(b["question"].shape[1] for b in batches))
+        )
+        memory_count = _padded([inputs["memory_count"] for inputs in batches], (size,))
+        vocab, rows = self.embeddings[0].weight.shape[1], self.temporal[0].shape[1]
+        replica = torch.arange(replicas, device=story.device)
+        story = torch.where(story != 0, story + (replica * vocab).view(-1, 1, 1, 1), 0).flatten(0, 1)
+        question = torch.where(question != 0, question + (replica * vocab).view(-1, 1, 1), 0).flatten(0, 1)
+        memory_count = memory_count.flatten()
+        noise = None
+        if self.training and self.random_noise > 0:
+            draws = [self._noise(n, generator) for n, generator in zip(sizes, generators, strict=True)]
+            blanks = _padded([draw[0] for draw in draws], (size,))  # type: ignore[index]
+            keys = _padded([draw[1] for draw in draws], (size, rows))  # type: ignore[index]
+            noise = blanks.flatten(), keys.flatten(0, 1)
+        time = self._time_index(memory_count, most, noise) + (replica * rows).repeat_interleave(
+            size
+        ).unsqueeze(1)
+        logits, attention = self._answer(story, memory_count, question, time, replicas)
+        logits, attention = (
+            logits.view(replicas, size, -1),
+            attention.view(replicas, size, *attention.shape[1:]),
+        )
+        return [
+            ModelOutput(prediction=logits[r, :n], trace={"attention": attention[r, :n, :, :s]})
+            for r, (n, s) in enumerate(zip(sizes, slots, strict=True))
+        ]
+
+    def _answer(
+        self, story: Tensor, memory_count: Tensor, question: Tensor, time: Tensor, replicas: int
+    ) -> tuple[Tensor, Tensor]:
+        """The K hops and the answer, for ``forward`` (``replicas`` 0) and ``forward_replicas`` (R: word
+        ids and time indices already offset to each replica's rows, R equal blocks of stories)."""
         slots = story.shape[1]
         mask = torch.arange(slots, device=story.device).unsqueeze(0) < memory_count.unsqueeze(1)
         tables = self._tables()
@@ -241,13 +314,13 @@ class MemN2N(nn.Module):
         width = max(story.shape[2], question.shape[1])
         sentences = nn.functional.pad(story, (0, width - story.shape[2])).view(-1, width)
         encoded = self._encode(
-            torch.cat([sentences, nn.functional.pad(question, (0, width - question.shape[1]))]), tables
+            torch.cat([sentences, nn.functional.pad(question, (0, width - question.shape[1]))]),
+            tables.flatten(0, -2),
         )
         memory, questions = encoded.split([sentences.shape[0], question.shape[0]])  # split: backward is a cat
         memory = memory.view(*story.shape[:2], *encoded.shape[1:])
         if self.temporal_encoding:  # embedding(), not temporal[time]: its backward is far cheaper
-            time = self._time_index(memory_count, slots)
-            timed = nn.functional.embedding(time, torch.cat(list(self.temporal), 1))
+            timed = nn.functional.embedding(time, torch.cat(list(self.temporal), -1).flatten(0, -2))
             timed = timed.view(*time.shape, len(self.temporal), -1)
             # layer-wise tying has no temporal table for B, which only the question uses
             memory = (
@@ -261,14 +334,42 @@ class MemN2N(nn.Module):
         u = questions[:, query_table]  # (batch, d)
         attention = []
         for hop in range(self.hops):
-            scores = self._scores(memory[self._table_index("A", hop)], u)
+            scores = self._scores(memory[self._table_index("A", hop)], u, replicas)
             weights = scores * mask if self.linear_start else self._softmax(scores, mask, empty_slots)
             read = (weights.unsqueeze(1) @ memory[self._table_index("C", hop)]).squeeze(1)  # o = Σ p_i c_i
-            u = read + (self.hop_map(u) if self.hop_map is not None else u)
+            u = read + (_linear(u, self.hop_map, replicas) if self.hop_map is not None else u)
             attention.append(weights)
 
-        # adjacent tying with a linear answer: W = (C^K)^T
-        logits = self.answer_layer(u) if self.answer_layer is not None else u @ self.embeddings[-1].weight.T
+        if isinstance(self.answer_layer, nn.Sequential):
+            first, _, last = self.answer_layer
+            logits = _linear(torch.relu(_linear(u, first, replicas)), last, replicas)
+        else:  # adjacent tying with a linear answer: W = (C^K)^T
+            logits = _linear(u, self.answer_layer or self.embeddings[-1], replicas)
         # The nil word is never an answer; masking its logit also keeps its tied embedding row at zero.
         logits = logits.index_fill(1, torch.tensor([0], device=logits.device), torch.finfo(logits.dtype).min)
-        return ModelOutput(prediction=logits, trace={"attention": torch.stack(attention, 1)})
+        return logits, torch.stack(attention, 1)
+
+
+def _linear(x: Tensor, layer: nn.Module, replicas: int) -> Tensor:
+    """``x W^T + b`` with ``layer``'s weight (a Linear's, or an embedding table as the tied answer
+    layer). With replicas, the weight is (R, out, in) and x holds R equal blocks of rows: each block is
+    multiplied by its own replica's weight."""
+    weight, bias = layer.weight, getattr(layer, "bias", None)
+    if not replicas:
+        return nn.functional.linear(x, weight, bias)
+    blocks = x.reshape(replicas, -1, x.shape[-1])
+    if bias is None:
+        out = blocks @ weight.transpose(1, 2)
+    else:
+        out = torch.baddbmm(bias.unsqueeze(1), blocks, weight.transpose(1, 2))
+    return out.view(*x.shape[:-1], weight.shape[1])
+
+
+def _padded(parts: list[Tensor], shape: tuple[int, ...]) -> Tensor:
+    """The replicas' tensors stacked, each zero-padded at the end of every dimension to ``shape``."""
+    if all(part.shape == shape for part in parts):
+        return torch.stack(parts)
+    out = parts[0].new_zeros(len(parts), *shape)
+    for index, part in enumerate(parts):
+        out[(index, *(slice(0, n) for n in part.shape))] = part
+    return out

@@ -112,14 +112,14 @@ def test_random_noise_shifts_time_indices_only_in_training() -> None:
     model = _model(random_noise=0.5)
     count = torch.tensor([6, 3, 1, 6])
     model.eval()
-    plain = model._time_index(count, 6)
+    plain = model._time_index(count, 6, model._noise(4, None))  # None: no noise out of training
     assert plain[0].tolist() == [5, 4, 3, 2, 1, 0]  # most recent sentence = 0 (reverse order)
     assert plain[1, :3].tolist() == [2, 1, 0]
     model.train()
     rows = model.temporal[0].shape[0]
     assert rows == 6 + 3
     torch.manual_seed(1)
-    draws = [model._time_index(count, 6) for _ in range(20)]
+    draws = [model._time_index(count, 6, model._noise(4, None)) for _ in range(20)]
     assert any(not torch.equal(d[:, :1], plain[:, :1]) for d in draws)
     for noisy in draws:
         for row, n in enumerate(count.tolist()):

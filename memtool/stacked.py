@@ -1,0 +1,238 @@
+"""``train.stack_restarts``: the restarts of ``train.restarts`` trained at once, as replicas of one model.
+
+Restart r is built as a run of its own builds it (seeded with seed + r), draws its randomness from a
+generator that continues where that run's global one would, and reads its own epoch order of batches.
+The replicas' parameters are stacked along a first dimension (``stack_replicas``); the model's
+``forward_replicas`` runs all of them in one pass, the task's loss scores each replica's batch, each
+replica's gradient is clipped as its own, and one optimizer step updates all of them (every optimizer
+memtool offers updates each element on its own, so that step is each replica's own step). Validation,
+the best checkpoints (``best-restart-<r>.pt``, ordinary checkpoints), selection, the records and the
+summary are per restart, as when the restarts train one after another; ``last.pt`` holds the stacked
+state, and an interrupted run resumes from it.
+
+Stacking pays where a step is bound by the number of ops, not their arithmetic: one op then serves R
+replicas (a small MemN2N on one bAbI task; docs/PERFORMANCE.md).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any
+
+import torch
+from torch import nn
+
+from memtool.build import create_model
+from memtool.checkpoint import save_checkpoint
+from memtool.engine import Trainer
+from memtool.errors import UserError
+from memtool.interrupts import Interrupted
+from memtool.models.base import STACKED_REPLICAS, replica_state, stack_replicas
+from memtool.optim import build_optimizer, clip_gradients, learning_rate
+from memtool.tasks.base import Batch
+from memtool.train_state import MAIN, TrainState
+
+
+class StackedTrainer(Trainer):
+    together = True
+
+    def __init__(self, config: Any, run_dir: Any, observer: Any = None) -> None:
+        super().__init__(config, run_dir, observer)
+        if self.ranks.distributed:
+            raise UserError(
+                "train.stack_restarts: trains the restarts in one process, not under torchrun; set it to "
+                "false to train data-parallel"
+            )
+        self.states: list[TrainState] = []  # one per restart
+        self.generators: list[torch.Generator] = []  # each restart's random draws
+        self.replicas: list[nn.Module] = []  # one model per restart: validation and checkpoints
+
+    def _training_restarts(self, state: TrainState) -> list[int]:
+        return list(range(self.tc.restarts))
+
+    def _replica(self, restart: int) -> nn.Module:
+        """Restart ``restart``'s model, initialised as its own run would be, and its generator, which goes
+        on where that run's global generator would."""
+        torch.manual_seed(self.config.seed + restart)
+        model = create_model(self.config.model.name, self.model_args).to(self.device)
+        generator = torch.Generator(self.device)
+        cuda = self.device.type == "cuda"
+        generator.set_state(torch.cuda.get_rng_state(self.device) if cuda else torch.get_rng_state())
+        self.generators.append(generator)
+        return model
+
+    def _train_restarts(
+        self, state: TrainState, saved: dict[str, Any] | None, stop: dict[str, bool]
+    ) -> tuple[nn.Module, torch.optim.Optimizer, TrainState]:
+        tc = self.tc
+        self.replicas = [self._replica(restart) for restart in range(tc.restarts)]
+        stacked = stack_replicas(self.replicas)
+        optimizer = build_optimizer(tc, list(stacked.parameters()))
+        if saved is not None:
+            training = saved["training"]
+            stacked.load_state_dict(saved["model_state"])
+            optimizer.load_state_dict(training["optimizer"])
+            for generator, generator_state in zip(self.generators, training["generators"], strict=True):
+                generator.set_state(generator_state)
+            self.states = [TrainState(**progress) for progress in training["replicas"]]
+        else:
+            self.states = [TrainState(restart) for restart in range(tc.restarts)]
+            for replica in self.states:
+                replica.phase = tc.start_phase.mode if tc.start_phase is not None else MAIN
+        for replica in self.states:  # the run's shared record: one best, one clock
+            replica.reached, replica.scored, replica.finished = state.reached, state.scored, False
+            self._share_best(state, replica)
+        lead = self.states[0]  # every replica is at the same step, epoch and phase
+        self._set_mode([stacked, *self.replicas], lead)
+        self.observer.started(self.config, self.task, self.replicas[0], self.device, saved is not None)
+        self.observer.message(f"training the {tc.restarts} restarts together, stacked (train.stack_restarts)")
+        parameters = [p for p in stacked.parameters() if p.requires_grad]
+        batches_per_epoch = self.task.batches_per_epoch(tc.batch_size)
+        last_save = time.monotonic()
+        stacked.train()
+        while not self._finished(lead):
+            lr = learning_rate(tc, lead)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            self.observer.epoch_started(lead, batches_per_epoch, lr)
+            epochs = [
+                self.task.epoch_batches(
+                    tc.batch_size, self._epoch_seed(replica), start=replica.batches_done, epoch=replica.epoch
+                )
+                for replica in self.states
+            ]
+            for batches in zip(*epochs, strict=True):
+                self._step_replicas(
+                    stacked, optimizer, parameters, [b.to(self.device) for b in batches], stop
+                )
+                stopping = lead.step % self.read_every == 0 and self._read_steps(lead)
+                if tc.max_steps is not None and lead.step >= tc.max_steps:
+                    if lead.batches_done < batches_per_epoch:  # mid-epoch, as Trainer does
+                        self._validate_replicas(stacked, lr, batches_per_epoch)
+                        self._save_last(stacked, optimizer, lead)
+                        return self._score_all(stacked, optimizer)
+                    break
+                every = tc.eval_every_steps
+                if every and lead.step % every == 0 and lead.batches_done < batches_per_epoch:
+                    self._validate_replicas(stacked, lr, batches_per_epoch)
+                now = time.monotonic()
+                every = tc.checkpoint_every_steps
+                if (every and lead.step % every == 0) or now - last_save >= tc.checkpoint_every_seconds:
+                    self._save_last(stacked, optimizer, lead)
+                    last_save = now
+                if stopping:
+                    self._save_last(stacked, optimizer, lead)
+                    raise Interrupted(self.files.path)
+            for replica in self.states:
+                replica.epoch += 1
+                replica.batches_done = 0
+            losses = self._validate_replicas(stacked, lr, batches_per_epoch, epoch_end=True)
+            self._advance_phase(stacked, losses[0], lead)  # a start phase of fixed length: all at once
+            for replica in self.states[1:]:
+                replica.phase, replica.main_epochs = lead.phase, lead.main_epochs
+            self._save_last(stacked, optimizer, lead)
+            last_save = time.monotonic()
+        return self._score_all(stacked, optimizer)
+
+    def _score_all(
+        self, stacked: nn.Module, optimizer: torch.optim.Optimizer
+    ) -> tuple[nn.Module, torch.optim.Optimizer, TrainState]:
+        for replica in self.states:
+            self._score_restart(replica)
+        return stacked, optimizer, self.states[-1]
+
+    def _set_mode(self, models: list[nn.Module], state: TrainState) -> None:
+        if self.tc.start_phase is not None:
+            for model in models:
+                model.set_mode(state.phase if state.phase != MAIN else None)
+
+    @staticmethod
+    def _share_best(source: TrainState, replica: TrainState) -> None:
+        replica.best_score, replica.best_loss = source.best_score, source.best_loss
+        replica.best_restart, replica.elapsed = source.best_restart, source.elapsed
+
+    def _step_replicas(
+        self,
+        stacked: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        parameters: list[nn.Parameter],
+        batches: list[Batch],
+        stop: dict[str, bool],
+    ) -> None:
+        """One optimizer step of every replica, each on its own batch."""
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.tc.precision == "bf16"):
+            outputs = stacked.forward_replicas([batch.inputs for batch in batches], self.generators)
+            weighted, numbers = [], []
+            for output, batch in zip(outputs, batches, strict=True):
+                task_loss, counts = self.task.loss(output, batch)
+                aux = output.aux_losses
+                loss = task_loss + sum(aux.values()) if aux else task_loss
+                weighted.append(loss * batch.size if self.tc.loss_reduction == "sum" else loss)
+                numbers.append(
+                    torch.stack([loss.detach(), *counts.values(), *(a.detach() for a in aux.values())])
+                )
+        # replicas share no parameter, so the sum's gradient is each replica's own gradient
+        torch.stack(weighted).sum().backward()
+        if self.tc.clip_norm is not None or self.tc.clip_value is not None:
+            clip_gradients(
+                parameters, self.tc.clip_norm, self.tc.clip_mode, self.tc.clip_value, replicas=True
+            )
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        for replica, batch in zip(self.states, batches, strict=True):
+            replica.step += 1
+            replica.batches_done += 1
+            replica.examples += batch.size
+        lead = self.states[0]
+        sizes = [batch.size for batch in batches]
+        self._unread.append((torch.stack(numbers).double(), lead.epoch, lead.step, sizes, [*counts], [*aux]))
+        self._stop_read = self._stop_read or stop["stop"]
+
+    def _read_steps(self, state: TrainState) -> bool:
+        """Every replica's steps into its own window (one read from the device for all)."""
+        if not self._unread:
+            return self._stop_read
+        values = torch.stack([entry[0] for entry in self._unread]).tolist()  # (steps, replicas, numbers)
+        for (_, epoch, step, sizes, counts, aux), rows in zip(self._unread, values, strict=True):
+            for replica, size, numbers in zip(self.states, sizes, rows, strict=True):
+                self._add_step(replica, numbers, size, counts, aux, (epoch, step))
+        self._unread.clear()
+        self.observer.stepped(self.states[0], sum(row[0] for row in values[-1]) / len(values[-1]))
+        return self._stop_read
+
+    def _validate_replicas(
+        self, stacked: nn.Module, lr: float, batches_per_epoch: int, epoch_end: bool = False
+    ) -> list[float]:
+        """Validate each replica as its own model (records, best.pt, best-restart-<r>.pt); their losses."""
+        self._read_steps(self.states[0])
+        losses = []
+        for restart, (model, replica) in enumerate(zip(self.replicas, self.states, strict=True)):
+            model.load_state_dict(replica_state(stacked, restart))
+            self._set_mode([model], replica)
+            losses.append(self._validate(model, replica, lr, batches_per_epoch, epoch_end).metrics["loss"])
+            for other in self.states:  # the best over every restart so far, for the next one's turn
+                self._share_best(replica, other)
+        return losses
+
+    def _tick(self, state: TrainState) -> None:
+        super()._tick(state)
+        for replica in self.states:
+            replica.elapsed = state.elapsed
+
+    def _save_last(self, model: nn.Module, optimizer: Any, state: TrainState, tick: bool = True) -> None:
+        self._read_steps(state)
+        if tick:
+            self._tick(state)
+        final = self.states[-1]  # the run's progress, as a run of restarts in turn leaves it
+        final.finished = state.finished
+        training = {
+            "progress": asdict(final),
+            "replicas": [asdict(replica) for replica in self.states],
+            "optimizer": optimizer.state_dict(),
+            "generators": [generator.get_state() for generator in self.generators],
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": [],
+        }
+        extra = {"training": training, STACKED_REPLICAS: len(self.states)}
+        save_checkpoint(self.files.last, self._payload(model, final, extra))

@@ -1,0 +1,200 @@
+"""``train.stack_restarts``: restarts trained together as replicas of one model end where restarts trained
+one after another end, resume exactly after a kill, and leave ordinary checkpoints."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from memtool.build import model_from_checkpoint
+from memtool.checkpoint import load_checkpoint
+from memtool.cli import app
+from memtool.config import build_config
+from memtool.engine import train
+from memtool.errors import UserError
+from memtool.models.base import replica_state, stack_replicas
+from memtool.models.memn2n import MemN2N
+from memtool.optim import clip_gradients
+from memtool.train_state import SilentObserver
+from tests.helpers import one_line_error, tiny_config
+
+# a start phase, per-matrix clipping, random noise (drawn per replica) and LR decay: all per restart
+TRAIN = {
+    "restarts": 3,
+    "epochs": 2,
+    "clip_norm": 1.0,
+    "start_phase": {"mode": "linear_start", "epochs": 1},
+    "lr_decay": {"every_epochs": 1},
+}
+
+
+def _records(run: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    untimed = [{k: v for k, v in r.items() if k not in ("elapsed", "examples_per_second")} for r in rows]
+    return sorted(untimed, key=lambda r: (r["restart"], r["step"]))
+
+
+def _assert_close_states(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def _assert_close_records(a: list[dict], b: list[dict]) -> None:
+    assert len(a) == len(b)
+    for mine, theirs in zip(a, b, strict=True):
+        assert mine.keys() == theirs.keys()
+        for key, value in mine.items():
+            if isinstance(value, float):
+                assert value == pytest.approx(theirs[key], rel=1e-5, abs=1e-6), key
+            elif key != "valid_groups":
+                assert value == theirs[key], key
+
+
+def test_restarts_stacked_end_where_restarts_in_turn_end(tmp_path: Path) -> None:
+    in_turn = train(build_config(tiny_config(train=TRAIN)), tmp_path / "in_turn")
+    stacked = train(build_config(tiny_config(train={**TRAIN, "stack_restarts": True})), tmp_path / "stacked")
+    for restart in range(3):  # each restart's best, an ordinary checkpoint, within float noise
+        name = f"best-restart-{restart}.pt"
+        a, b = (load_checkpoint(tmp_path / run / name) for run in ("stacked", "in_turn"))
+        _assert_close_states(a["model_state"], b["model_state"])
+        assert a["restart"] == restart and a["epoch"] == b["epoch"]
+    _assert_close_records(_records(tmp_path / "stacked"), _records(tmp_path / "in_turn"))
+    assert stacked.best_restart == in_turn.best_restart
+    assert stacked.test.metrics["error"] == in_turn.test.metrics["error"]
+    assert stacked.restarts.keys() == in_turn.restarts.keys() == {"0", "1", "2"}
+    # the kept restart is inspected and evaluated as any run's
+    runner = CliRunner()
+    assert runner.invoke(app, ["inspect-memory", str(tmp_path / "stacked"), "--json"]).exit_code == 0
+    result = runner.invoke(app, ["eval", str(tmp_path / "stacked"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["metrics"]["error"] == stacked.test.metrics["error"]
+    # last.pt holds the replicas stacked for training: it says so rather than loading as one model
+    last = load_checkpoint(tmp_path / "stacked" / "last.pt")
+    with pytest.raises(UserError, match="3 restarts stacked"):
+        model_from_checkpoint(last, torch.device("cpu"))
+
+
+class CrashAt(SilentObserver):
+    """Dies like a SIGKILL would: abruptly, without the engine saving anything."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def stepped(self, progress, loss) -> None:
+        if progress.step == self.step:
+            raise SystemExit("killed")
+
+
+def test_a_stacked_run_killed_mid_epoch_resumes_exactly(tmp_path: Path) -> None:
+    config = build_config(tiny_config(train={**TRAIN, "stack_restarts": True, "checkpoint_every_steps": 2}))
+    whole = train(config, tmp_path / "whole")
+    with pytest.raises(SystemExit):
+        train(config, tmp_path / "killed", observer=CrashAt(step=9))  # mid-epoch 2
+    progress = load_checkpoint(tmp_path / "killed" / "last.pt")["training"]["progress"]
+    assert progress["step"] == 8 and progress["batches_done"] == 2
+    resumed = train(config, tmp_path / "killed", resume=True)
+    for name in ("last.pt", "best.pt", "best-restart-2.pt"):
+        a, b = (load_checkpoint(tmp_path / run / name)["model_state"] for run in ("whole", "killed"))
+        assert all(torch.equal(a[key], b[key]) for key in a), name
+    assert _records(tmp_path / "whole") == _records(tmp_path / "killed")
+    assert resumed.test.metrics == whole.test.metrics
+
+
+def _replica_gradients(mode: str) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+    """Random gradients of two weights for 3 replicas, clipped stacked and clipped one model at a time."""
+    torch.manual_seed(0)
+    shapes = [(4, 3), (5,)]
+    grads = [
+        torch.randn(3, *shape) * torch.tensor([0.1, 5.0, 50.0]).view(3, *[1] * len(shape)) for shape in shapes
+    ]
+    stacked = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads]
+    for parameter, grad in zip(stacked, grads, strict=True):
+        parameter.grad = grad.clone()
+    clip_gradients(stacked, 2.0, mode, max_value=20.0, replicas=True)
+    alone = []
+    for replica in range(3):
+        own = [torch.nn.Parameter(torch.zeros_like(g[replica])) for g in grads]
+        for parameter, grad in zip(own, grads, strict=True):
+            parameter.grad = grad[replica].clone()
+        clip_gradients(own, 2.0, mode, max_value=20.0)
+        alone.append([p.grad for p in own])
+    return [p.grad for p in stacked], alone
+
+
+@pytest.mark.parametrize("mode", ["per_matrix", "per_matrix_spectral", "global"])
+def test_each_replica_is_clipped_as_its_own_model(mode: str) -> None:
+    stacked, alone = _replica_gradients(mode)
+    for replica in range(3):
+        for grad, own in zip(stacked, alone[replica], strict=True):
+            torch.testing.assert_close(grad[replica], own)
+    assert stacked[0][0].abs().max() < 1  # the small replica untouched, the large ones clipped
+    assert stacked[0][2].abs().max() <= 2.0 + 1e-4  # any of the norms at 2 bounds every element
+
+
+VARIANTS = [
+    {},
+    {"sentence_encoding": "position_centered", "empty_slots_in_softmax": True},
+    {"sentence_encoding": "bow", "temporal_encoding": False},
+    {"weight_tying": "layerwise"},
+    {"match": "cosine"},
+    {"match": "mlp", "answer": "mlp"},
+]
+
+
+@pytest.mark.parametrize(
+    "options", VARIANTS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "paper"
+)
+def test_replicas_in_one_pass_compute_what_each_model_computes(options: dict) -> None:
+    """Three replicas of different sizes of batch, story and sentence, in training mode with random noise:
+    each replica's logits and gradients are its own model's, and its noise is drawn as its own run's."""
+    models, generators, batches = [], [], []
+    for replica, (size, slots, words) in enumerate([(3, 5, 4), (2, 3, 6), (4, 6, 2)]):
+        torch.manual_seed(replica)
+        models.append(
+            MemN2N(
+                vocab_size=12, memory_size=8, sentence_size=6, embedding_dim=8, random_noise=0.2, **options
+            )
+        )
+        generators.append(torch.Generator().manual_seed(100 + replica))
+        story = torch.randint(0, 12, (size, slots, words))
+        count = torch.randint(1, slots + 1, (size,))
+        story[torch.arange(slots).view(1, -1) >= count.view(-1, 1)] = 0
+        batches.append({"story": story, "memory_count": count, "question": torch.randint(1, 12, (size, 3))})
+    stacked = stack_replicas(models)
+    outputs = stacked.forward_replicas(batches, generators)
+    sum(output.prediction.logsumexp(-1).sum() for output in outputs).backward()
+    for replica, (model, batch, output) in enumerate(zip(models, batches, outputs, strict=True)):
+        torch.manual_seed(100 + replica)  # the model alone draws from torch's generator
+        alone = model(**batch)
+        torch.testing.assert_close(output.prediction, alone.prediction)
+        torch.testing.assert_close(output.trace["attention"], alone.trace["attention"])
+        alone.prediction.logsumexp(-1).sum().backward()
+        for name, parameter in model.named_parameters():
+            grad = stacked.get_parameter(name).grad
+            if parameter.grad is None:  # unused (temporal tables without temporal encoding)
+                assert grad is None, name
+                continue
+            torch.testing.assert_close(grad[replica], parameter.grad, msg=name)
+        state = replica_state(stacked, replica)
+        assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_refusals_are_one_line(tmp_path: Path) -> None:
+    runner = CliRunner()
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps(tiny_config(train={**TRAIN, "stack_restarts": True})))
+    cases = [
+        (["--parallel-restarts", "2"], "drop --parallel-restarts"),
+        (["--set", "train.stop_at_target=true"], "train.stop_at_target"),
+        (["--set", "train.start_phase.until_plateau=true"], "until_plateau"),
+    ]
+    for arguments, fragment in cases:
+        result = runner.invoke(app, ["train", str(config), "--out", str(tmp_path / "run"), *arguments])
+        one_line_error(result, fragment)
+    lstm = ["configs/lstm_copy.yaml", "--set", "train.restarts=2", "--set", "train.stack_restarts=true"]
+    result = runner.invoke(app, ["train", *lstm, "--out", str(tmp_path / "run")])
+    one_line_error(result, "model 'lstm' cannot stack its restarts")
+    assert not (tmp_path / "run").exists()
