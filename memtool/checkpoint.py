@@ -7,6 +7,7 @@ but the file. ``last.pt`` also holds everything needed to resume training exactl
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import tempfile
@@ -24,6 +25,7 @@ BEST, LAST = "best.pt", "last.pt"
 REQUIRED = ("model_name", "model_args", "model_state", "task_state", "config")
 
 
+@functools.cache  # reading the packages' metadata costs ~10 ms, and checkpoints are written often
 def versions() -> dict[str, str]:
     """Versions of Python and the packages a result depends on, stored with every run."""
     found = {"python": platform.python_version()}
@@ -59,7 +61,7 @@ def atomic_write(path: Path, write: Any) -> None:
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": versions(), **payload}
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": dict(versions()), **payload}
     atomic_write(path, lambda handle: torch.save(payload, handle))
 
 

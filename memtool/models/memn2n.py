@@ -156,7 +156,8 @@ class MemN2N(nn.Module):
 
         One ``embedding_bag`` over the side-by-side tables sums the looked-up rows, weighted by 1 and by
         w_j (``position_encoding_terms``), for every table in one call: its backward sorts the word ids
-        once per step, not once per table, and no (..., words, d) tensor is made. The nil word (0, also
+        once per step, not once per table, and no (..., words, d) tensor is made. (``position_centered``
+        weighs the tables per word slot before the lookup instead.) The nil word (0, also
         unknown words) adds nothing and gets no gradient.
         """
         lead, length = words.shape[:-1], words.shape[-1]
@@ -164,6 +165,19 @@ class MemN2N(nn.Module):
         count = tables.shape[1] // self.pe_a.shape[0]  # tables side by side
         if self.sentence_encoding == "bow":
             encoded = self._bags(flat, tables, None).view(flat.shape[0], count, -1)
+        elif self.sentence_encoding == "position_centered":
+            # l_j depends on the word's slot j alone (J is the data's longest sentence): a table per slot,
+            # the tables ⊙ l_j (small: slots × vocabulary), and one unweighted bag over the word ids
+            # offset to their slot's table: half the ids of two weighted sums, and no (…, tables, d) products
+            d, rows = self.pe_a.shape[0], tables.shape[0]
+            slot = word_weights(flat, self.sentence_encoding, d, self.sentence_size).to(
+                tables.dtype
+            )  # (words,)
+            weights = self.pe_a - slot.unsqueeze(1) * self.pe_b  # (words, d): l_kj
+            per_slot = tables.view(1, rows, count, d) * weights.view(length, 1, 1, d)
+            offsets = torch.arange(length, device=flat.device) * rows
+            ids = torch.where(flat != 0, flat + offsets, 0)
+            encoded = self._bags(ids, per_slot.view(length * rows, -1), None).view(flat.shape[0], count, -1)
         else:
             ratio = word_weights(flat, self.sentence_encoding, self.pe_a.shape[0], self.sentence_size)
             ratio = ratio.to(tables.dtype).expand(flat.shape)
@@ -211,8 +225,8 @@ class MemN2N(nn.Module):
     # -- attention -----------------------------------------------------------------------------------
     def _scores(self, memory: Tensor, query: Tensor, replicas: int) -> Tensor:
         """Match of each memory (batch, memories, d) with the query (batch, d) → (batch, memories)."""
-        if self.match == "dot":
-            return (memory @ query.unsqueeze(-1)).squeeze(-1)
+        if self.match == "dot":  # products and sums, not a batch of tiny matmuls: 2x faster here
+            return (memory * query.unsqueeze(1)).sum(-1)
         if self.match == "cosine":
             cosine = nn.functional.cosine_similarity(memory, query.unsqueeze(1), dim=-1, eps=1e-6)
             scale = self.cosine_scale
@@ -336,7 +350,7 @@ class MemN2N(nn.Module):
         for hop in range(self.hops):
             scores = self._scores(memory[self._table_index("A", hop)], u, replicas)
             weights = scores * mask if self.linear_start else self._softmax(scores, mask, empty_slots)
-            read = (weights.unsqueeze(1) @ memory[self._table_index("C", hop)]).squeeze(1)  # o = Σ p_i c_i
+            read = (weights.unsqueeze(-1) * memory[self._table_index("C", hop)]).sum(1)  # o = Σ p_i c_i
             u = read + (_linear(u, self.hop_map, replicas) if self.hop_map is not None else u)
             attention.append(weights)
 
