@@ -163,17 +163,13 @@ class StackedTrainer(Trainer):
         """One optimizer step of every replica, each on its own batch."""
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.tc.precision == "bf16"):
             outputs = stacked.forward_replicas([batch.inputs for batch in batches], self.generators)
-            weighted, numbers = [], []
-            for output, batch in zip(outputs, batches, strict=True):
-                task_loss, counts = self.task.loss(output, batch)
-                aux = output.aux_losses
-                loss = task_loss + sum(aux.values()) if aux else task_loss
-                weighted.append(loss * batch.size if self.tc.loss_reduction == "sum" else loss)
-                numbers.append(
-                    torch.stack([loss.detach(), *counts.values(), *(a.detach() for a in aux.values())])
-                )
-        # replicas share no parameter, so the sum's gradient is each replica's own gradient
-        torch.stack(weighted).sum().backward()
+            losses, counts = self.task.replica_loss(outputs, batches)
+            aux = {name: torch.stack([o.aux_losses[name] for o in outputs]) for name in outputs[0].aux_losses}
+            losses = losses + sum(aux.values()) if aux else losses
+        numbers = torch.stack([losses.detach(), *counts.values(), *(a.detach() for a in aux.values())], 1)
+        if self.tc.loss_reduction == "sum":
+            losses = losses * torch.tensor([batch.size for batch in batches], device=losses.device)
+        losses.sum().backward()  # replicas share no parameter: each gets its own loss's gradient
         if self.tc.clip_norm is not None or self.tc.clip_value is not None:
             clip_gradients(
                 parameters, self.tc.clip_norm, self.tc.clip_mode, self.tc.clip_value, replicas=True
@@ -186,7 +182,7 @@ class StackedTrainer(Trainer):
             replica.examples += batch.size
         lead = self.states[0]
         sizes = [batch.size for batch in batches]
-        self._unread.append((torch.stack(numbers).double(), lead.epoch, lead.step, sizes, [*counts], [*aux]))
+        self._unread.append((numbers.double(), lead.epoch, lead.step, sizes, [*counts], [*aux]))
         self._stop_read = self._stop_read or stop["stop"]
 
     def _read_steps(self, state: TrainState) -> bool:

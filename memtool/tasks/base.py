@@ -188,6 +188,13 @@ class Task(Protocol):
         ``scoring.progress``)."""
         ...
 
+    def replica_loss(
+        self, outputs: list[ModelOutput], batches: list[Batch]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """``loss`` for R replicas' outputs, each on its own batch: (R,) losses and (R,) counts
+        (``TaskDefaults`` calls ``loss`` once per replica)."""
+        ...
+
     def train_metrics(self, sums: dict[str, float], examples: int) -> dict[str, float]: ...
 
     def evaluate(self, model: nn.Module, split: str, batch_size: int) -> EvalResult: ...
@@ -227,6 +234,16 @@ class TaskDefaults:
 
     def state_dict(self) -> dict[str, Any]:
         return {}
+
+    def replica_loss(
+        self, outputs: list[ModelOutput], batches: list[Batch]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """``loss`` of each replica's output on its own batch (``train.stack_restarts``): the losses,
+        (replicas,), and each count, (replicas,). One ``loss`` call per replica; a task whose loss can
+        take the replicas at once overrides it (a step of small models costs what its ops number)."""
+        results = [self.loss(output, batch) for output, batch in zip(outputs, batches, strict=True)]
+        counts = {name: torch.stack([found[name] for _, found in results]) for name in results[0][1]}
+        return torch.stack([loss for loss, _ in results]), counts
 
     def shard(self, batch: Batch, rank: int, world: int) -> tuple[Batch, float]:
         """Every input and the targets cut along their first dimension, the examples', for a loss that

@@ -463,6 +463,19 @@ class BabiTask(TaskDefaults):
         wrong = (output.prediction.argmax(-1) != batch.targets).sum()
         return loss, {"wrong": wrong}
 
+    def replica_loss(
+        self, outputs: list[ModelOutput], batches: list[Batch]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Every replica's loss and wrong answers in one pass when their batches are the same size (all
+        but an epoch's last batch, with length buckets a shorter one)."""
+        if len({batch.size for batch in batches}) > 1:
+            return super().replica_loss(outputs, batches)
+        logits = torch.stack([output.prediction for output in outputs])  # (replicas, batch, vocab)
+        targets = torch.stack([batch.targets for batch in batches])
+        losses = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
+        wrong = (logits.argmax(-1) != targets).sum(1)
+        return losses.view(targets.shape).mean(1), {"wrong": wrong}
+
     def train_metrics(self, sums: dict[str, float], examples: int) -> dict[str, float]:
         return {"error": 100 * sums.get("wrong", 0.0) / max(examples, 1)}
 
