@@ -1,6 +1,7 @@
 """The paper's protocol (best of R restarts, bAbI task 1) trained in one process, restarts one after
-another, against ``--parallel-restarts P`` (P processes side by side, the cores shared among them), and
-against R runs of the public PyTorch MemN2N (nmhkahn/MemN2N-pytorch, its defaults) in the same script.
+another, against the restarts stacked (``train.stack_restarts``: one model of R replicas), against
+``--parallel-restarts P`` (P processes side by side, the cores shared among them), and against R runs
+of the public PyTorch MemN2N (nmhkahn/MemN2N-pytorch, its defaults) in the same script.
 
     python bench/parallel_restarts.py [--data ../shared/data/babi/en] [--restarts 10] [--processes 2]
         [--threads 2] [--public DIR] [--quick]
@@ -107,14 +108,20 @@ def main() -> None:
         sys.exit(f"no bAbI task 1 under {args.data}: memtool data download babi, or pass --data")
     restarts = 2 if args.quick else args.restarts
     settings = [f"data.path={Path(args.data).resolve()}", f"train.restarts={restarts}"]
+    in_turn = [*settings, "train.stack_restarts=false"]  # the config stacks them: the baseline does not
     if args.quick:
         settings += ["train.epochs=10", "train.start_phase.epochs=3"]
     share = max(1, args.threads // args.processes)
     with tempfile.TemporaryDirectory() as folder:
-        one_seconds, one = _train(Path(folder, "one"), [*settings, f"train.threads={args.threads}"], [])
+        one_seconds, one = _train(Path(folder, "one"), [*in_turn, f"train.threads={args.threads}"], [])
+        stacked_seconds, stacked = _train(
+            Path(folder, "stacked"),
+            [*settings, f"train.threads={args.threads}", "train.stack_restarts=true"],
+            [],
+        )
         parallel_seconds, parallel = _train(
             Path(folder, "parallel"),
-            [*settings, f"train.threads={share}"],
+            [*in_turn, f"train.threads={share}"],
             ["--parallel-restarts", str(args.processes)],
         )
         source = _public_source(args.public, Path(folder))
@@ -123,7 +130,8 @@ def main() -> None:
     print(f"bAbI task 1, best of {restarts}, {args.threads} cores in all")
     print(f"{'run':<34} {'wall s':>8} {'kept':>5} {'test error %':>13}  every restart's test error %")
     rows = [
-        (f"one process, {args.threads} threads", one_seconds, one),
+        (f"one process, in turn, {args.threads} threads", one_seconds, one),
+        (f"one process, stacked, {args.threads} threads", stacked_seconds, stacked),
         (f"{args.processes} processes, {share} thread(s) each", parallel_seconds, parallel),
     ]
     for name, seconds, summary in rows:
@@ -131,6 +139,11 @@ def main() -> None:
         kept = summary["best_restart"] + 1
         print(f"{name:<34} {seconds:8.1f} {kept:>5} {summary['test']['metrics']['error']:13.1f}  {errors}")
     difference = max(abs(a - b) for a, b in zip(_errors(one), _errors(parallel), strict=True))
+    stacked_difference = max(abs(a - b) for a, b in zip(_errors(one), _errors(stacked), strict=True))
+    print(
+        f"speed-up of stacking: {one_seconds / stacked_seconds:.2f}×; largest per-restart difference in "
+        f"test error: {stacked_difference:.2f} points (float sums run in another order)"
+    )
     print(
         f"speed-up of the processes: {one_seconds / parallel_seconds:.2f}×; largest per-restart "
         f"difference in test error: {difference:.2f} points (thread counts differ, so float sums may)"
@@ -140,6 +153,9 @@ def main() -> None:
         "threads": args.threads,
         "processes": args.processes,
         "one_process_seconds": round(one_seconds, 2),
+        "stacked_seconds": round(stacked_seconds, 2),
+        "stacked_speedup": round(one_seconds / stacked_seconds, 3),
+        "stacked_test_error": stacked["test"]["metrics"]["error"],
         "parallel_seconds": round(parallel_seconds, 2),
         "speedup": round(one_seconds / parallel_seconds, 3),
         "one_process_test_error": one["test"]["metrics"]["error"],
@@ -154,15 +170,18 @@ def main() -> None:
         name = f"public MemN2N, {restarts} runs"
         print(f"{name:<34} {public_seconds:8.1f} {'-':>5} {min(public_errors):13.1f}  {errors}")
         one_ratio, parallel_ratio = public_seconds / one_seconds, public_seconds / parallel_seconds
+        stacked_ratio = public_seconds / stacked_seconds
         print(
-            f"memtool against the public code's {restarts} runs: one process {one_ratio:.1f}×, "
-            f"{args.processes} processes {parallel_ratio:.1f}× faster (public best: by test error)"
+            f"memtool against the public code's {restarts} runs: one process {one_ratio:.1f}×, stacked "
+            f"{stacked_ratio:.1f}×, {args.processes} processes {parallel_ratio:.1f}× faster "
+            "(public best: by test error)"
         )
         result |= {
             "public_seconds": round(public_seconds, 2),
             "public_test_errors": public_errors,
             "speedup_over_public_one_process": round(one_ratio, 2),
             "speedup_over_public_parallel": round(parallel_ratio, 2),
+            "speedup_over_public_stacked": round(stacked_ratio, 2),
         }
     print(json.dumps(result))
 

@@ -96,13 +96,9 @@ class StackedTrainer(Trainer):
             for group in optimizer.param_groups:
                 group["lr"] = lr
             self.observer.epoch_started(lead, batches_per_epoch, lr)
-            epochs = [
-                self.task.epoch_batches(
-                    tc.batch_size, self._epoch_seed(replica), start=replica.batches_done, epoch=replica.epoch
-                )
-                for replica in self.states
-            ]
-            for batches in zip(*epochs, strict=True):
+            seeds = [self._epoch_seed(replica) for replica in self.states]
+            steps = self.task.replica_batches(tc.batch_size, seeds, start=lead.batches_done, epoch=lead.epoch)
+            for batches in steps:
                 self._step_replicas(
                     stacked, optimizer, parameters, [b.to(self.device) for b in batches], stop
                 )

@@ -188,6 +188,12 @@ class Task(Protocol):
         ``scoring.progress``)."""
         ...
 
+    def replica_batches(
+        self, batch_size: int, seeds: list[int], start: int = 0, epoch: int = 0
+    ) -> Iterator[list[Batch]]:
+        """``epoch_batches`` of R replicas (seeds), a step at a time (``TaskDefaults`` zips them)."""
+        ...
+
     def replica_loss(
         self, outputs: list[ModelOutput], batches: list[Batch]
     ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -234,6 +240,15 @@ class TaskDefaults:
 
     def state_dict(self) -> dict[str, Any]:
         return {}
+
+    def replica_batches(
+        self, batch_size: int, seeds: list[int], start: int = 0, epoch: int = 0
+    ) -> Iterator[list[Batch]]:
+        """One epoch of training batches for each of R replicas trained together (``train.stack_restarts``),
+        a step at a time: replica r's are ``epoch_batches(batch_size, seeds[r], start, epoch)``. A task
+        may build each step's R batches at once, padded alike."""
+        epochs = [self.epoch_batches(batch_size, seed, start=start, epoch=epoch) for seed in seeds]
+        return (list(batches) for batches in zip(*epochs, strict=True))
 
     def replica_loss(
         self, outputs: list[ModelOutput], batches: list[Batch]

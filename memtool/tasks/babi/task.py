@@ -436,16 +436,40 @@ class BabiTask(TaskDefaults):
     def batches_per_epoch(self, batch_size: int) -> int:
         return math.ceil(self.split_size("train") / batch_size)
 
-    def epoch_batches(self, batch_size: int, seed: int, start: int = 0, epoch: int = 0) -> Iterator[Batch]:
+    def _epoch_rows(self, batch_size: int, seed: int, start: int) -> Iterator[Tensor]:
         data, sizes = self.splits["train"], self._padding_sizes("train")
         pool = self.data.length_buckets
         if pool:  # the key: memory count, then the story's longest sentence
             keys = sizes[:, 0] * (int(data.sentences.shape[1]) + 1) + sizes[:, 1]
-            order = bucketed_rows(keys, batch_size, seed, start, pool)
-        else:
-            order = shuffled_rows(len(data), batch_size, seed, start)
-        for rows in order:
+            return bucketed_rows(keys, batch_size, seed, start, pool)
+        return shuffled_rows(len(data), batch_size, seed, start)
+
+    def epoch_batches(self, batch_size: int, seed: int, start: int = 0, epoch: int = 0) -> Iterator[Batch]:
+        data, sizes = self.splits["train"], self._padding_sizes("train")
+        for rows in self._epoch_rows(batch_size, seed, start):
             yield batch_from_split(data, rows.to(data.answers.device), sizes[rows].amax(0).tolist())
+
+    def replica_batches(
+        self, batch_size: int, seeds: list[int], start: int = 0, epoch: int = 0
+    ) -> Iterator[list[Batch]]:
+        """The R replicas' batches of a step gathered at once, padded to the longest story among them
+        (which stacking pads to anyway); one at a time when their sizes differ."""
+        data, sizes = self.splits["train"], self._padding_sizes("train")
+        device = data.answers.device
+        for rows in zip(*(self._epoch_rows(batch_size, seed, start) for seed in seeds), strict=True):
+            if len({len(part) for part in rows}) > 1:
+                yield [batch_from_split(data, part.to(device), sizes[part].amax(0).tolist()) for part in rows]
+                continue
+            every = torch.cat(rows)
+            batch = batch_from_split(data, every.to(device), sizes[every].amax(0).tolist())
+            parts = {
+                name: value.unflatten(0, (len(rows), -1)).unbind() for name, value in batch.inputs.items()
+            }
+            targets = batch.targets.unflatten(0, (len(rows), -1)).unbind()
+            yield [
+                Batch({name: value[index] for name, value in parts.items()}, targets[index])
+                for index in range(len(rows))
+            ]
 
     def batches(self, split: str, batch_size: int) -> Iterator[Batch]:
         data, sizes = self.splits[split], self._padding_sizes(split)
