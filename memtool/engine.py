@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -276,31 +277,40 @@ class Trainer:
             )
         trainee = self.ranks.wrap(model, self.device)  # what the step calls: DDP under torchrun
         self.observer.started(self.config, self.task, model, self.device, saved is not None)
+        return self._train_loop(trainee, model, optimizer, state, stop)
+
+    def _train_loop(
+        self,
+        trainee: nn.Module,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        state: TrainState,
+        stop: dict[str, bool],
+    ) -> tuple[nn.Module, torch.optim.Optimizer]:
+        """Epochs of steps on ``trainee`` until the restart is finished, validating ``model``, saving
+        ``last.pt`` at epoch ends and on the checkpoint cadence, and stopping cleanly when asked."""
+        tc = self.tc
         parameters = [p for p in model.parameters() if p.requires_grad]
         batches_per_epoch = self.task.batches_per_epoch(tc.batch_size)
         last_save = time.monotonic()
         model.train()
-
         while not self._finished(state):
             lr = learning_rate(tc, state)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             self.observer.epoch_started(state, batches_per_epoch, lr)
-            batches = self.task.epoch_batches(
-                tc.batch_size, self._epoch_seed(state), start=state.batches_done, epoch=state.epoch
-            )
-            for batch in batches:
-                self._step(trainee, optimizer, parameters, batch.to(self.device), state, stop)
+            for batch in self._epoch_steps(state):
+                self._step(trainee, optimizer, parameters, batch, state, stop)
                 stopping = state.step % self.read_every == 0 and self._read_steps(state)
                 if tc.max_steps is not None and state.step >= tc.max_steps:
                     if state.batches_done < batches_per_epoch:  # mid-epoch: keep the place in it, so a
-                        self._validate(model, state, lr, batches_per_epoch)  # higher max_steps goes on
+                        self._validate_now(model, state, lr, batches_per_epoch)  # higher max_steps goes on
                         self._save_last(model, optimizer, state)
                         return model, optimizer
                     break
                 every = tc.eval_every_steps
                 if every and state.step % every == 0 and state.batches_done < batches_per_epoch:
-                    self._validate(model, state, lr, batches_per_epoch)
+                    self._validate_now(model, state, lr, batches_per_epoch)
                     if self._finished(state):  # reached the target, with train.stop_at_target
                         break
                 now = time.monotonic()
@@ -314,6 +324,17 @@ class Trainer:
             self._end_epoch(model, optimizer, state, lr, batches_per_epoch)
             last_save = time.monotonic()
         return model, optimizer
+
+    def _epoch_steps(self, state: TrainState) -> Iterator[Any]:
+        """What each step of the epoch trains on, from the state's place in the epoch: a batch."""
+        batches = self.task.epoch_batches(
+            self.tc.batch_size, self._epoch_seed(state), start=state.batches_done, epoch=state.epoch
+        )
+        return (batch.to(self.device) for batch in batches)
+
+    def _validate_now(self, model: nn.Module, state: TrainState, lr: float, batches_per_epoch: int) -> None:
+        """A validation between epoch ends (``eval_every_steps``, ``max_steps``)."""
+        self._validate(model, state, lr, batches_per_epoch)
 
     def _finished(self, state: TrainState) -> bool:
         if self.tc.max_steps is not None and state.step >= self.tc.max_steps:

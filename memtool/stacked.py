@@ -16,7 +16,7 @@ replicas (a small MemN2N on one bAbI task; docs/PERFORMANCE.md).
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
@@ -27,9 +27,8 @@ from memtool.build import create_model
 from memtool.checkpoint import save_checkpoint
 from memtool.engine import Trainer
 from memtool.errors import UserError
-from memtool.interrupts import Interrupted
 from memtool.models.base import STACKED_REPLICAS, replica_state, stack_replicas
-from memtool.optim import build_optimizer, clip_gradients, learning_rate
+from memtool.optim import build_optimizer, clip_gradients
 from memtool.tasks.base import Batch
 from memtool.train_state import MAIN, TrainState
 
@@ -87,56 +86,33 @@ class StackedTrainer(Trainer):
         self._set_mode([stacked, *self.replicas], lead)
         self.observer.started(self.config, self.task, self.replicas[0], self.device, saved is not None)
         self.observer.message(f"training the {tc.restarts} restarts together, stacked (train.stack_restarts)")
-        parameters = [p for p in stacked.parameters() if p.requires_grad]
-        batches_per_epoch = self.task.batches_per_epoch(tc.batch_size)
-        last_save = time.monotonic()
-        stacked.train()
-        while not self._finished(lead):
-            lr = learning_rate(tc, lead)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            self.observer.epoch_started(lead, batches_per_epoch, lr)
-            seeds = [self._epoch_seed(replica) for replica in self.states]
-            steps = self.task.replica_batches(tc.batch_size, seeds, start=lead.batches_done, epoch=lead.epoch)
-            for batches in steps:
-                self._step_replicas(
-                    stacked, optimizer, parameters, [b.to(self.device) for b in batches], stop
-                )
-                stopping = lead.step % self.read_every == 0 and self._read_steps(lead)
-                if tc.max_steps is not None and lead.step >= tc.max_steps:
-                    if lead.batches_done < batches_per_epoch:  # mid-epoch, as Trainer does
-                        self._validate_replicas(stacked, lr, batches_per_epoch)
-                        self._save_last(stacked, optimizer, lead)
-                        return self._score_all(stacked, optimizer)
-                    break
-                every = tc.eval_every_steps
-                if every and lead.step % every == 0 and lead.batches_done < batches_per_epoch:
-                    self._validate_replicas(stacked, lr, batches_per_epoch)
-                now = time.monotonic()
-                every = tc.checkpoint_every_steps
-                if (every and lead.step % every == 0) or now - last_save >= tc.checkpoint_every_seconds:
-                    self._save_last(stacked, optimizer, lead)
-                    last_save = now
-                if stopping:
-                    self._save_last(stacked, optimizer, lead)
-                    raise Interrupted(self.files.path)
-            for replica in self.states:
-                replica.epoch += 1
-                replica.batches_done = 0
-            losses = self._validate_replicas(stacked, lr, batches_per_epoch, epoch_end=True)
-            self._advance_phase(stacked, losses[0], lead)  # a start phase of fixed length: all at once
-            for replica in self.states[1:]:
-                replica.phase, replica.main_epochs = lead.phase, lead.main_epochs
-            self._save_last(stacked, optimizer, lead)
-            last_save = time.monotonic()
-        return self._score_all(stacked, optimizer)
-
-    def _score_all(
-        self, stacked: nn.Module, optimizer: torch.optim.Optimizer
-    ) -> tuple[nn.Module, torch.optim.Optimizer, TrainState]:
+        self._train_loop(stacked, stacked, optimizer, lead, stop)
         for replica in self.states:
             self._score_restart(replica)
         return stacked, optimizer, self.states[-1]
+
+    def _epoch_steps(self, state: TrainState) -> Iterator[list[Batch]]:
+        """Each step's batches, one per replica, each from its restart's own epoch order."""
+        seeds = [self._epoch_seed(replica) for replica in self.states]
+        steps = self.task.replica_batches(
+            self.tc.batch_size, seeds, start=state.batches_done, epoch=state.epoch
+        )
+        return ([batch.to(self.device) for batch in batches] for batches in steps)
+
+    def _validate_now(self, model: nn.Module, state: TrainState, lr: float, batches_per_epoch: int) -> None:
+        self._validate_replicas(model, lr, batches_per_epoch)
+
+    def _end_epoch(
+        self, model: nn.Module, optimizer: Any, state: TrainState, lr: float, batches_per_epoch: int
+    ) -> None:
+        for replica in self.states:
+            replica.epoch += 1
+            replica.batches_done = 0
+        losses = self._validate_replicas(model, lr, batches_per_epoch, epoch_end=True)
+        self._advance_phase(model, losses[0], state)  # a start phase of fixed length: all at once
+        for replica in self.states[1:]:
+            replica.phase, replica.main_epochs = state.phase, state.main_epochs
+        self._save_last(model, optimizer, state)
 
     def _set_mode(self, models: list[nn.Module], state: TrainState) -> None:
         if self.tc.start_phase is not None:
@@ -148,12 +124,13 @@ class StackedTrainer(Trainer):
         replica.best_score, replica.best_loss = source.best_score, source.best_loss
         replica.best_restart, replica.elapsed = source.best_restart, source.elapsed
 
-    def _step_replicas(
+    def _step(  # type: ignore[override]
         self,
         stacked: nn.Module,
         optimizer: torch.optim.Optimizer,
         parameters: list[nn.Parameter],
         batches: list[Batch],
+        state: TrainState,
         stop: dict[str, bool],
     ) -> None:
         """One optimizer step of every replica, each on its own batch."""
