@@ -194,7 +194,7 @@ class ReadOnlyRunDirectory(RunDirectory):
     def append_record(self, record: dict[str, Any]) -> None:
         pass
 
-    def trim_records(self, restart: int, step: int) -> int:
+    def trim_records(self, restart: int, step: int, together: bool = False) -> int:
         return 0
 
     def write_summary(self, summary: dict[str, Any]) -> None:
