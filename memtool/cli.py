@@ -43,10 +43,16 @@ class _ClosableStdout(io.TextIOBase):
         os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit must not fail either
         sys.stderr.write("memtool: stdout was closed; carrying on without printing\n")
 
+    @staticmethod
+    def _stream() -> Any:
+        """The real stdout: while a progress display runs in a terminal, ``sys.stdout`` is rich's proxy,
+        which prints through this very console, and writing to it would loop back here for ever."""
+        return getattr(sys.stdout, "rich_proxied_file", sys.stdout)
+
     def write(self, text: str) -> int:
         if not self.reader_gone:
             try:
-                sys.stdout.write(text)
+                self._stream().write(text)
             except BrokenPipeError:
                 self._gone()
         return len(text)
@@ -54,12 +60,12 @@ class _ClosableStdout(io.TextIOBase):
     def flush(self) -> None:
         if not self.reader_gone:
             try:
-                sys.stdout.flush()
+                self._stream().flush()
             except BrokenPipeError:
                 self._gone()
 
     def isatty(self) -> bool:
-        return sys.stdout.isatty()
+        return self._stream().isatty()
 
 
 # Piped output gets 120 columns rather than rich's 80, so tables and paths are not folded.
@@ -221,9 +227,10 @@ def train(
             f"--parallel-restarts {parallel_restarts}: train.restarts is 1; add --set train.restarts=N"
         )
     if run_config.train.stack_restarts and run_config.train.restarts > 1 and (parallel or processes > 1):
+        fresh = "" if resume else ", or set train.stack_restarts=false"  # a run keeps how it was trained
         raise UserError(
             "train.stack_restarts trains the restarts together in one process: drop "
-            f"{'--parallel-restarts' if parallel else '--nproc'}, or set train.stack_restarts=false"
+            f"{'--parallel-restarts' if parallel else '--nproc'}{fresh}"
         )
     if processes > 1:  # the checked command again, in each process torchrun starts
         from memtool.launch import launch

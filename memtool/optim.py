@@ -71,7 +71,8 @@ def clip_gradients(
 def _clip_replicas(grads: list[torch.Tensor], max_norm: float, mode: str) -> None:
     """``clip_gradients``'s norms per replica: over every dimension but the first. (A replica's
     spectral norm is taken whenever one replica's matrix is over the cap, which changes nothing.)"""
-    norms = [torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads]  # each (replicas,)
+    # each (replicas,); reshape, not flatten(1): a scalar weight is one number per replica
+    norms = [torch.linalg.vector_norm(g.reshape(len(g), -1), dim=1) for g in grads]
     if mode == "global":  # as clip_grad_norm_: the norm of the matrices' norms
         total = torch.linalg.vector_norm(torch.stack(norms), dim=0)
         norms = [total] * len(grads)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -403,3 +404,38 @@ def test_closing_the_pipe_training_prints_into_does_not_kill_the_run(tmp_path: P
     assert process.returncode == 0, stderr
     assert "stdout was closed; carrying on" in stderr
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 12
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_training_in_a_terminal_prints_its_lines_and_ends(tmp_path: Path) -> None:
+    """In a terminal the progress bar replaces sys.stdout with rich's proxy; the lines memtool prints
+    must reach the terminal through it, not loop back into it (that hung every interactive run)."""
+    smoke = Path(__file__).resolve().parent / "smoke" / "memn2n-babi.yaml"
+    leader, follower = os.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "memtool", "train", str(smoke), "--out", str(tmp_path / "run")],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
+    )
+    os.close(follower)
+    shown = b""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # the terminal's side: keep reading, or the run blocks
+        if not select.select([leader], [], [], 1.0)[0]:
+            continue  # nothing printed this second (a hung run prints nothing more: the deadline ends it)
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the run ended and closed its side
+            break
+        if not chunk:
+            break
+        shown += chunk
+    try:
+        assert process.wait(timeout=max(deadline - time.monotonic(), 1)) == 0, shown.decode(errors="replace")
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(leader)
+    assert b"results in" in shown and (tmp_path / "run" / "summary.json").is_file()

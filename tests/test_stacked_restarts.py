@@ -53,13 +53,18 @@ def _assert_close_records(a: list[dict], b: list[dict]) -> None:
                 assert value == theirs[key], key
 
 
-@pytest.mark.parametrize("buckets", [0, 2], ids=["shuffled", "length-buckets"])
-def test_restarts_stacked_end_where_restarts_in_turn_end(tmp_path: Path, buckets: int) -> None:
+@pytest.mark.parametrize(
+    ("buckets", "model"),
+    [(0, {}), (2, {}), (0, {"match": "cosine"})],
+    ids=["shuffled", "length-buckets", "cosine"],
+)
+def test_restarts_stacked_end_where_restarts_in_turn_end(tmp_path: Path, buckets: int, model: dict) -> None:
     # with length buckets, the epoch's short batch comes at another step in each replica: the replicas'
-    # batches then differ in size as well as in story and sentence lengths
+    # batches then differ in size as well as in story and sentence lengths; the cosine match has a
+    # scalar weight, which clipping per replica must handle
     data = {"length_buckets": buckets, "generator": {"train_stories": 60, "test_stories": 10}}
-    in_turn = train(build_config(tiny_config(train=TRAIN, data=data)), tmp_path / "in_turn")
-    stacked_config = tiny_config(train={**TRAIN, "stack_restarts": True}, data=data)
+    in_turn = train(build_config(tiny_config(train=TRAIN, data=data, model=model)), tmp_path / "in_turn")
+    stacked_config = tiny_config(train={**TRAIN, "stack_restarts": True}, data=data, model=model)
     stacked = train(build_config(stacked_config), tmp_path / "stacked")
     for restart in range(3):  # each restart's best, an ordinary checkpoint, within float noise
         name = f"best-restart-{restart}.pt"
@@ -111,7 +116,7 @@ def test_a_stacked_run_killed_mid_epoch_resumes_exactly(tmp_path: Path) -> None:
 def _replica_gradients(mode: str) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
     """Random gradients of two weights for 3 replicas, clipped stacked and clipped one model at a time."""
     torch.manual_seed(0)
-    shapes = [(4, 3), (5,)]
+    shapes = [(4, 3), (5,), ()]  # () : a scalar weight (MemN2N's cosine scale), one number per replica
     grads = [
         torch.randn(3, *shape) * torch.tensor([0.1, 5.0, 50.0]).view(3, *[1] * len(shape)) for shape in shapes
     ]
