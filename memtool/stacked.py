@@ -84,8 +84,8 @@ class StackedTrainer(Trainer):
             self._share_best(state, replica)
         lead = self.states[0]  # every replica is at the same step, epoch and phase
         self._set_mode([stacked, *self.replicas], lead)
-        self.observer.started(self.config, self.task, self.replicas[0], self.device, saved is not None)
         self.observer.message(f"training the {tc.restarts} restarts together, stacked (train.stack_restarts)")
+        self.observer.started(self.config, self.task, self.replicas[0], self.device, saved is not None)
         self._train_loop(stacked, stacked, optimizer, lead, stop)
         for replica in self.states:
             self._score_restart(replica)
