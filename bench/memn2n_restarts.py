@@ -133,7 +133,10 @@ def main() -> None:
     template = create_model("memn2n", arguments).to("meta")
     replicas = stack_replicas(models)  # memtool's own: MemN2N.forward_replicas, as train.stack_restarts
     generators = [torch.Generator() for _ in range(count)]
-    template._bags = bag_sum  # type: ignore[method-assign]
+    def bags(ids: Tensor, table: Tensor, weights: Tensor | None) -> Tensor:  # unweighted: weights 1
+        return bag_sum(ids, table, torch.ones_like(ids, dtype=table.dtype) if weights is None else weights)
+
+    template._bags = bags  # type: ignore[method-assign]
     params, buffers = stack_module_state(models)
     params = {name: value.detach().clone().requires_grad_() for name, value in params.items()}
 
