@@ -140,8 +140,9 @@ class StackedTrainer(Trainer):
             aux = {name: torch.stack([o.aux_losses[name] for o in outputs]) for name in outputs[0].aux_losses}
             losses = losses + sum(aux.values()) if aux else losses
         numbers = torch.stack([losses.detach(), *counts.values(), *(a.detach() for a in aux.values())], 1)
+        sizes = [batch.size for batch in batches]
         if self.tc.loss_reduction == "sum":
-            losses = losses * torch.tensor([batch.size for batch in batches], device=losses.device)
+            losses = losses * torch.tensor(sizes, device=losses.device)
         losses.sum().backward()  # replicas share no parameter: each gets its own loss's gradient
         if self.tc.clip_norm is not None or self.tc.clip_value is not None:
             clip_gradients(
@@ -154,7 +155,6 @@ class StackedTrainer(Trainer):
             replica.batches_done += 1
             replica.examples += batch.size
         lead = self.states[0]
-        sizes = [batch.size for batch in batches]
         self._unread.append((numbers.double(), lead.epoch, lead.step, sizes, [*counts], [*aux]))
         self._stop_read = self._stop_read or stop["stop"]
 

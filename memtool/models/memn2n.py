@@ -284,14 +284,10 @@ class MemN2N(nn.Module):
         replicas = len(batches)
         sizes = [inputs["question"].shape[0] for inputs in batches]
         slots = [inputs["story"].shape[1] for inputs in batches]
-        size, most = max(sizes), max(slots)
-        story = _padded(
-            [inputs["story"] for inputs in batches], (size, most, max(b["story"].shape[2] for b in batches))
-        )
-        question = _padded(
-            [inputs["question"] for inputs in batches], (size, max(b["question"].shape[1] for b in batches))
-        )
-        memory_count = _padded([inputs["memory_count"] for inputs in batches], (size,))
+        story = _padded([inputs["story"] for inputs in batches])
+        size, most = story.shape[1:3]  # the largest batch and story
+        question = _padded([inputs["question"] for inputs in batches])
+        memory_count = _padded([inputs["memory_count"] for inputs in batches])
         vocab, rows = self.embeddings[0].weight.shape[1], self.temporal[0].shape[1]
         replica = torch.arange(replicas, device=story.device)
         story = torch.where(story != 0, story + (replica * vocab).view(-1, 1, 1, 1), 0).flatten(0, 1)
@@ -300,8 +296,8 @@ class MemN2N(nn.Module):
         noise = None
         if self.training and self.random_noise > 0:
             draws = [self._noise(n, generator) for n, generator in zip(sizes, generators, strict=True)]
-            blanks = _padded([draw[0] for draw in draws], (size,))  # type: ignore[index]
-            keys = _padded([draw[1] for draw in draws], (size, rows))  # type: ignore[index]
+            blanks = _padded([draw[0] for draw in draws])  # type: ignore[index]
+            keys = _padded([draw[1] for draw in draws])  # type: ignore[index]
             noise = blanks.flatten(), keys.flatten(0, 1)
         time = self._time_index(memory_count, most, noise) + (replica * rows).repeat_interleave(
             size
@@ -379,8 +375,9 @@ def _linear(x: Tensor, layer: nn.Module, replicas: int) -> Tensor:
     return out.view(*x.shape[:-1], weight.shape[1])
 
 
-def _padded(parts: list[Tensor], shape: tuple[int, ...]) -> Tensor:
-    """The replicas' tensors stacked, each zero-padded at the end of every dimension to ``shape``."""
+def _padded(parts: list[Tensor]) -> Tensor:
+    """The replicas' tensors stacked, each zero-padded at the end of every dimension to the largest."""
+    shape = tuple(max(sizes) for sizes in zip(*(part.shape for part in parts), strict=True))
     if all(part.shape == shape for part in parts):
         return torch.stack(parts)
     out = parts[0].new_zeros(len(parts), *shape)

@@ -444,24 +444,27 @@ class BabiTask(TaskDefaults):
             return bucketed_rows(keys, batch_size, seed, start, pool)
         return shuffled_rows(len(data), batch_size, seed, start)
 
+    def _batch(self, split: str, rows: Tensor) -> Batch:
+        """The questions ``rows`` (on the host) of a split, trimmed to their own longest story."""
+        data = self.splits[split]
+        return batch_from_split(
+            data, rows.to(data.answers.device), self._padding_sizes(split)[rows].amax(0).tolist()
+        )
+
     def epoch_batches(self, batch_size: int, seed: int, start: int = 0, epoch: int = 0) -> Iterator[Batch]:
-        data, sizes = self.splits["train"], self._padding_sizes("train")
         for rows in self._epoch_rows(batch_size, seed, start):
-            yield batch_from_split(data, rows.to(data.answers.device), sizes[rows].amax(0).tolist())
+            yield self._batch("train", rows)
 
     def replica_batches(
         self, batch_size: int, seeds: list[int], start: int = 0, epoch: int = 0
     ) -> Iterator[list[Batch]]:
         """The R replicas' batches of a step gathered at once, padded to the longest story among them
         (which stacking pads to anyway); one at a time when their sizes differ."""
-        data, sizes = self.splits["train"], self._padding_sizes("train")
-        device = data.answers.device
         for rows in zip(*(self._epoch_rows(batch_size, seed, start) for seed in seeds), strict=True):
             if len({len(part) for part in rows}) > 1:
-                yield [batch_from_split(data, part.to(device), sizes[part].amax(0).tolist()) for part in rows]
+                yield [self._batch("train", part) for part in rows]
                 continue
-            every = torch.cat(rows)
-            batch = batch_from_split(data, every.to(device), sizes[every].amax(0).tolist())
+            batch = self._batch("train", torch.cat(rows))
             parts = {
                 name: value.unflatten(0, (len(rows), -1)).unbind() for name, value in batch.inputs.items()
             }
@@ -472,10 +475,9 @@ class BabiTask(TaskDefaults):
             ]
 
     def batches(self, split: str, batch_size: int) -> Iterator[Batch]:
-        data, sizes = self.splits[split], self._padding_sizes(split)
-        for start in range(0, len(data), batch_size):
-            rows = torch.arange(start, min(start + batch_size, len(data)))
-            yield batch_from_split(data, rows.to(data.answers.device), sizes[rows].amax(0).tolist())
+        count = len(self.splits[split])
+        for start in range(0, count, batch_size):
+            yield self._batch(split, torch.arange(start, min(start + batch_size, count)))
 
     def inspect(self, model: nn.Module, request: InspectRequest) -> AttentionView:
         from memtool.tasks.babi.inspection import inspect_babi  # the view code imports this module
