@@ -133,6 +133,7 @@ def main() -> None:
     template = create_model("memn2n", arguments).to("meta")
     replicas = stack_replicas(models)  # memtool's own: MemN2N.forward_replicas, as train.stack_restarts
     generators = [torch.Generator() for _ in range(count)]
+
     def bags(ids: Tensor, table: Tensor, weights: Tensor | None) -> Tensor:  # unweighted: weights 1
         return bag_sum(ids, table, torch.ones_like(ids, dtype=table.dtype) if weights is None else weights)
 
@@ -156,10 +157,12 @@ def main() -> None:
 
     def by_hand_loss(step: int) -> Tensor:
         batches = [orders[replica][step] for replica in range(count)]
-        outputs = replicas.forward_replicas([batch.inputs for batch in batches], generators)
+        output = replicas.forward_replicas([batch.inputs for batch in batches], generators)
         return sum(
-            nn.functional.cross_entropy(output.prediction, batch.targets, reduction="sum")
-            for output, batch in zip(outputs, batches, strict=True)
+            nn.functional.cross_entropy(
+                output.prediction[replica, : batch.size], batch.targets, reduction="sum"
+            )
+            for replica, batch in enumerate(batches)
         )
 
     def run_by_hand() -> float:

@@ -441,10 +441,29 @@ class Trainer:
         """Score the validation split, log a record, keep best.pt; the window of training sums restarts."""
         self._read_steps(state)
         self._tick(state)
-        speed = state.window_examples / max(state.elapsed - state.window_start, 1e-9)
+        speed = self._speed(state)
         valid = self.task.evaluate(model, "valid", self.tc.eval_batch_size)
         model.train()  # whatever mode the task's evaluation left it in
         self._tick(state)
+        self._log_validation(model, state, valid, lr, batches_per_epoch, epoch_end, speed)
+        return valid
+
+    @staticmethod
+    def _speed(state: TrainState) -> float:
+        """Training examples a second since the last validation (validation excluded)."""
+        return state.window_examples / max(state.elapsed - state.window_start, 1e-9)
+
+    def _log_validation(
+        self,
+        model: nn.Module,
+        state: TrainState,
+        valid: EvalResult,
+        lr: float,
+        batches_per_epoch: int,
+        epoch_end: bool,
+        speed: float,
+    ) -> None:
+        """The record of a validation, the target and best checkpoints it reached; a new window."""
         seen = max(state.window_examples, 1)
         train_metrics = self.task.train_metrics(state.window_sums, state.window_examples)
         epoch: float = (
@@ -473,7 +492,6 @@ class Trainer:
         self._keep_if_best(model, valid, state)
         self.files.append_record(record)
         self.observer.evaluated(record)
-        return valid
 
     def _end_epoch(
         self, model: nn.Module, optimizer: Any, state: TrainState, lr: float, batches_per_epoch: int
@@ -502,7 +520,19 @@ class Trainer:
         )
 
     def _keep_if_best(self, model: nn.Module, valid: EvalResult, state: TrainState) -> None:
-        """best.pt: the best selection metric (then lowest loss) over all validations of all restarts."""
+        """best.pt: the best selection metric (then lowest loss) over all validations of all restarts;
+        best-restart-<r>.pt: restart r's best, when the run has several."""
+        restart_best, run_best = self._improved(valid, state)
+        paths = [self.files.restart_best(state.restart)] if restart_best and self.several else []
+        if run_best:
+            paths.append(self.files.best)
+        if paths and self.ranks.main:
+            payload = self._best_payload(model, valid, state)
+            for path in paths:
+                save_checkpoint(path, payload)
+
+    def _improved(self, valid: EvalResult, state: TrainState) -> tuple[bool, bool]:
+        """Whether ``valid`` is the restart's best so far, and the run's; the state keeps the new bests."""
         metric = self.task.scoring.select
         if metric.name not in valid.metrics and valid.metrics.get("examples"):
             raise UserError(
@@ -510,19 +540,17 @@ class Trainer:
                 f"scoring selects the best model by (it returned: {', '.join(valid.metrics)})"
             )
         score, loss = valid.metrics.get(metric.name, math.nan), valid.metrics["loss"]
-        paths = []
-        if metric.improves(score, loss, state.restart_best_score, state.restart_best_loss):
+        restart_best = metric.improves(score, loss, state.restart_best_score, state.restart_best_loss)
+        if restart_best:
             state.restart_best_score, state.restart_best_loss = score, loss
-            if self.several:  # otherwise best.pt is this restart's best
-                paths.append(self.files.restart_best(state.restart))
-        if metric.improves(score, loss, state.best_score, state.best_loss):
+        run_best = metric.improves(score, loss, state.best_score, state.best_loss)
+        if run_best:
             state.best_score, state.best_loss, state.best_restart = score, loss, state.restart
-            paths.append(self.files.best)
-        if paths and self.ranks.main:
-            extra = {"valid": valid.metrics, "epoch": state.epoch, "restart": state.restart}
-            payload = self._payload(model, state, extra)
-            for path in paths:
-                save_checkpoint(path, payload)
+        return restart_best, run_best
+
+    def _best_payload(self, model: nn.Module, valid: EvalResult, state: TrainState) -> dict[str, Any]:
+        extra = {"valid": valid.metrics, "epoch": state.epoch, "restart": state.restart}
+        return self._payload(model, state, extra)
 
     def _score_restart(self, state: TrainState) -> None:
         """Score a finished restart's best model on the validation and test splits, for summary.json."""

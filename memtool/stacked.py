@@ -29,7 +29,7 @@ from memtool.engine import Trainer
 from memtool.errors import UserError
 from memtool.models.base import STACKED_REPLICAS, replica_state, stack_replicas
 from memtool.optim import build_optimizer, clip_gradients
-from memtool.tasks.base import Batch
+from memtool.tasks.base import Batch, EvalResult
 from memtool.train_state import MAIN, TrainState
 
 
@@ -46,6 +46,7 @@ class StackedTrainer(Trainer):
         self.states: list[TrainState] = []  # one per restart
         self.generators: list[torch.Generator] = []  # each restart's random draws
         self.replicas: list[nn.Module] = []  # one model per restart: validation and checkpoints
+        self.bests: dict[int, dict[str, Any]] = {}  # restarts' bests not yet in best-restart-<r>.pt
 
     def _training_restarts(self, state: TrainState) -> list[int]:
         return list(range(self.tc.restarts))
@@ -75,6 +76,7 @@ class StackedTrainer(Trainer):
             for generator, generator_state in zip(self.generators, training["generators"], strict=True):
                 generator.set_state(generator_state)
             self.states = [TrainState(**progress) for progress in training["replicas"]]
+            self.bests = {int(restart): best for restart, best in training.get("bests", {}).items()}
         else:
             self.states = [TrainState(restart) for restart in range(tc.restarts)]
             for replica in self.states:
@@ -86,7 +88,10 @@ class StackedTrainer(Trainer):
         self._set_mode([stacked, *self.replicas], lead)
         self.observer.message(f"training the {tc.restarts} restarts together, stacked (train.stack_restarts)")
         self.observer.started(self.config, self.task, self.replicas[0], self.device, saved is not None)
-        self._train_loop(stacked, stacked, optimizer, lead, stop)
+        try:
+            self._train_loop(stacked, stacked, optimizer, lead, stop)
+        finally:  # stopped or failed too: the bests so far are good checkpoints
+            self._write_bests()
         for replica in self.states:
             self._score_restart(replica)
         return stacked, optimizer, self.states[-1]
@@ -135,9 +140,9 @@ class StackedTrainer(Trainer):
     ) -> None:
         """One optimizer step of every replica, each on its own batch."""
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.tc.precision == "bf16"):
-            outputs = stacked.forward_replicas([batch.inputs for batch in batches], self.generators)
-            losses, counts = self.task.replica_loss(outputs, batches)
-            aux = {name: torch.stack([o.aux_losses[name] for o in outputs]) for name in outputs[0].aux_losses}
+            output = stacked.forward_replicas([batch.inputs for batch in batches], self.generators)
+            losses, counts = self.task.replica_loss(output, batches)
+            aux = output.aux_losses  # each (replicas,)
             losses = losses + sum(aux.values()) if aux else losses
         numbers = torch.stack([losses.detach(), *counts.values(), *(a.detach() for a in aux.values())], 1)
         sizes = [batch.size for batch in batches]
@@ -173,16 +178,55 @@ class StackedTrainer(Trainer):
     def _validate_replicas(
         self, stacked: nn.Module, lr: float, batches_per_epoch: int, epoch_end: bool = False
     ) -> list[float]:
-        """Validate each replica as its own model (records, best.pt, best-restart-<r>.pt); their losses."""
-        self._read_steps(self.states[0])
-        losses = []
-        for restart, (model, replica) in enumerate(zip(self.replicas, self.states, strict=True)):
-            model.load_state_dict(replica_state(stacked, restart))
-            self._set_mode([model], replica)
-            losses.append(self._validate(model, replica, lr, batches_per_epoch, epoch_end).metrics["loss"])
+        """Validate every replica (one pass of the stacked model, where the task can), then log each
+        restart's record and keep its bests, as a restart of its own would; their losses."""
+        lead = self.states[0]
+        self._read_steps(lead)
+        self._tick(lead)
+        speeds = [self._speed(replica) for replica in self.states]
+        results = self.task.evaluate_replicas(
+            stacked,
+            lambda restart: self._replica_model(stacked, restart),
+            len(self.states),
+            "valid",
+            self.tc.eval_batch_size,
+        )
+        stacked.train()
+        self._tick(lead)
+        for replica, valid, speed in zip(self.states, results, speeds, strict=True):
+            self._log_validation(stacked, replica, valid, lr, batches_per_epoch, epoch_end, speed)
             for other in self.states:  # the best over every restart so far, for the next one's turn
                 self._share_best(replica, other)
-        return losses
+        return [valid.metrics["loss"] for valid in results]
+
+    def _replica_model(self, stacked: nn.Module, restart: int) -> nn.Module:
+        """Restart ``restart``'s model with its current weights and mode."""
+        model = self.replicas[restart]
+        model.load_state_dict(replica_state(stacked, restart))
+        self._set_mode([model], self.states[restart])
+        return model
+
+    def _keep_if_best(self, stacked: nn.Module, valid: EvalResult, state: TrainState) -> None:
+        """best.pt is written when a restart beats every other; a restart's own best is kept in memory
+        (and in last.pt, so a resumed run has it) and written as best-restart-<r>.pt when the run ends or
+        stops: at nearly every validation one of ten restarts improves, and each file write costs more
+        than a step."""
+        restart_best, run_best = self._improved(valid, state)
+        if not (restart_best or run_best):
+            return
+        model = self._replica_model(stacked, state.restart)
+        payload = self._best_payload(model, valid, state)
+        payload["model_state"] = {name: value.clone() for name, value in payload["model_state"].items()}
+        if restart_best:
+            self.bests[state.restart] = payload
+        if run_best:
+            save_checkpoint(self.files.best, payload)
+
+    def _write_bests(self) -> None:
+        """Each restart's best kept since the last write, as its best-restart-<r>.pt."""
+        for restart, payload in sorted(self.bests.items()):
+            save_checkpoint(self.files.restart_best(restart), payload)
+        self.bests.clear()
 
     def _tick(self, state: TrainState) -> None:
         super()._tick(state)
@@ -200,6 +244,7 @@ class StackedTrainer(Trainer):
             "replicas": [asdict(replica) for replica in self.states],
             "optimizer": optimizer.state_dict(),
             "generators": [generator.get_state() for generator in self.generators],
+            "bests": {str(restart): best for restart, best in self.bests.items()},
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": [],
         }

@@ -14,7 +14,7 @@ from memtool.cli import app
 from memtool.config import build_config
 from memtool.engine import train
 from memtool.errors import UserError
-from memtool.models.base import replica_state, stack_replicas
+from memtool.models.base import replica_output, replica_state, stack_replicas
 from memtool.models.memn2n import MemN2N
 from memtool.optim import clip_gradients
 from memtool.train_state import SilentObserver
@@ -103,10 +103,21 @@ def test_a_stacked_run_killed_mid_epoch_resumes_exactly(tmp_path: Path) -> None:
     whole = train(config, tmp_path / "whole")
     with pytest.raises(SystemExit):
         train(config, tmp_path / "killed", observer=CrashAt(step=9))  # mid-epoch 2
-    progress = load_checkpoint(tmp_path / "killed" / "last.pt")["training"]["progress"]
-    assert progress["step"] == 8 and progress["batches_done"] == 2
+    training = load_checkpoint(tmp_path / "killed" / "last.pt")["training"]
+    assert training["progress"]["step"] == 8 and training["progress"]["batches_done"] == 2
+    # each restart's best lives in last.pt until the run ends; a SIGKILL leaves no best-restart file
+    assert sorted(training["bests"]) == ["0", "1", "2"]
+    for path in (tmp_path / "killed").glob("best-restart-*.pt"):
+        path.unlink()
+    # resumed to where it stopped, it trains nothing and writes those bests out
+    stopped = build_config(tiny_config(train={**TRAIN, "stack_restarts": True, "max_steps": 8}))
+    train(stopped, tmp_path / "killed", resume=True)
+    for restart, best in training["bests"].items():
+        written = load_checkpoint(tmp_path / "killed" / f"best-restart-{restart}.pt")
+        assert written["epoch"] == best["epoch"] and written["valid"] == best["valid"]
+        assert all(torch.equal(written["model_state"][k], v) for k, v in best["model_state"].items())
     resumed = train(config, tmp_path / "killed", resume=True)
-    for name in ("last.pt", "best.pt", "best-restart-2.pt"):
+    for name in ("last.pt", "best.pt", "best-restart-0.pt", "best-restart-1.pt", "best-restart-2.pt"):
         a, b = (load_checkpoint(tmp_path / run / name)["model_state"] for run in ("whole", "killed"))
         assert all(torch.equal(a[key], b[key]) for key in a), name
     assert _records(tmp_path / "whole") == _records(tmp_path / "killed")
@@ -174,13 +185,16 @@ def test_replicas_in_one_pass_compute_what_each_model_computes(options: dict) ->
         story[torch.arange(slots).view(1, -1) >= count.view(-1, 1)] = 0
         batches.append({"story": story, "memory_count": count, "question": torch.randint(1, 12, (size, 3))})
     stacked = stack_replicas(models)
-    outputs = stacked.forward_replicas(batches, generators)
+    together = stacked.forward_replicas(batches, generators)
+    outputs = [replica_output(together, r, len(batch["question"])) for r, batch in enumerate(batches)]
     sum(output.prediction.logsumexp(-1).sum() for output in outputs).backward()
     for replica, (model, batch, output) in enumerate(zip(models, batches, outputs, strict=True)):
         torch.manual_seed(100 + replica)  # the model alone draws from torch's generator
         alone = model(**batch)
         torch.testing.assert_close(output.prediction, alone.prediction)
-        torch.testing.assert_close(output.trace["attention"], alone.trace["attention"])
+        slots = batch["story"].shape[1]  # the stories were padded to the longest replica's
+        torch.testing.assert_close(output.trace["attention"][..., :slots], alone.trace["attention"])
+        assert not output.trace["attention"][..., slots:].any()
         alone.prediction.logsumexp(-1).sum().backward()
         for name, parameter in model.named_parameters():
             grad = stacked.get_parameter(name).grad

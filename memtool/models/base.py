@@ -43,10 +43,13 @@ class MemoryModel(Protocol):
 
     def forward(self, **inputs: Tensor) -> ModelOutput: ...
 
-    # optional: ``forward_replicas(batches, generators) -> list[ModelOutput]``, R replicas of the model
-    # stepped as one (``train.stack_restarts``): called on ``stack_replicas``'s module, whose parameters
-    # carry a leading replica dimension; replica r reads ``batches[r]`` (``forward``'s keyword inputs) and
-    # draws any randomness from ``generators[r]``, so that it computes what a model of its own would
+    # optional: ``forward_replicas(batches, generators) -> ModelOutput``, R replicas of the model stepped
+    # as one (``train.stack_restarts``): called on ``stack_replicas``'s module, whose parameters carry a
+    # leading replica dimension; replica r reads ``batches[r]`` (``forward``'s keyword inputs) and draws
+    # any randomness from ``generators[r]`` (None: evaluation, nothing drawn), so that it computes what a
+    # model of its own would. The output's tensors are the replicas' stacked (R, ...), each aux loss (R,);
+    # the batches may be padded alike, so a smaller batch's rows beyond its size are padding
+    # (``replica_output``)
 
     def set_mode(self, mode: str | None) -> None:
         """Run in ``mode`` (one of ``start_modes``), or normally with None. The engine owns which mode is
@@ -102,6 +105,16 @@ def stack_replicas(models: list[Any]) -> Any:
 def replica_state(stacked: Any, replica: int) -> dict[str, Any]:
     """Replica ``replica``'s weights from ``stack_replicas``'s module: a state dict of the model."""
     return {name: value[replica] for name, value in stacked.state_dict().items()}
+
+
+def replica_output(output: ModelOutput, replica: int, size: int) -> ModelOutput:
+    """Replica ``replica``'s part of ``forward_replicas``'s output, cut to its batch's ``size`` examples
+    (a trace's other dimensions may still be padded, e.g. memory slots of shorter stories)."""
+    return ModelOutput(
+        prediction=output.prediction[replica, :size],
+        trace={name: value[replica, :size] for name, value in output.trace.items()},
+        aux_losses={name: value[replica] for name, value in output.aux_losses.items()},
+    )
 
 
 def start_modes(model_class: Any) -> tuple[str, ...]:

@@ -269,21 +269,21 @@ class MemN2N(nn.Module):
         return ModelOutput(prediction=logits, trace={"attention": attention})
 
     def forward_replicas(
-        self, batches: list[dict[str, Tensor]], generators: list[torch.Generator]
-    ) -> list[ModelOutput]:
+        self, batches: list[dict[str, Tensor]], generators: list[torch.Generator] | None
+    ) -> ModelOutput:
         """R replicas of the model stepped as one (restarts trained together): every parameter carries a
         leading replica dimension (``memtool.models.base.stack_replicas``); replica r reads
         ``batches[r]`` (``forward``'s inputs) and draws its random noise from ``generators[r]``, so it
-        computes what a model of its own would.
+        computes what a model of its own would (None in evaluation, which draws nothing).
 
         The batches are padded to the largest story, sentence and batch among them (nil words, stories
         with no memory: they change nothing), each replica's word ids are offset to its own rows of the
         stacked tables and its time indices to its own temporal rows, and then every op runs once on
-        R × batch stories; only the answer layer (and H, and the MLPs) is a product per replica.
+        R × batch stories; only the answer layer (and H, and the MLPs) is a product per replica. The
+        output is the replicas' stacked, padded as the batches were (``replica_output`` cuts one out).
         """
         replicas = len(batches)
         sizes = [inputs["question"].shape[0] for inputs in batches]
-        slots = [inputs["story"].shape[1] for inputs in batches]
         story = _padded([inputs["story"] for inputs in batches])
         size, most = story.shape[1:3]  # the largest batch and story
         question = _padded([inputs["question"] for inputs in batches])
@@ -295,6 +295,7 @@ class MemN2N(nn.Module):
         memory_count = memory_count.flatten()
         noise = None
         if self.training and self.random_noise > 0:
+            assert generators is not None, "training draws each replica's noise from its own generator"
             draws = [self._noise(n, generator) for n, generator in zip(sizes, generators, strict=True)]
             blanks = _padded([draw[0] for draw in draws])  # type: ignore[index]
             keys = _padded([draw[1] for draw in draws])  # type: ignore[index]
@@ -307,10 +308,7 @@ class MemN2N(nn.Module):
             logits.view(replicas, size, -1),
             attention.view(replicas, size, *attention.shape[1:]),
         )
-        return [
-            ModelOutput(prediction=logits[r, :n], trace={"attention": attention[r, :n, :, :s]})
-            for r, (n, s) in enumerate(zip(sizes, slots, strict=True))
-        ]
+        return ModelOutput(prediction=logits, trace={"attention": attention})
 
     def _answer(
         self, story: Tensor, memory_count: Tensor, question: Tensor, time: Tensor, replicas: int

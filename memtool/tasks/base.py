@@ -15,7 +15,7 @@ import torch
 from pydantic import BaseModel
 from torch import Tensor, nn
 
-from memtool.models.base import ModelOutput
+from memtool.models.base import ModelOutput, replica_output
 from memtool.schema import NoOptions
 from memtool.views import InspectRequest
 
@@ -194,16 +194,22 @@ class Task(Protocol):
         """``epoch_batches`` of R replicas (seeds), a step at a time (``TaskDefaults`` zips them)."""
         ...
 
-    def replica_loss(
-        self, outputs: list[ModelOutput], batches: list[Batch]
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """``loss`` for R replicas' outputs, each on its own batch: (R,) losses and (R,) counts
-        (``TaskDefaults`` calls ``loss`` once per replica)."""
+    def replica_loss(self, output: ModelOutput, batches: list[Batch]) -> tuple[Tensor, dict[str, Tensor]]:
+        """``loss`` for R replicas' stacked output (``forward_replicas``), each on its own batch: (R,)
+        losses and (R,) counts (``TaskDefaults`` calls ``loss`` once per replica)."""
         ...
 
     def train_metrics(self, sums: dict[str, float], examples: int) -> dict[str, float]: ...
 
     def evaluate(self, model: nn.Module, split: str, batch_size: int) -> EvalResult: ...
+
+    def evaluate_replicas(
+        self, stacked: nn.Module, replica: Callable[[int], nn.Module], count: int, split: str, batch_size: int
+    ) -> list[EvalResult]:
+        """``evaluate`` of each of ``count`` replicas trained together (``train.stack_restarts``):
+        ``stacked`` is ``stack_replicas``'s module, ``replica(r)`` replica r as a model of its own
+        (``TaskDefaults`` evaluates those one at a time)."""
+        ...
 
     def to(self, device: torch.device) -> None:
         """Move the tensorised splits to ``device`` once, so batches need no copy."""
@@ -250,15 +256,23 @@ class TaskDefaults:
         epochs = [self.epoch_batches(batch_size, seed, start=start, epoch=epoch) for seed in seeds]
         return (list(batches) for batches in zip(*epochs, strict=True))
 
-    def replica_loss(
-        self, outputs: list[ModelOutput], batches: list[Batch]
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """``loss`` of each replica's output on its own batch (``train.stack_restarts``): the losses,
-        (replicas,), and each count, (replicas,). One ``loss`` call per replica; a task whose loss can
-        take the replicas at once overrides it (a step of small models costs what its ops number)."""
-        results = [self.loss(output, batch) for output, batch in zip(outputs, batches, strict=True)]
+    def replica_loss(self, output: ModelOutput, batches: list[Batch]) -> tuple[Tensor, dict[str, Tensor]]:
+        """``loss`` of each replica's part of the stacked output on its own batch (``train.stack_restarts``):
+        the losses, (replicas,), and each count, (replicas,). One ``loss`` call per replica; a task whose
+        loss can take the replicas at once overrides it (a step of small models costs what its ops number)."""
+        results = [
+            self.loss(replica_output(output, replica, batch.size), batch)
+            for replica, batch in enumerate(batches)
+        ]
         counts = {name: torch.stack([found[name] for _, found in results]) for name in results[0][1]}
         return torch.stack([loss for loss, _ in results]), counts
+
+    def evaluate_replicas(
+        self, stacked: nn.Module, replica: Callable[[int], nn.Module], count: int, split: str, batch_size: int
+    ) -> list[EvalResult]:
+        """Each replica evaluated as a model of its own; a task whose evaluation can run the stacked
+        model once for all replicas overrides it."""
+        return [self.evaluate(replica(index), split, batch_size) for index in range(count)]
 
     def shard(self, batch: Batch, rank: int, world: int) -> tuple[Batch, float]:
         """Every input and the targets cut along their first dimension, the examples', for a loss that

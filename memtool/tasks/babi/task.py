@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -489,14 +489,12 @@ class BabiTask(TaskDefaults):
         wrong = (output.prediction.argmax(-1) != batch.targets).sum()
         return loss, {"wrong": wrong}
 
-    def replica_loss(
-        self, outputs: list[ModelOutput], batches: list[Batch]
-    ) -> tuple[Tensor, dict[str, Tensor]]:
+    def replica_loss(self, output: ModelOutput, batches: list[Batch]) -> tuple[Tensor, dict[str, Tensor]]:
         """Every replica's loss and wrong answers in one pass when their batches are the same size (all
         but an epoch's last batch, with length buckets a shorter one)."""
         if len({batch.size for batch in batches}) > 1:
-            return super().replica_loss(outputs, batches)
-        logits = torch.stack([output.prediction for output in outputs])  # (replicas, batch, vocab)
+            return super().replica_loss(output, batches)
+        logits = output.prediction  # (replicas, batch, vocabulary)
         targets = torch.stack([batch.targets for batch in batches])
         losses = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
         wrong = (logits.argmax(-1) != targets).sum(1)
@@ -505,28 +503,56 @@ class BabiTask(TaskDefaults):
     def train_metrics(self, sums: dict[str, float], examples: int) -> dict[str, float]:
         return {"error": 100 * sums.get("wrong", 0.0) / max(examples, 1)}
 
-    @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str, batch_size: int) -> EvalResult:
-        was_training = model.training
-        model.eval()
+        return self._evaluate(model, split, batch_size, lambda inputs: model(**inputs).prediction[None])[0]
+
+    def evaluate_replicas(
+        self, stacked: nn.Module, replica: Callable[[int], nn.Module], count: int, split: str, batch_size: int
+    ) -> list[EvalResult]:
+        """Every replica on each batch in one pass of the stacked model."""
+
+        def logits(inputs: dict[str, Tensor]) -> Tensor:
+            return stacked.forward_replicas([inputs] * count, None).prediction  # evaluation draws no noise
+
+        return self._evaluate(stacked, split, batch_size, logits, count)
+
+    @torch.no_grad()
+    def _evaluate(
+        self,
+        model: nn.Module,
+        split: str,
+        batch_size: int,
+        predict: Callable[[dict[str, Tensor]], Tensor],
+        count: int = 1,
+    ) -> list[EvalResult]:
+        """The split scored for each of the ``count`` predictions (count, batch, vocabulary) that
+        ``predict`` gives for a batch."""
         data = self.splits[split]
         if len(data) == 0:
-            model.train(was_training)
-            return EvalResult(
-                {"error": float("nan"), "loss": float("nan"), "examples": 0}, {}, SCORING.group_key
-            )
+            empty = {"error": float("nan"), "loss": float("nan"), "examples": 0}
+            return [EvalResult(dict(empty), {}, SCORING.group_key) for _ in range(count)]
+        was_training = model.training
+        model.eval()
         device = next(model.parameters()).device
         losses, wrongs = [], []
         for batch in self.batches(split, batch_size):
             batch = batch.to(device)
-            logits = model(**batch.inputs).prediction
-            loss = nn.functional.cross_entropy(logits, batch.targets, reduction="none")
+            logits = predict(batch.inputs)
+            targets = batch.targets.expand(count, -1)
+            loss = nn.functional.cross_entropy(
+                logits.flatten(0, 1), targets.flatten(), reduction="none"
+            ).view(targets.shape)
             # an answer word the training data never had can't be predicted: it counts as wrong,
             # but its (unbounded) loss would drown every other number
-            losses.append(loss.masked_fill(batch.targets == 0, float("nan")))
-            wrongs.append(logits.argmax(-1) != batch.targets)
+            losses.append(loss.masked_fill(targets == 0, float("nan")))
+            wrongs.append(logits.argmax(-1) != targets)
         model.train(was_training)
-        loss, wrong = torch.cat(losses).double().cpu(), torch.cat(wrongs).double().cpu()
+        loss, wrong = torch.cat(losses, 1).double().cpu(), torch.cat(wrongs, 1).double().cpu()
+        return [self._scores(data, loss[index], wrong[index]) for index in range(count)]
+
+    @staticmethod
+    def _scores(data: Split, loss: Tensor, wrong: Tensor) -> EvalResult:
+        """Metrics and per-task groups from each question's loss and whether it was answered wrong."""
         tasks = data.tasks.cpu()
         groups = {}
         for task in sorted(set(tasks.tolist())):
