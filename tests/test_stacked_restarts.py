@@ -8,7 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from memtool.build import model_from_checkpoint
+from memtool.build import build_task, create_model, model_arguments, model_from_checkpoint
 from memtool.checkpoint import load_checkpoint
 from memtool.cli import app
 from memtool.config import build_config
@@ -222,3 +222,27 @@ def test_refusals_are_one_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", *lstm, "--out", str(tmp_path / "run")])
     one_line_error(result, "model 'lstm' cannot stack its restarts")
     assert not (tmp_path / "run").exists()
+
+
+def test_replicas_validated_in_one_pass_score_as_each_model_alone() -> None:
+    """bAbI's evaluate_replicas (one forward_replicas per batch) gives each replica what evaluate gives
+    its own model: loss, error and every task's group, on a batch size that leaves a short last batch."""
+    config = build_config(tiny_config(task={"tasks": [1, 2]}))
+    task = build_task(config)
+    arguments = model_arguments(config, task)
+    models = []
+    for replica in range(3):
+        torch.manual_seed(replica)
+        models.append(create_model("memn2n", arguments))
+    stacked = stack_replicas(models)
+    together = task.evaluate_replicas(stacked, models.__getitem__, 3, "test", batch_size=7)
+    assert stacked.training  # the mode it was given back in
+    for model, result in zip(models, together, strict=True):
+        alone = task.evaluate(model, "test", batch_size=7)
+        assert result.metrics.keys() == alone.metrics.keys() and result.groups.keys() == alone.groups.keys()
+        assert result.metrics["error"] == alone.metrics["error"]
+        assert result.metrics["loss"] == pytest.approx(alone.metrics["loss"], rel=1e-6)
+        for name, group in alone.groups.items():
+            assert result.groups[name]["error"] == group["error"]
+            assert result.groups[name]["loss"] == pytest.approx(group["loss"], rel=1e-6)
+    assert len({result.metrics["loss"] for result in together}) == 3  # three models, three scores
