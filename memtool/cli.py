@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import functools
-import io
 import os
-import signal
 import sys
-import threading
 from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
@@ -15,12 +11,12 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from memtool import jsonio
-from memtool.errors import TrainingDiverged, UserError
+from memtool.console import PROGRAM_VARIABLE, err, error_line, main_process, out, program, user_errors
+from memtool.errors import UserError
 
 app = typer.Typer(
     help="Train, evaluate and open up neural networks with an external memory.",
@@ -29,48 +25,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-
-class _ClosableStdout(io.TextIOBase):
-    """stdout that outlives its reader: when a pipe closes (``memtool train ... | head``), the rest goes
-    to /dev/null and the command carries on, so a training run is not killed by its own progress lines."""
-
-    def __init__(self) -> None:
-        self.reader_gone = False
-
-    def _gone(self) -> None:
-        self.reader_gone = True
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit must not fail either
-        sys.stderr.write("memtool: stdout was closed; carrying on without printing\n")
-
-    @staticmethod
-    def _stream() -> Any:
-        """The real stdout: while a progress display runs in a terminal, ``sys.stdout`` is rich's proxy,
-        which prints through this very console, and writing to it would loop back here for ever."""
-        return getattr(sys.stdout, "rich_proxied_file", sys.stdout)
-
-    def write(self, text: str) -> int:
-        if not self.reader_gone:
-            try:
-                self._stream().write(text)
-            except BrokenPipeError:
-                self._gone()
-        return len(text)
-
-    def flush(self) -> None:
-        if not self.reader_gone:
-            try:
-                self._stream().flush()
-            except BrokenPipeError:
-                self._gone()
-
-    def isatty(self) -> bool:
-        return self._stream().isatty()
-
-
-# Piped output gets 120 columns rather than rich's 80, so tables and paths are not folded.
-out = Console(file=_ClosableStdout(), highlight=False, width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
 
 CONFIG_DIRS = (Path(__file__).resolve().parent.parent / "configs", Path.cwd() / "configs")
 
@@ -90,78 +44,6 @@ SetOption = Annotated[
         metavar="KEY=VALUE",
     ),
 ]
-
-
-MOST_ERROR_CHARACTERS = 1000
-
-
-def _error_line(message: str) -> None:
-    """A user error as the one line on stderr that every command promises, whatever the message held."""
-    line = " ".join(message.split())
-    if len(line) > MOST_ERROR_CHARACTERS:
-        line = line[: MOST_ERROR_CHARACTERS - 1] + "…"
-    err.print(f"[red]error:[/] {escape(line)}", soft_wrap=True)
-
-
-def _import_torch_shielded() -> None:
-    """Import torch with Ctrl-C held back until it is done, then honoured (exit 130 in ``main``).
-
-    A KeyboardInterrupt raised while torch's C++ extensions initialise reaches pybind11, which calls
-    std::terminate: the process aborts with a C++ message instead of stopping cleanly. Help and usage
-    errors never get here, so they still answer without importing torch."""
-    if "torch" in sys.modules or threading.current_thread() is not threading.main_thread():
-        return
-    interrupted: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda number, frame: interrupted.append(number))
-    try:
-        import torch  # noqa: F401
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if interrupted:
-        raise KeyboardInterrupt
-
-
-def user_errors(command: Any) -> Any:
-    """Turn a UserError into one red line on stderr and exit code 2; divergence into exit code 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _import_torch_shielded()
-        try:
-            return command(*args, **kwargs)
-        except UserError as error:
-            if _main_process():  # under torchrun every process meets the error; the first says it
-                _error_line(str(error))
-            raise typer.Exit(2) from None
-        except TrainingDiverged as error:
-            if not _main_process():
-                raise typer.Exit(1) from None
-            err.print(f"[red]training stopped:[/] {escape(str(error))}", soft_wrap=True)
-            raise typer.Exit(1) from None
-        except OSError as error:  # a path the user gave: an existing file as --out, a read-only folder
-            _error_line(f"{error.filename or 'path'}: {error.strerror or error}")
-            raise typer.Exit(2) from None
-
-    return wrapper
-
-
-PROGRAM_VARIABLE = "MEMTOOL_PROGRAM"
-
-
-def _main_process() -> bool:
-    """Not one of torchrun's further processes (they train and stay quiet)."""
-    return os.environ.get("RANK", "0") == "0"
-
-
-def program() -> str:
-    """How this memtool was started, so a printed command works as typed (``memtool`` may not be on
-    PATH: the README's set-up installs it into ``.venv/bin``)."""
-    if os.environ.get(PROGRAM_VARIABLE):  # a process torchrun started for `memtool train --nproc`
-        return os.environ[PROGRAM_VARIABLE]
-    started = sys.argv[0] if sys.argv and sys.argv[0] else "memtool"
-    if Path(started).name == "__main__.py":
-        return f"{sys.executable} -m memtool"
-    return started if Path(started).name == "memtool" else "memtool"
 
 
 @app.command()
@@ -252,7 +134,7 @@ def train(
         else:
             summary = run_training(run_config, run_dir, resume=resume, observer=observer)
     except Interrupted as stopped:
-        if not _main_process():
+        if not main_process():
             raise typer.Exit(130) from None
         # the run's own resolved config carries every --set, so this command resumes it as it was
         hint = f"{program()} train {run_dir / 'config.yaml'} --out {run_dir} --resume"
@@ -265,7 +147,7 @@ def train(
         observer.close()
     from memtool.registry import TASKS
 
-    if not _main_process():
+    if not main_process():
         return
     out.print(render.summary_renderable(summary, TASKS.get(run_config.task.name).scoring))
     out.print(
@@ -478,54 +360,13 @@ def list_components(imports: ImportOption = None) -> None:
     """The registered models and tasks (with their options and data commands), and the shipped configs.
 
     Example: memtool list · memtool list --import my_plugin.py"""
-    from memtool.registry import MODELS, TASKS, load_all, load_imports
+    from memtool.listing import component_tables
+    from memtool.registry import load_all, load_imports
 
     load_all()
     load_imports(imports or [], Path.cwd())
-    for registry in (MODELS, TASKS):
-        table = Table(title=f"{registry.kind}s", header_style="bold")
-        table.add_column("name")
-        table.add_column("what it is")
-        for entry in registry.entries():
-            table.add_row(entry.name, entry.summary)
+    for table in component_tables(CONFIG_DIRS):
         out.print(table)
-    table = Table(title="the tasks' own options", header_style="bold")
-    for column in ("task", "command", "option", "what it does"):
-        table.add_column(column)
-    for entry in TASKS.entries():
-        task = entry.target
-        commands = [("inspect-memory RUN", task.InspectOptions), ("eval RUN", task.EvalOptions)]
-        commands += [(f"data {action} {entry.name}", c.Options) for action, c in task.data_commands.items()]
-        for command, schema in commands:
-            for name, field in schema.model_fields.items():
-                default = "" if field.default is None else f" (default: {field.default})"
-                option = f"--{name.replace('_', '-')}"
-                table.add_row(entry.name, command, option, f"{field.description or ''}{default}")
-    out.print(table)
-    table = Table(title="configs", header_style="bold")
-    table.add_column("path")
-    table.add_column("model · task")
-    seen: set[Path] = set()
-    for directory in CONFIG_DIRS:
-        for path in sorted(directory.glob("*.yaml")) if directory.is_dir() else []:
-            if path.resolve() in seen:
-                continue
-            seen.add(path.resolve())
-            shown = Path(path).relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
-            table.add_row(str(shown), _config_summary(path))
-    out.print(table)
-
-
-def _config_summary(path: Path) -> str:
-    """``model · task`` of a config file, or why it cannot be read: one bad file must not hide the rest."""
-    from memtool.config import read_yaml
-
-    try:
-        raw = read_yaml(path)
-    except UserError as error:
-        return f"[red]unreadable[/]: {escape(str(error).removeprefix(f'{path}: '))}"
-    names = [raw.get(section) for section in ("model", "task")]
-    return " · ".join(str(part.get("name", "?")) if isinstance(part, dict) else "?" for part in names)
 
 
 @app.command("cache")
@@ -606,7 +447,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(0)
         context = getattr(error, "ctx", None)
         hint = f" (see: {context.command_path} --help)" if context is not None else ""
-        _error_line(error.format_message() + hint)
+        error_line(error.format_message() + hint)
         sys.exit(error.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
 
