@@ -129,7 +129,7 @@ def model_from_checkpoint(payload: dict[str, Any], device: torch.device) -> nn.M
     if payload.get(STACKED_REPLICAS):
         raise UserError(
             f"{payload['path']}: holds {payload[STACKED_REPLICAS]} restarts stacked for training, not one "
-            "model; use best.pt or best-restart-<r>.pt"
+            "model; use best.pt, or best-restart-<r>.pt once the run has ended or stopped"
         )
     model = create_model(payload["model_name"], payload["model_args"])
     try:

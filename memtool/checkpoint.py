@@ -74,7 +74,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             raise UserError(f"{path}: no {BEST} or {LAST} in this directory; is it a memtool run directory?")
         path = found
     if not path.is_file():
-        raise UserError(f"{path}: checkpoint not found")
+        hint = ""
+        if path.name.startswith("best-restart-") and (path.parent / LAST).is_file():
+            hint = (  # a run training its restarts stacked writes them as it ends or stops
+                f"; a run of stacked restarts writes it when the run ends or stops: resume it with "
+                f"memtool train {path.parent / 'config.yaml'} --out {path.parent} --resume, or use "
+                f"{path.parent / BEST}"
+            )
+        raise UserError(f"{path}: checkpoint not found{hint}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # torch raises many types for a truncated, foreign or code-carrying file

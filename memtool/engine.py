@@ -136,13 +136,20 @@ class Trainer(Selection):
 
     def _payload(self, model: nn.Module, state: TrainState, extra: dict[str, Any]) -> dict[str, Any]:
         return {
-            "model_name": self.config.model.name,
-            "model_args": self.model_args,
+            **self._run_identity(),
             "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "task_state": self.task.state_dict(),
-            "config": self.config.to_dict(),
             "mode": state.phase if state.phase != MAIN else None,
             **extra,
+        }
+
+    def _run_identity(self) -> dict[str, Any]:
+        """What every checkpoint of the run shares: the model's name and arguments, the task's state and
+        the resolved config."""
+        return {
+            "model_name": self.config.model.name,
+            "model_args": self.model_args,
+            "task_state": self.task.state_dict(),
+            "config": self.config.to_dict(),
         }
 
     def _tick(self, state: TrainState) -> None:

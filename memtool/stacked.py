@@ -216,16 +216,17 @@ class StackedTrainer(Trainer):
             return
         model = self._replica_model(stacked, state.restart)
         payload = self._best_payload(model, valid, state)
-        payload["model_state"] = {name: value.clone() for name, value in payload["model_state"].items()}
-        if restart_best:
-            self.bests[state.restart] = payload
+        if restart_best:  # only what differs from the run's other checkpoints, and a copy of the weights
+            kept = {key: payload[key] for key in payload.keys() - self._run_identity().keys()}
+            kept["model_state"] = {name: value.clone() for name, value in kept["model_state"].items()}
+            self.bests[state.restart] = kept
         if run_best:
             save_checkpoint(self.files.best, payload)
 
     def _write_bests(self) -> None:
         """Each restart's best kept since the last write, as its best-restart-<r>.pt."""
-        for restart, payload in sorted(self.bests.items()):
-            save_checkpoint(self.files.restart_best(restart), payload)
+        for restart, kept in sorted(self.bests.items()):
+            save_checkpoint(self.files.restart_best(restart), {**self._run_identity(), **kept})
         self.bests.clear()
 
     def _tick(self, state: TrainState) -> None:

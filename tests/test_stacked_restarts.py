@@ -109,6 +109,9 @@ def test_a_stacked_run_killed_mid_epoch_resumes_exactly(tmp_path: Path) -> None:
     assert sorted(training["bests"]) == ["0", "1", "2"]
     for path in (tmp_path / "killed").glob("best-restart-*.pt"):
         path.unlink()
+    # asked for one now, memtool says how to get it
+    result = CliRunner().invoke(app, ["eval", str(tmp_path / "killed" / "best-restart-1.pt")])
+    one_line_error(result, "best-restart-1.pt: checkpoint not found", "--resume")
     # resumed to where it stopped, it trains nothing and writes those bests out
     stopped = build_config(tiny_config(train={**TRAIN, "stack_restarts": True, "max_steps": 8}))
     train(stopped, tmp_path / "killed", resume=True)
