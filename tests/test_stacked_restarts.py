@@ -16,6 +16,7 @@ from memtool.engine import train
 from memtool.errors import UserError
 from memtool.models.base import replica_output, replica_state, stack_replicas
 from memtool.models.memn2n import MemN2N
+from memtool.models.ntm import NTM
 from memtool.optim import clip_gradients
 from memtool.train_state import SilentObserver
 from tests.helpers import one_line_error, tiny_config
@@ -249,3 +250,70 @@ def test_replicas_validated_in_one_pass_score_as_each_model_alone() -> None:
             assert result.groups[name]["error"] == group["error"]
             assert result.groups[name]["loss"] == pytest.approx(group["loss"], rel=1e-6)
     assert len({result.metrics["loss"] for result in together}) == 3  # three models, three scores
+
+
+@pytest.mark.parametrize("controller", ["lstm", "feedforward"])
+def test_ntm_replicas_in_one_pass_compute_what_each_ntm_computes(controller: str) -> None:
+    """Three NTM replicas with batches of different sizes and lengths: padded at the start of time, each
+    replica's logits, trace and gradients are its own model's (the answers are the last steps)."""
+    models, batches = [], []
+    for replica, (size, steps) in enumerate([(3, 5), (2, 8), (4, 6)]):
+        torch.manual_seed(replica)
+        models.append(
+            NTM(
+                input_size=4,
+                output_size=3,
+                controller=controller,
+                controller_size=8,
+                memory_rows=6,
+                memory_width=5,
+                read_heads=2,
+                write_heads=2,
+                memory_init="learned" if controller == "feedforward" else "random",
+            ).double()  # float64: the learned memory's gradient sums many steps, in another order when held
+        )
+        batches.append({"inputs": torch.randn(size, steps, 4, dtype=torch.float64)})
+    stacked = stack_replicas(models)
+    together = stacked.forward_replicas(batches, None)
+    answers = 4  # each replica's last steps
+    loss = sum(
+        together.prediction[r, : len(b["inputs"]), -answers:].logsumexp(-1).sum()
+        for r, b in enumerate(batches)
+    )
+    loss.backward()
+    steps = together.prediction.shape[2]
+    for replica, (model, batch) in enumerate(zip(models, batches, strict=True)):
+        alone = model(**batch)
+        size, own = batch["inputs"].shape[:2]
+        mine = replica_output(together, replica, size)
+        torch.testing.assert_close(mine.prediction[:, steps - own :], alone.prediction)
+        for name, value in alone.trace.items():
+            torch.testing.assert_close(mine.trace[name][:, steps - own :], value, msg=name)
+        alone.prediction[:, -answers:].logsumexp(-1).sum().backward()
+        for name, parameter in model.named_parameters():
+            torch.testing.assert_close(stacked.get_parameter(name).grad[replica], parameter.grad, msg=name)
+
+
+def test_ntm_restarts_stacked_end_where_ntm_restarts_in_turn_end(tmp_path: Path) -> None:
+    """The NTM on copy, three restarts: each replica's batches have their own lengths at every step."""
+    config = {
+        "seed": 0,
+        "device": "cpu",
+        "model": {"name": "ntm", "controller_size": 16, "memory_rows": 8, "memory_width": 6},
+        "task": {"name": "copy", "bits": 4, "min_length": 1, "max_length": 5},
+        "data": {"sequences_per_epoch": 96, "valid_sequences": 16, "test_sequences": 16},
+        "eval": {"lengths": [5, 8]},
+        "train": {"batch_size": 8, "epochs": 2, "lr": 0.003, "optimizer": "adam", "clip_norm": 5.0,
+                  "clip_value": None, "restarts": 3, "threads": 1},
+    }  # fmt: skip
+    in_turn = train(build_config(config), tmp_path / "in_turn")
+    stacked_config = {**config, "train": {**config["train"], "stack_restarts": True}}
+    stacked = train(build_config(stacked_config), tmp_path / "stacked")
+    for restart in range(3):
+        name = f"best-restart-{restart}.pt"
+        a, b = (load_checkpoint(tmp_path / run / name) for run in ("stacked", "in_turn"))
+        _assert_close_states(a["model_state"], b["model_state"])
+        assert a["epoch"] == b["epoch"]
+    _assert_close_records(_records(tmp_path / "stacked"), _records(tmp_path / "in_turn"))
+    assert stacked.best_restart == in_turn.best_restart
+    assert stacked.test.metrics["cost_bits"] == pytest.approx(in_turn.test.metrics["cost_bits"], rel=1e-4)

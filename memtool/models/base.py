@@ -107,6 +107,24 @@ def replica_state(stacked: Any, replica: int) -> dict[str, Any]:
     return {name: value[replica] for name, value in stacked.state_dict().items()}
 
 
+def replica_linear(x: Any, layer: Any, replicas: int) -> Any:
+    """``x W^T + b`` with ``layer``'s weight (a Linear's, or an embedding table as a tied output layer).
+    With ``replicas`` (R > 0, ``forward_replicas``), the weight is (R, out, in) and x holds R equal
+    blocks of rows: each block is multiplied by its own replica's weight; 0: an ordinary linear layer."""
+    import torch
+    from torch import nn
+
+    weight, bias = layer.weight, getattr(layer, "bias", None)
+    if not replicas:
+        return nn.functional.linear(x, weight, bias)
+    blocks = x.reshape(replicas, -1, x.shape[-1])
+    if bias is None:
+        out = blocks @ weight.transpose(1, 2)
+    else:
+        out = torch.baddbmm(bias.unsqueeze(1), blocks, weight.transpose(1, 2))
+    return out.view(*x.shape[:-1], weight.shape[1])
+
+
 def replica_output(output: ModelOutput, replica: int, size: int) -> ModelOutput:
     """Replica ``replica``'s part of ``forward_replicas``'s output, cut to its batch's ``size`` examples
     (a trace's other dimensions may still be padded, e.g. memory slots of shorter stories)."""

@@ -15,7 +15,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from memtool.models.base import ModelOutput
+from memtool.models.base import ModelOutput, replica_linear
 from memtool.registry import register_model
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -233,9 +233,9 @@ class MemN2N(nn.Module):
             return cosine * (
                 scale.repeat_interleave(query.shape[0] // replicas).unsqueeze(1) if replicas else scale
             )
-        hidden = _linear(memory, self.match_memory, replicas)
-        hidden = torch.tanh(hidden + _linear(query, self.match_query, replicas).unsqueeze(1))
-        return _linear(hidden, self.match_out, replicas).squeeze(-1)
+        hidden = replica_linear(memory, self.match_memory, replicas)
+        hidden = torch.tanh(hidden + replica_linear(query, self.match_query, replicas).unsqueeze(1))
+        return replica_linear(hidden, self.match_out, replicas).squeeze(-1)
 
     def _empty_slot_scores(self, memory_count: Tensor, dtype: torch.dtype) -> Tensor | None:
         """With ``empty_slots_in_softmax``: k empty slots of score 0 weigh like one extra slot of score
@@ -345,32 +345,17 @@ class MemN2N(nn.Module):
             scores = self._scores(memory[self._table_index("A", hop)], u, replicas)
             weights = scores * mask if self.linear_start else self._softmax(scores, mask, empty_slots)
             read = (weights.unsqueeze(-1) * memory[self._table_index("C", hop)]).sum(1)  # o = Σ p_i c_i
-            u = read + (_linear(u, self.hop_map, replicas) if self.hop_map is not None else u)
+            u = read + (replica_linear(u, self.hop_map, replicas) if self.hop_map is not None else u)
             attention.append(weights)
 
         if isinstance(self.answer_layer, nn.Sequential):
             first, _, last = self.answer_layer
-            logits = _linear(torch.relu(_linear(u, first, replicas)), last, replicas)
+            logits = replica_linear(torch.relu(replica_linear(u, first, replicas)), last, replicas)
         else:  # adjacent tying with a linear answer: W = (C^K)^T
-            logits = _linear(u, self.answer_layer or self.embeddings[-1], replicas)
+            logits = replica_linear(u, self.answer_layer or self.embeddings[-1], replicas)
         # The nil word is never an answer; masking its logit also keeps its tied embedding row at zero.
         logits = logits.index_fill(1, torch.tensor([0], device=logits.device), torch.finfo(logits.dtype).min)
         return logits, torch.stack(attention, 1)
-
-
-def _linear(x: Tensor, layer: nn.Module, replicas: int) -> Tensor:
-    """``x W^T + b`` with ``layer``'s weight (a Linear's, or an embedding table as the tied answer
-    layer). With replicas, the weight is (R, out, in) and x holds R equal blocks of rows: each block is
-    multiplied by its own replica's weight."""
-    weight, bias = layer.weight, getattr(layer, "bias", None)
-    if not replicas:
-        return nn.functional.linear(x, weight, bias)
-    blocks = x.reshape(replicas, -1, x.shape[-1])
-    if bias is None:
-        out = blocks @ weight.transpose(1, 2)
-    else:
-        out = torch.baddbmm(bias.unsqueeze(1), blocks, weight.transpose(1, 2))
-    return out.view(*x.shape[:-1], weight.shape[1])
 
 
 def _padded(parts: list[Tensor]) -> Tensor:

@@ -13,13 +13,13 @@ The whole batch steps through time together; the only Python loop is over time s
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from memtool.models.base import ModelOutput
+from memtool.models.base import ModelOutput, replica_linear
 from memtool.registry import register_model
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -151,9 +151,46 @@ class NTM(nn.Module):
         """inputs (B, T, input_size) → logits (B, T, output_size), and the trace: read and write weightings
         (B, T, heads, N), erase and add vectors (B, T, write heads, M), and with ``trace_memory`` the memory
         after every step (B, T, N, M): for inspection, too large to keep while training or scoring."""
+        memory = self.memory_init.unsqueeze(0).expand(inputs.shape[0], -1, -1)
+        outputs, trace = self._unroll(inputs, memory, trace_memory)
+        return ModelOutput(prediction=outputs, trace=trace)
+
+    def forward_replicas(
+        self, batches: list[dict[str, Tensor]], generators: list[torch.Generator] | None
+    ) -> ModelOutput:
+        """R replicas stepped as one (``train.stack_restarts``; every parameter and the initial memory
+        carry a leading replica dimension). Replica r's sequences are padded at the start of time to the
+        longest among the R (its state is held at the initial one until its own first step, so each
+        replica computes what it would alone, and the answer steps stay the last ones) and in rows to the
+        largest batch; the controller and the head and output layers are per-replica products, the
+        addressing and the memory ops run on all R × B sequences at once. Nothing random is drawn."""
+        replicas, parts = len(batches), [inputs["inputs"] for inputs in batches]
+        size, steps = max(part.shape[0] for part in parts), max(part.shape[1] for part in parts)
+        inputs = parts[0].new_zeros(replicas, size, steps, parts[0].shape[-1])
+        for replica, part in enumerate(parts):
+            inputs[replica, : part.shape[0], steps - part.shape[1] :] = part
+        first_steps = [steps - part.shape[1] for part in parts]
+        starts = torch.tensor(first_steps, device=inputs.device).repeat_interleave(size)
+        memory = self.memory_init.repeat_interleave(size, 0)  # (R·B, N, M)
+        outputs, trace = self._unroll(inputs.flatten(0, 1), memory, False, replicas, starts, max(first_steps))
+        return ModelOutput(
+            prediction=outputs.unflatten(0, (replicas, size)),
+            trace={name: value.unflatten(0, (replicas, size)) for name, value in trace.items()},
+        )
+
+    def _unroll(
+        self,
+        inputs: Tensor,
+        memory: Tensor,
+        trace_memory: bool,
+        replicas: int = 0,
+        starts: Tensor | None = None,
+        latest_start: int = 0,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The steps over time from ``memory``; with replicas, row b's state stays as it was until its
+        first step ``starts[b]`` (the last one to start: ``latest_start``)."""
         batch, steps, _ = inputs.shape
         r, w, m = self.read_heads, self.write_heads, self.width
-        memory = self.memory_init.unsqueeze(0).expand(batch, -1, -1)
         start = torch.zeros(batch, r + w, self.rows, device=inputs.device, dtype=inputs.dtype)
         start[..., 0] = 1.0  # every head starts on row 0
         previous = start
@@ -161,9 +198,17 @@ class NTM(nn.Module):
         state = (inputs.new_zeros(batch, self.controller_size), inputs.new_zeros(batch, self.controller_size))
         hiddens, read_trace, write_trace, erase_trace, add_trace, memory_trace = [], [], [], [], [], []
         for t in range(steps):
-            memory, previous, reads, state, erase, add = self.step(
-                inputs[:, t], memory, previous, reads, state
-            )
+            stepped = self.step(inputs[:, t], memory, previous, reads, state, replicas)
+            if starts is not None and t < latest_start:  # rows not started yet keep their state
+                started = starts <= t
+                held = (memory, previous, reads, state[0], state[1])
+                new = (*stepped[:3], *stepped[3])
+                kept = [
+                    torch.where(started.view(-1, *[1] * (a.dim() - 1)), a, b)
+                    for a, b in zip(new, held, strict=True)
+                ]
+                stepped = (kept[0], kept[1], kept[2], (kept[3], kept[4]), stepped[4], stepped[5])
+            memory, previous, reads, state, erase, add = stepped
             hiddens.append(torch.cat([state[0], reads], -1))
             read_trace.append(previous[:, :r])
             write_trace.append(previous[:, r:])
@@ -172,7 +217,8 @@ class NTM(nn.Module):
             if trace_memory:
                 memory_trace.append(memory)
         # the output layer once over every step: one large product instead of one per step
-        outputs = self.output(torch.stack(hiddens, 1)).clamp(-self.output_clip, self.output_clip)
+        hidden = torch.stack(hiddens, 1)
+        outputs = replica_linear(hidden, self.output, replicas).clamp(-self.output_clip, self.output_clip)
         trace = {
             "read_weights": torch.stack(read_trace, 1),
             "write_weights": torch.stack(write_trace, 1),
@@ -181,22 +227,41 @@ class NTM(nn.Module):
         }
         if memory_trace:
             trace["memory"] = torch.stack(memory_trace, 1)
-        return ModelOutput(prediction=outputs, trace=trace)
+        return outputs, trace
+
+    def _control(self, x: Tensor, state: tuple[Tensor, Tensor], replicas: int) -> tuple[Tensor, Tensor]:
+        """The controller's step; with replicas, each block of rows through its own replica's weights."""
+        if self.controller_kind == "feedforward":
+            layer = self.controller[0]
+            return torch.tanh(replica_linear(x, layer, replicas)), state[1]
+        if not replicas:
+            return self.controller(x, state)
+        cell = self.controller
+        gates = replica_linear(x, _Weights(cell.weight_ih, cell.bias_ih), replicas) + replica_linear(
+            state[0], _Weights(cell.weight_hh, cell.bias_hh), replicas
+        )
+        entry, forget, candidate, exit_gate = gates.chunk(4, -1)  # nn.LSTMCell's order: i, f, g, o
+        cell_state = torch.sigmoid(forget) * state[1] + torch.sigmoid(entry) * torch.tanh(candidate)
+        return torch.sigmoid(exit_gate) * torch.tanh(cell_state), cell_state
 
     def step(
-        self, x: Tensor, memory: Tensor, previous: Tensor, reads: Tensor, state: tuple[Tensor, Tensor]
+        self,
+        x: Tensor,
+        memory: Tensor,
+        previous: Tensor,
+        reads: Tensor,
+        state: tuple[Tensor, Tensor],
+        replicas: int = 0,
     ) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, Tensor], Tensor, Tensor]:
         """One time step for the whole batch: x (B, input_size), memory (B, N, M), previous weightings
         (B, R + W, N) (read heads first), reads (B, R·M), controller state (h, c; a feed-forward
-        controller keeps c at zero). Returns the new memory, weightings, reads, state, erase and add."""
+        controller keeps c at zero); ``replicas`` as in ``forward_replicas``. Returns the new memory,
+        weightings, reads, state, erase and add."""
         batch = x.shape[0]
         r, w, m = self.read_heads, self.write_heads, self.width
-        controller_input = torch.cat([x, reads], -1)
-        if self.controller_kind == "lstm":
-            state = self.controller(controller_input, state)
-        else:
-            state = (self.controller(controller_input), state[1])
-        emitted = self.head_parameters(state[0]).clamp(-self.output_clip, self.output_clip)
+        state = self._control(torch.cat([x, reads], -1), state, replicas)
+        emitted = replica_linear(state[0], self.head_parameters, replicas)
+        emitted = emitted.clamp(-self.output_clip, self.output_clip)
         addressing = emitted[:, : (r + w) * self.addressing_size].view(batch, r + w, -1)
         erase_add = emitted[:, (r + w) * self.addressing_size :].view(batch, w, 2 * m)
         erase, add = torch.sigmoid(erase_add[..., :m]), torch.tanh(erase_add[..., m:])
@@ -207,3 +272,10 @@ class NTM(nn.Module):
         read_weights = self._address(memory, previous[:, :r], addressing[:, :r])
         reads = read(memory, read_weights).flatten(1)  # (B, R·M)
         return memory, torch.cat([read_weights, write_weights], 1), reads, state, erase, add
+
+
+class _Weights(NamedTuple):
+    """A weight and bias pair as ``replica_linear`` reads a layer (the LSTM cell's input and hidden parts)."""
+
+    weight: Tensor
+    bias: Tensor | None
