@@ -54,6 +54,7 @@ class TrainState:
             best_restart=self.best_restart,
             elapsed=self.elapsed,
             restart_start=self.elapsed,
+            window_start=self.elapsed,  # its first record's speed counts its own seconds only
             reached=self.reached,
             scored=self.scored,
         )

@@ -10,6 +10,7 @@ from memtool.config import build_config, load_config
 from memtool.engine import train
 from memtool.errors import TrainingDiverged, UserError
 from memtool.optim import clip_gradients
+from memtool.train_state import TrainState
 from memtool.train_state import SilentObserver
 from tests.helpers import tiny_config
 
@@ -321,3 +322,12 @@ def test_a_models_auxiliary_loss_is_trained_on_and_logged_on_its_own(
     record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert record["train_penalty"] == pytest.approx(0.5)
     assert record["train_loss"] > 0.5  # the task's loss plus the penalty
+
+
+def test_a_restart_in_turn_times_its_speed_from_its_own_start() -> None:
+    """The next restart's first window starts when it does: its first record's examples per second
+    must not divide by the seconds of the restarts before it."""
+    done = TrainState(0, elapsed=120.0, window_start=100.0, examples=5000)
+    after = done.next_restart()
+    assert after.restart == 1 and after.window_start == after.restart_start == 120.0
+    assert after.window_examples == 0 and after.examples == 0
