@@ -10,8 +10,7 @@ from memtool.config import build_config, load_config
 from memtool.engine import train
 from memtool.errors import TrainingDiverged, UserError
 from memtool.optim import clip_gradients
-from memtool.train_state import TrainState
-from memtool.train_state import SilentObserver
+from memtool.train_state import SilentObserver, TrainState
 from tests.helpers import tiny_config
 
 
