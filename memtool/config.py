@@ -220,15 +220,17 @@ def _stacking_problems(train: TrainConfig, model_name: str) -> list[str]:
             f"train.stack_restarts: model {model_name!r} cannot stack its restarts (it has no "
             "forward_replicas); set it to false to train them one after another"
         )
-    reasons = {
-        "train.start_phase.until_plateau": train.start_phase is not None and train.start_phase.until_plateau,
-        "train.stop_at_target": train.stop_at_target,  # a replica would go on training after its stop
-        "train.compile": train.compile,
+    reasons = {  # the stacked replicas step together, always all of them, in one phase
+        "train.start_phase.until_plateau": (
+            train.start_phase is not None and train.start_phase.until_plateau,
+            "each restart would leave its start phase at an epoch of its own",
+        ),
+        "train.stop_at_target": (train.stop_at_target, "each restart would stop at a step of its own"),
+        "train.compile": (train.compile, "the stacked step (forward_replicas) is not compiled"),
     }
     problems += [
-        f"train.stack_restarts: cannot be combined with {key}, since the stacked replicas step together; "
-        "turn one of them off"
-        for key, on in reasons.items()
+        f"train.stack_restarts: cannot be combined with {key} ({why}); turn one of them off"
+        for key, (on, why) in reasons.items()
         if on
     ]
     return problems
@@ -435,7 +437,7 @@ def build_config(
             problems.append(
                 f"train.start_phase.mode: model {model.name!r} has no mode {train.start_phase.mode!r}; {has}"
             )
-    if train is not None and train.stack_restarts and model is not None:
+    if train is not None and train.stack_restarts and train.restarts > 1 and model is not None:
         problems += _stacking_problems(train, model.name)
     if problems:
         fields = {"train": set(TrainConfig.model_fields)}

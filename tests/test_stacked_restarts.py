@@ -218,6 +218,7 @@ def test_refusals_are_one_line(tmp_path: Path) -> None:
         (["--parallel-restarts", "2"], "drop --parallel-restarts"),
         (["--set", "train.stop_at_target=true"], "train.stop_at_target"),
         (["--set", "train.start_phase.until_plateau=true"], "until_plateau"),
+        (["--set", "train.compile=true"], "forward_replicas) is not compiled"),
     ]
     for arguments, fragment in cases:
         result = runner.invoke(app, ["train", str(config), "--out", str(tmp_path / "run"), *arguments])
@@ -226,6 +227,8 @@ def test_refusals_are_one_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", *lstm, "--out", str(tmp_path / "run")])
     one_line_error(result, "model 'lstm' cannot stack its restarts")
     assert not (tmp_path / "run").exists()
+    # one restart stacks nothing: the option is no reason to refuse a config
+    assert build_config(tiny_config(train={"stack_restarts": True, "compile": True})).train.compile
 
 
 def test_replicas_validated_in_one_pass_score_as_each_model_alone() -> None:

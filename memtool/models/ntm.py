@@ -163,7 +163,9 @@ class NTM(nn.Module):
         longest among the R (its state is held at the initial one until its own first step, so each
         replica computes what it would alone, and the answer steps stay the last ones) and in rows to the
         largest batch; the controller and the head and output layers are per-replica products, the
-        addressing and the memory ops run on all R × B sequences at once. Nothing random is drawn."""
+        addressing and the memory ops run on all R × B sequences at once. Nothing random is drawn. A
+        replica's own steps are its last ones: the trace's earlier, padded steps are not its own (the
+        weightings held, erase and add computed from the held state)."""
         replicas, parts = len(batches), [inputs["inputs"] for inputs in batches]
         size, steps = max(part.shape[0] for part in parts), max(part.shape[1] for part in parts)
         inputs = parts[0].new_zeros(replicas, size, steps, parts[0].shape[-1])
@@ -237,6 +239,10 @@ class NTM(nn.Module):
         if not replicas:
             return self.controller(x, state)
         cell = self.controller
+        if x.device.type == "cuda" and torch.is_autocast_enabled("cuda"):
+            # nn.LSTMCell runs in the autocast dtype on CUDA (h and c with it); on CPU it is not cast
+            dtype = torch.get_autocast_dtype("cuda")
+            state = (state[0].to(dtype), state[1].to(dtype))
         gates = replica_linear(x, _Weights(cell.weight_ih, cell.bias_ih), replicas) + replica_linear(
             state[0], _Weights(cell.weight_hh, cell.bias_hh), replicas
         )
