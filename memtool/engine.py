@@ -135,11 +135,14 @@ class Trainer(Selection):
         return (self.config.seed * 1_000_003 + state.restart) * 100_003 + state.epoch
 
     def _payload(self, model: nn.Module, state: TrainState, extra: dict[str, Any]) -> dict[str, Any]:
+        return {**self._run_identity(), **self._own_part(model, state), **extra}
+
+    @staticmethod
+    def _own_part(model: nn.Module, state: TrainState) -> dict[str, Any]:
+        """What a checkpoint holds of its own model: the weights and the mode they run in."""
         return {
-            **self._run_identity(),
             "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "mode": state.phase if state.phase != MAIN else None,
-            **extra,
         }
 
     def _run_identity(self) -> dict[str, Any]:

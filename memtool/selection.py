@@ -139,8 +139,12 @@ class Selection:
         return restart_best, run_best
 
     def _best_payload(self, model: nn.Module, valid: EvalResult, state: TrainState) -> dict[str, Any]:
-        extra = {"valid": valid.metrics, "epoch": state.epoch, "restart": state.restart}
-        return self._payload(model, state, extra)
+        return self._payload(model, state, self._best_extra(valid, state))
+
+    @staticmethod
+    def _best_extra(valid: EvalResult, state: TrainState) -> dict[str, Any]:
+        """What a best checkpoint adds: the validation that chose it, its epoch and restart."""
+        return {"valid": valid.metrics, "epoch": state.epoch, "restart": state.restart}
 
     def _score_restart(self, state: TrainState) -> None:
         """Score a finished restart's best model on the validation and test splits, for summary.json."""

@@ -214,19 +214,19 @@ class StackedTrainer(Trainer):
         restart_best, run_best = self._improved(valid, state)
         if not (restart_best or run_best):
             return
-        model = self._replica_model(stacked, state.restart)
-        payload = self._best_payload(model, valid, state)
+        own = self._own_part(self._replica_model(stacked, state.restart), state)
+        own |= self._best_extra(valid, state)
         if restart_best:  # only what differs from the run's other checkpoints, and a copy of the weights
-            kept = {key: payload[key] for key in payload.keys() - self._run_identity().keys()}
-            kept["model_state"] = {name: value.clone() for name, value in kept["model_state"].items()}
-            self.bests[state.restart] = kept
+            weights = {name: value.clone() for name, value in own["model_state"].items()}
+            self.bests[state.restart] = {**own, "model_state": weights}
         if run_best:
-            save_checkpoint(self.files.best, payload)
+            save_checkpoint(self.files.best, {**self._run_identity(), **own})
 
     def _write_bests(self) -> None:
         """Each restart's best kept since the last write, as its best-restart-<r>.pt."""
+        identity = self._run_identity()
         for restart, kept in sorted(self.bests.items()):
-            save_checkpoint(self.files.restart_best(restart), {**self._run_identity(), **kept})
+            save_checkpoint(self.files.restart_best(restart), {**identity, **kept})
         self.bests.clear()
 
     def _tick(self, state: TrainState) -> None:
