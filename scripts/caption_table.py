@@ -1,6 +1,6 @@
 """Markdown table of captioning runs: test scores per run and mean ± std per setting.
 
-    python bench/caption_table.py [--rescore] [--set KEY=VALUE ...] runs/captioner_shapes-s0 ...
+    python scripts/caption_table.py [--rescore] [--set KEY=VALUE ...] runs/captioner_shapes-s0 ...
 
 Runs are grouped by their model's attention, λ and τ (from ``config.yaml``); every number comes from the
 runs' ``summary.json`` (the test split of ``best.pt``), so docs/RESULTS.md is not typed by hand.

@@ -1,6 +1,6 @@
 """Markdown table of algorithmic-task runs: sequences and wall time to converge, wrong bits per size.
 
-    python bench/ntm_table.py runs/ntm_copy runs/ntm_copy-1 runs/lstm_copy
+    python scripts/ntm_table.py runs/ntm_copy runs/ntm_copy-1 runs/lstm_copy
 
 One row per run directory, read from its ``summary.json`` (the test split of ``best.pt``, and when
 validation first reached cost < 0.1 bits per sequence), ``config.yaml`` and ``metrics.jsonl`` (the

@@ -1,7 +1,7 @@
 """Markdown table of bAbI runs' per-task test error beside the paper's figures.
 
-    python bench/babi_table.py --paper 1k runs/memn2n_babi_1k_joint
-    memtool eval RUN --json > scores.json && python bench/babi_table.py --paper 1k scores.json other-run
+    python scripts/babi_table.py --paper 1k runs/memn2n_babi_1k_joint
+    memtool eval RUN --json > scores.json && python scripts/babi_table.py --paper 1k scores.json other-run
 
 Each column reads a run directory's ``summary.json`` (written by ``memtool train``) or the output of
 ``memtool eval --json``, so every number in docs/RESULTS.md comes from a run, not from hand copying.

@@ -1,0 +1,80 @@
+"""scripts/*_table.py, which print docs/RESULTS.md's tables, read what a real run writes (tiny smoke runs)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from memtool.cli import app
+
+pytestmark = pytest.mark.slow  # three tiny training runs, a few seconds each
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ROOT / "tests" / "smoke"
+
+
+def train(config: str, out: Path) -> Path:
+    result = CliRunner().invoke(app, ["train", str(SMOKE / config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def script(name: str, *args: object) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(ROOT / "scripts" / name), *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """The cells of every markdown table row that is not a header rule."""
+    lines = [line for line in output.splitlines() if line.startswith("|") and not line.startswith("|--")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+
+
+def test_ntm_table_reads_a_run(tmp_path: Path) -> None:
+    run = train("ntm-copy.yaml", tmp_path / "ntm")
+    shown = script("ntm_table.py", run)
+    assert shown.returncode == 0, shown.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    [header, row] = table_rows(shown.stdout)
+    assert row[:3] == ["ntm", "ntm", "0"]
+    for size, group in summary["test"]["groups"].items():
+        assert row[header.index(size)] == f"{group['bit_errors']:.2f} ({group['cost_bits']:.3g})"
+
+
+def test_ntm_table_refuses_an_unfinished_run(tmp_path: Path) -> None:
+    shown = script("ntm_table.py", tmp_path)
+    assert shown.returncode == 1 and "no summary.json" in shown.stderr
+
+
+def test_babi_table_reads_a_run_and_an_eval_file(tmp_path: Path) -> None:
+    run = train("memn2n-babi.yaml", tmp_path / "babi")
+    scores = tmp_path / "scores.json"
+    evaluated = CliRunner().invoke(app, ["eval", str(run), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    scores.write_text(evaluated.output)
+    shown = script("babi_table.py", "--paper", "1k", run, scores)
+    assert shown.returncode == 0, shown.stderr
+    rows = {row[0]: row[1:] for row in table_rows(shown.stdout)}
+    summary = json.loads((run / "summary.json").read_text())
+    for task in ("1", "6"):  # the smoke config's tasks; the others are not in the run
+        error = summary["test"]["groups"][task]["error"]
+        assert rows[task][:2] == [f"{error:.1f}", f"{error:.1f}"]  # the run and its eval agree
+    assert rows["2"][:2] == ["–", "–"]
+    assert rows["**mean error (2 tasks)**"][2] == "**1.4**"  # the paper's tasks 1 and 6: 0.0 and 2.8
+
+
+def test_caption_table_reads_and_rescores_a_run(tmp_path: Path) -> None:
+    run = train("captioner-shapes_captions.yaml", tmp_path / "caption")
+    summary = json.loads((run / "summary.json").read_text())["test"]["metrics"]
+    for extra in ((), ("--rescore",)):
+        shown = script("caption_table.py", *extra, run)
+        assert shown.returncode == 0, shown.stderr
+        header, *rows = table_rows(shown.stdout)
+        row = next(row for row in rows if row[0] == "caption")
+        assert row[header.index("BLEU-4")] == f"{summary['bleu4']:.3f}"
+        assert row[header.index("CIDEr-D")] == f"{summary['cider']:.3f}"
