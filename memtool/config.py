@@ -32,7 +32,7 @@ from pydantic import (
 from memtool.errors import UserError
 from memtool.models.base import data_dims, start_modes
 from memtool.registry import MODELS, TASKS, load_all, load_imports
-from memtool.schema import Strict
+from memtool.schema import Strict, refuse_silent_cast
 
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adadelta": "Adadelta"}
 
@@ -85,6 +85,15 @@ class OptimizerConfig(BaseModel):
             raise ValueError(
                 f"{self.name} takes no argument {unknown[0]!r} here; it takes: {', '.join(sorted(accepted))}"
             )
+        parameters = inspect.signature(constructor.__init__).parameters
+        for key, value in self.arguments.items():  # torch would take true as 1 for a momentum
+            default = parameters[key].default
+            kinds = frozenset({bool}) if isinstance(default, bool) else frozenset({int, float})
+            if isinstance(default, (int, float)):
+                try:
+                    refuse_silent_cast(value, kinds)
+                except ValueError as error:
+                    raise ValueError(f"{key} {error}") from None
         try:  # torch checks the values itself (ranges, types): ask it, on a throwaway parameter
             constructor([torch.nn.Parameter(torch.zeros(1))], lr=0.1, **self.arguments)
         except (TypeError, ValueError) as error:
@@ -197,9 +206,7 @@ def constructor_schema(cls: type) -> type[BaseModel]:
                 continue
             default = ... if parameter.default is inspect.Parameter.empty else parameter.default
             fields[name] = (hints.get(name, Any), default)  # unannotated: any value
-        _SIGNATURE_SCHEMAS[cls] = create_model(
-            f"{cls.__name__}Params", __config__=ConfigDict(extra="forbid", frozen=True), **fields
-        )
+        _SIGNATURE_SCHEMAS[cls] = create_model(f"{cls.__name__}Params", __base__=Strict, **fields)
     return _SIGNATURE_SCHEMAS[cls]
 
 

@@ -30,7 +30,7 @@ from memtool.checkpoint import load_checkpoint, save_checkpoint
 from memtool.config import RunConfig, build_config
 from memtool.distributed import Ranks
 from memtool.errors import TrainingDiverged, UserError
-from memtool.interrupts import Interrupted, graceful_interrupt, out_of_memory
+from memtool.interrupts import Interrupted, graceful_interrupt, out_of_memory, stop_at_once
 from memtool.models.base import compile_model
 from memtool.optim import build_optimizer, clip_gradients, learning_rate
 from memtool.run_dir import ReadOnlyRunDirectory, RunDirectory
@@ -260,10 +260,28 @@ class Trainer(Selection):
         while True:
             model, optimizer = self._train_restart(state, saved, stop)
             saved = None
-            self._score_restart(state)
+            self._score_or_stop(model, optimizer, [state], state, stop)
             if self.only_restart is not None or state.restart + 1 >= self.tc.restarts:
                 return model, optimizer, state
             state = state.next_restart()
+
+    def _score_or_stop(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        restarts: list[TrainState],
+        state: TrainState,
+        stop: dict[str, bool],
+    ) -> None:
+        """Score restarts whose training ended; Ctrl-C stops at once here (there are no steps to stop
+        between), after saving ``last.pt``: ``--resume`` scores them."""
+        try:
+            with stop_at_once(stop):
+                for restart in restarts:
+                    self._score_restart(restart)
+        except KeyboardInterrupt:
+            self._save_last(model, optimizer, state)
+            raise Interrupted(self.files.path) from None
 
     def _train_restart(
         self, state: TrainState, saved: dict[str, Any] | None, stop: dict[str, bool]

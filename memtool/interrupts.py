@@ -26,7 +26,7 @@ class Interrupted(Exception):
 def graceful_interrupt() -> Iterator[dict[str, bool]]:
     """First Ctrl-C (or SIGTERM: a scheduler's preemption, torchrun stopping its workers) asks the loop to
     save and stop between steps; a second one stops at once."""
-    flag = {"stop": False}
+    flag = {"stop": False, "at_once": False}
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
         yield flag
         return
@@ -34,7 +34,7 @@ def graceful_interrupt() -> Iterator[dict[str, bool]]:
     previous = {number: signal.getsignal(number) for number in signals}
 
     def handler(signum: int, frame: Any) -> None:
-        if flag["stop"]:
+        if flag["stop"] or flag["at_once"]:
             raise KeyboardInterrupt
         flag["stop"] = True
 
@@ -45,6 +45,17 @@ def graceful_interrupt() -> Iterator[dict[str, bool]]:
     finally:
         for number, action in previous.items():
             signal.signal(number, action)
+
+
+@contextmanager
+def stop_at_once(flag: dict[str, bool]) -> Iterator[None]:
+    """Within it, where there are no steps to stop between (scoring a finished restart, minutes on a big
+    test split), the first Ctrl-C raises KeyboardInterrupt at once."""
+    flag["at_once"] = True
+    try:
+        yield
+    finally:
+        flag["at_once"] = False
 
 
 def out_of_memory(error: RuntimeError) -> bool:

@@ -92,8 +92,7 @@ class StackedTrainer(Trainer):
             self._train_loop(stacked, stacked, optimizer, lead, stop)
         finally:  # stopped or failed too: the bests so far are good checkpoints
             self._write_bests()
-        for replica in self.states:
-            self._score_restart(replica)
+        self._score_or_stop(stacked, optimizer, self.states, lead, stop)
         return stacked, optimizer, self.states[-1]
 
     def _epoch_steps(self, state: TrainState) -> Iterator[list[Batch]]:

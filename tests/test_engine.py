@@ -330,3 +330,42 @@ def test_a_restart_in_turn_times_its_speed_from_its_own_start() -> None:
     after = done.next_restart()
     assert after.restart == 1 and after.window_start == after.restart_start == 120.0
     assert after.window_examples == 0 and after.examples == 0
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_ctrl_c_while_scoring_stops_at_once_and_resume_scores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stacked: bool
+) -> None:
+    """Scoring a finished restart has no steps to stop between (minutes on a big test split): the first
+    Ctrl-C stops it at once, with last.pt saved, and --resume scores what was not scored."""
+    import os
+    import signal
+
+    from memtool.interrupts import Interrupted
+    from memtool.tasks.babi.task import BabiTask
+
+    config = build_config(tiny_config(train={"epochs": 2, "restarts": 2, "stack_restarts": stacked}))
+    whole = train(config, tmp_path / "whole")
+    evaluate = BabiTask.evaluate
+
+    def ctrl_c_on_test(self, model, split, batch_size):  # type: ignore[no-untyped-def]
+        if split == "test":
+            os.kill(os.getpid(), signal.SIGINT)  # the handler runs before the next bytecode
+        return evaluate(self, model, split, batch_size)
+
+    monkeypatch.setattr(BabiTask, "evaluate", ctrl_c_on_test)
+    with pytest.raises(Interrupted):
+        train(config, tmp_path / "stopped")
+    monkeypatch.undo()
+    progress = load_checkpoint(tmp_path / "stopped" / "last.pt")["training"]["progress"]
+    # in turn: stopped while scoring the first restart; stacked: both trained, neither scored
+    assert progress["restart"] == (1 if stacked else 0)
+    assert not progress["finished"] and progress["scored"] == {}
+    assert not (tmp_path / "stopped" / "summary.json").exists()
+    resumed = train(config, tmp_path / "stopped", resume=True)
+    assert resumed.test.metrics == whole.test.metrics
+    untimed_scores = lambda summary: {  # noqa: E731
+        restart: {k: v for k, v in scores.items() if k != "train_seconds"}
+        for restart, scores in summary.restarts.items()
+    }
+    assert untimed_scores(resumed) == untimed_scores(whole)
