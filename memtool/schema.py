@@ -23,8 +23,9 @@ def scalar_kinds(annotation: Any) -> frozenset[type] | None:
 
 
 def refuse_silent_cast(value: Any, kinds: frozenset[type] | None) -> None:
-    """Refuse the conversions pydantic's lax mode would make quietly: ``true`` as 1, 1 as true, 20.0 or
-    "20" as 20. Text stays allowed for a float: YAML 1.1 reads ``1e-3`` (no dot) as text."""
+    """Refuse the conversions pydantic's lax mode would make quietly: ``true`` as 1, 1 as true, 20.0 as
+    20. Text that reads as a number stays allowed: YAML 1.1 reads ``1e-3`` (no dot) as text, and the
+    command line's task options (``--task 6``) arrive as text."""
     if kinds is None or value is None:
         return
     if isinstance(value, bool):
@@ -32,7 +33,7 @@ def refuse_silent_cast(value: Any, kinds: frozenset[type] | None) -> None:
             raise ValueError(f"should be a {'number' if float in kinds else 'whole number'}, not true/false")
     elif kinds == {bool}:
         raise ValueError("should be true or false")
-    elif float not in kinds and isinstance(value, (str, float)):
+    elif float not in kinds and isinstance(value, float):
         raise ValueError("should be a whole number")
 
 

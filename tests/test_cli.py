@@ -74,6 +74,7 @@ def test_inspect_memory_shows_attention_per_hop(trained_run: Path) -> None:
     torch.testing.assert_close(hops.sum(-1), torch.ones(len(hops)))
     assert len(view["memories"]) == len(view["memory_labels"]) == len(view["attention"])
     assert len(view["top_answers"]) == 3 and view["answer"] in ("yes", "no")
+    assert view["strips"] == [] and view["facts"] == {}  # every family's view has both (README)
 
 
 def test_inspect_memory_on_a_users_story_reports_unknown_words(trained_run: Path, tmp_path: Path) -> None:

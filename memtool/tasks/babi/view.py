@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -20,3 +21,6 @@ class AttentionView:
     answer: str | None = None  # None for a user's story with no known answer
     empty_slots: list[float] | None = None  # per hop, attention that went to unused memory slots
     notes: list[str] = field(default_factory=list)
+    # what every view has (memtool.views.HeatmapView), for scripts that read any family's --json: unused here
+    strips: list[Any] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
