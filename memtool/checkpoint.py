@@ -11,6 +11,7 @@ import functools
 import os
 import platform
 import tempfile
+import zipfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,16 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
+def _damaged_entry(path: Path) -> str | None:
+    """The first entry of a checkpoint's zip whose bytes fail their CRC-32: torch.load does not check,
+    so a flipped byte in the weights would load and score as garbage."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except zipfile.BadZipFile:  # torch.load read it, so it is torch's older, non-zip format
+        return None
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint file, or the best one of a run directory, refusing anything else."""
     if path.is_dir():
@@ -81,6 +92,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
                 f"memtool train {path.parent / 'config.yaml'} --out {path.parent} --resume, or use "
                 f"{path.parent / BEST}"
             )
+        process = path.parent / "restarts" / path.stem.removeprefix("best-restart-") / BEST
+        if path.name.startswith("best-restart-") and process.is_file():  # --parallel-restarts
+            hint = f"; a run of restarts in processes keeps each one's best in its own folder: {process}"
         raise UserError(f"{path}: checkpoint not found{hint}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -90,6 +104,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(f"{path}: not a memtool checkpoint")
+    damaged = _damaged_entry(path)
+    if damaged is not None:
+        raise UserError(f"{path}: corrupt: its entry {damaged} fails its checksum (changed on disk)")
     if payload.get("format_version") == 1:
         payload = _upgrade_from_v1(payload)
     if payload.get("format_version") != FORMAT_VERSION:

@@ -1,6 +1,7 @@
 import io
 import json
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,17 @@ def test_bad_inputs_exit_2_with_one_clear_line(tmp_path: Path, trained_run: Path
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes((trained_run / "best.pt").read_bytes()[:500])
     _one_line_error(invoke("eval", corrupt), "corrupt.pt", "corrupt or not a memtool checkpoint")
+    flipped = tmp_path / "flipped.pt"  # loads, but a weight's bytes changed on disk: torch does not notice
+    data = bytearray((trained_run / "best.pt").read_bytes())
+    with zipfile.ZipFile(trained_run / "best.pt") as archive:
+        storages = [entry for entry in archive.infolist() if "/data/" in entry.filename]
+        weights = max(storages, key=lambda entry: entry.file_size)  # the largest tensor
+    header = weights.header_offset  # a zip's local header: 30 bytes, then the name and the extra field
+    name, extra = (int.from_bytes(data[header + at : header + at + 2], "little") for at in (26, 28))
+    start = header + 30 + name + extra
+    data[start + 8 : start + 208] = b"\x7f" * 200
+    flipped.write_bytes(bytes(data))
+    _one_line_error(invoke("eval", flipped), "flipped.pt", "corrupt", "fails its checksum")
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(2)}, foreign)
     _one_line_error(invoke("eval", foreign), "foreign.pt", "not a memtool checkpoint")

@@ -58,6 +58,9 @@ def test_restarts_in_parallel_processes_equal_restarts_in_one(tmp_path: Path) ->
     _assert_same_restarts(tmp_path / "parallel", tmp_path / "one")
     for restart in range(3):  # each restart is a whole run of its own, inspectable and resumable
         assert (tmp_path / "parallel" / "restarts" / str(restart) / "last.pt").is_file()
+    # the name a run in one process gives a restart's best points to where the processes keep it
+    with pytest.raises(UserError, match=r"best-restart-1\.pt: checkpoint not found; .*restarts/1/best\.pt"):
+        load_checkpoint(tmp_path / "parallel" / "best-restart-1.pt")
 
     # resumed as it was: the finished run's summary, nothing trained or rewritten
     written = (tmp_path / "parallel" / "summary.json").read_text()
