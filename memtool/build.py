@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from memtool.config import RunConfig, build_config
+from memtool.config import RunConfig, build_config, set_override
 from memtool.errors import UserError
 from memtool.models.base import STACKED_REPLICAS, data_dims
 from memtool.registry import MODELS, TASKS, load_all
@@ -101,19 +102,48 @@ def restore(
 
     Only what the data is and how it is read may change; the model and its memory are fixed by training.
     """
-    config = build_config(payload["config"], overrides, source=payload["path"], device=device)
-    trained = build_config(payload["config"], source=payload["path"]).to_dict()
-    changeable = EVAL_CHANGEABLE + tuple(TASKS.get(config.task.name).eval_changeable)
-    fixed = [key for key in changed_keys(trained, config.to_dict()) if not key.startswith(changeable)]
+    source = payload["path"]
+    trained = build_config(payload["config"], source=source)
+    changeable = EVAL_CHANGEABLE + tuple(TASKS.get(trained.task.name).eval_changeable)
+    asked = copy.deepcopy(payload["config"])  # first what the user asked to change, as written
+    for assignment in overrides:
+        set_override(asked, assignment)
+    _refuse_fixed(changed_keys(payload["config"], asked), changeable)
+    try:
+        config = build_config(payload["config"], overrides, source=source, device=device)
+    except UserError as error:  # the trained config is valid: an override made it wrong
+        if not overrides:
+            raise
+        problems = str(error).removeprefix(f"{source}: ")
+        raise UserError(f"{source} with --set {' '.join(overrides)}: {problems}") from None
+    _refuse_fixed(changed_keys(trained.to_dict(), config.to_dict()), changeable)
+    task = build_task(config, payload["task_state"])
+    device = resolve_device(config.device)
+    task.to(device)
+    return config, task, model_from_checkpoint(payload, device)
+
+
+def _refuse_fixed(changed: list[str], changeable: tuple[str, ...]) -> None:
+    fixed = [key for key in changed if not key.startswith(changeable)]
     if fixed:
         raise UserError(
             f"--set {fixed[0]}: fixed by the trained checkpoint; at eval time only "
             f"{', '.join(dict.fromkeys(k.rstrip('.') for k in changeable))} can change"
         )
-    task = build_task(config, payload["task_state"])
-    device = resolve_device(config.device)
-    task.to(device)
-    return config, task, model_from_checkpoint(payload, device)
+
+
+def resume_refusal(where: str, saved: dict[str, Any], current: dict[str, Any], changed: list[str]) -> str:
+    """Why ``--resume`` refuses a config that differs from the run's: another model or task plainly,
+    otherwise the first changed keys."""
+    trained = f"{saved['model']['name']} on {saved['task']['name']}"
+    asked = f"{current['model']['name']} on {current['task']['name']}"
+    if trained != asked:
+        return (
+            f"{where}: this run trained {trained}, the config is {asked}; resume it with its own "
+            "config.yaml, or choose another --out"
+        )
+    more = f" and {len(changed) - 8} more" if len(changed) > 8 else ""
+    return f"{where}: cannot resume with a different config; changed: {', '.join(changed[:8])}{more}"
 
 
 def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -25,6 +25,7 @@ from memtool.build import (
     create_model,
     model_arguments,
     resolve_device,
+    resume_refusal,
 )
 from memtool.checkpoint import load_checkpoint, save_checkpoint
 from memtool.config import RunConfig, build_config
@@ -120,7 +121,7 @@ class Trainer(Selection):
             key for key in changed_keys(trained, self.config.to_dict()) if key not in RESUMABLE_CHANGES
         ]
         if changed:
-            raise UserError(f"{last}: cannot resume with a different config; changed: {', '.join(changed)}")
+            raise UserError(resume_refusal(str(last), trained, self.config.to_dict(), changed))
         return saved
 
     def _new_model(self, restart: int) -> tuple[nn.Module, torch.optim.Optimizer]:

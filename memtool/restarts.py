@@ -115,7 +115,7 @@ class ParallelRestarts:
     def _check_resume(self, scoring: Any) -> Summary | None:
         """Refuse a changed config before anything is written, as a one-process resume does; a finished
         run resumed with the same limits is returned as it is."""
-        from memtool.build import changed_keys
+        from memtool.build import changed_keys, resume_refusal
         from memtool.config import load_config
         from memtool.engine import RESUMABLE_CHANGES
 
@@ -125,9 +125,7 @@ class ParallelRestarts:
         differing = changed_keys(saved, current)
         changed = [key for key in differing if key not in RESUMABLE_CHANGES]
         if changed:
-            raise UserError(
-                f"{saved_path}: cannot resume with a different config; changed: {', '.join(changed)}"
-            )
+            raise UserError(resume_refusal(str(saved_path), saved, current, changed))
         limits = ("train.epochs", "train.max_steps", "train.stop_at_target")
         summary_path = self.files.path / SUMMARY_FILE
         if not summary_path.is_file() or any(key in limits for key in differing):

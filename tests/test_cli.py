@@ -171,6 +171,22 @@ def test_resume_of_another_models_checkpoint_is_refused(trained_run: Path, tmp_p
     raw["model"]["match"] = "mlp"
     config.write_text(yaml.safe_dump(raw))
     _one_line_error(invoke("train", config, "--out", trained_run, "--resume"), "cannot resume", "model.match")
+    another = tmp_path / "ntm.yaml"  # another family altogether: said plainly, not as 50 changed keys
+    another.write_text((Path(__file__).parent / "smoke" / "ntm-copy.yaml").read_text())
+    _one_line_error(
+        invoke("train", another, "--out", trained_run, "--resume"),
+        "this run trained memn2n on babi, the config is ntm on copy",
+    )
+
+
+def test_eval_names_the_override_that_cannot_apply(trained_run: Path) -> None:
+    for key in ("model.name=ntm", "task.name=copy", "model.hops=5"):
+        _one_line_error(
+            invoke("eval", trained_run, "--set", key), f"--set {key.split('=')[0]}: fixed by the trained"
+        )
+    _one_line_error(  # allowed to change, but not to this: the override is named, not only the file
+        invoke("eval", trained_run, "--set", "data.source=nowhere"), "best.pt with --set data.source=nowhere"
+    )
 
 
 def _archive(path: Path) -> Path:
