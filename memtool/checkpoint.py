@@ -81,6 +81,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if path.is_dir():
         candidates = [path / BEST, path / LAST]
         found = next((c for c in candidates if c.is_file()), None)
+        if found is None and (path / ".memtool-run").is_file():  # run_dir.MARKER
+            raise UserError(f"{path}: this run has saved no checkpoint yet (starting, or it died first)")
         if found is None:
             raise UserError(f"{path}: no {BEST} or {LAST} in this directory; is it a memtool run directory?")
         path = found

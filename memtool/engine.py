@@ -177,15 +177,17 @@ class Trainer(Selection):
 
     # -- the run -------------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> Summary:
-        if resume and not self.files.last.is_file():
-            raise UserError(
-                f"{self.files.path}: nothing to resume (no {self.files.last.name}); "
-                "drop --resume to start the run"
-            )
+        nothing = UserError(
+            f"{self.files.path}: nothing to resume (no {self.files.last.name}); drop --resume to start it"
+        )
         created = not self.files.path.exists()
-        self.files.claim()
+        if resume and created:
+            raise nothing
+        self.files.claim()  # first: a run that another process is writing is named as such
         self.ranks.start(self.device)
         try:
+            if resume and not self.files.last.is_file():
+                raise nothing
             return self._run(resume)
         except UserError:
             if created and not self.files.last.exists():  # a run refused before it began leaves nothing

@@ -82,6 +82,25 @@ def test_refuses_to_overwrite_a_run_or_resume_a_changed_config(tmp_path: Path) -
         train(build_config(tiny_config(model={"hops": 3})), tmp_path / "run", resume=True)
     with pytest.raises(UserError, match="nothing to resume"):
         train(build_config(tiny_config()), tmp_path / "empty", resume=True)
+    assert not (tmp_path / "empty").exists()
+
+
+def test_resuming_a_run_another_process_is_starting_names_that_process(tmp_path: Path) -> None:
+    """Before its first last.pt, "nothing to resume; drop --resume" would send the user into the lock."""
+    from memtool.run_dir import RunDirectory
+
+    starting = RunDirectory(tmp_path / "run")
+    starting.claim()  # as a train that has not saved yet: the marker and the lock, no checkpoint
+    try:
+        with pytest.raises(UserError, match=r"another memtool train \(pid \d+\) is writing this run"):
+            train(build_config(tiny_config()), tmp_path / "run", resume=True)
+        with pytest.raises(UserError, match="this run has saved no checkpoint yet"):
+            load_checkpoint(tmp_path / "run")
+    finally:
+        starting.release()
+    with pytest.raises(UserError, match="nothing to resume"):  # the lock gone, and still no last.pt
+        train(build_config(tiny_config()), tmp_path / "run", resume=True)
+    assert (tmp_path / "run").is_dir()  # a folder it did not create is left as it was
 
 
 def test_a_run_saved_before_a_config_key_existed_resumes(tmp_path: Path) -> None:
