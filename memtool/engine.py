@@ -307,8 +307,16 @@ class Trainer(Selection):
                 f"torch.compile: {', '.join(compiled)}; the first steps of each new shape compile it"
             )
         trainee = self.ranks.wrap(model, self.device)  # what the step calls: DDP under torchrun
+        if saved is not None:
+            self._say_where_it_resumes(state)
         self.observer.started(self.config, self.task, model, self.device, saved is not None)
         return self._train_loop(trainee, model, optimizer, state, stop)
+
+    def _say_where_it_resumes(self, state: TrainState) -> None:
+        restart = f"restart {state.restart + 1} of {self.tc.restarts}, " if self.tc.restarts > 1 else ""
+        into = f", {state.batches_done} batches into epoch {state.epoch + 1}" if state.batches_done else ""
+        done = f"{restart}{state.epoch} epochs done{into}, step {state.step}"
+        self.observer.message(f"resuming from {self.files.last.name}: {done}")
 
     def _train_loop(
         self,

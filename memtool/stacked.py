@@ -87,6 +87,8 @@ class StackedTrainer(Trainer):
         lead = self.states[0]  # every replica is at the same step, epoch and phase
         self._set_mode([stacked, *self.replicas], lead)
         self.observer.message(f"training the {tc.restarts} restarts together, stacked (train.stack_restarts)")
+        if saved is not None:
+            self._say_where_it_resumes(lead)
         self.observer.started(self.config, self.task, self.replicas[0], self.device, saved is not None)
         try:
             self._train_loop(stacked, stacked, optimizer, lead, stop)

@@ -127,6 +127,11 @@ def test_bad_inputs_exit_2_with_one_clear_line(tmp_path: Path, trained_run: Path
     _one_line_error(invoke("train", bad), "train.epochs", "'many'")
     bad.write_text(yaml.safe_dump(tiny_config(data={"source": "files", "path": str(tmp_path / "nowhere")})))
     _one_line_error(invoke("train", bad), "data.path", "nowhere", "memtool data download babi")
+    (tmp_path / "qa1_train.txt").write_text("1 Mary went to the hall.\n")  # a task file, not its folder
+    bad.write_text(
+        yaml.safe_dump(tiny_config(data={"source": "files", "path": str(tmp_path / "qa1_train.txt")}))
+    )
+    _one_line_error(invoke("train", bad), "data.path", "qa1_train.txt' is a file", "the bAbI directory")
     _one_line_error(invoke("train", tmp_path / "missing.yaml"), "missing.yaml", "not found")
     _one_line_error(invoke("train", bad, "--set", "train.lr"), "KEY.PATH=VALUE")
     corrupt = tmp_path / "corrupt.pt"

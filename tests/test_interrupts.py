@@ -1,6 +1,7 @@
 """Ctrl-C and SIGKILL against a real ``memtool train`` process, then ``--resume``: the run must end exactly
 where an uninterrupted one ends."""
 
+import re
 import signal
 import subprocess
 import time
@@ -70,5 +71,5 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(setup: tuple[Path, 
     resumed = _memtool("train", config, "--out", run, "--resume")
     output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, output
-    assert "resuming" in output
+    assert "resuming" in output and re.search(r"resuming from last\.pt: \d+ epochs done.*, step \d+", output)
     _assert_same_weights(run, reference)

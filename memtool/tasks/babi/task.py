@@ -375,6 +375,11 @@ class BabiTask(TaskDefaults):
         """The wanted tasks' train and test files, ``{path: task}``. Training takes its tasks from the
         training files; a trained model (its vocabulary given) can be scored on test files alone."""
         directory = Path(self.data.path or "")
+        if directory.is_file():
+            raise UserError(
+                f"data.path: {str(directory)!r} is a file; give the bAbI directory that holds the "
+                f"qaN_*_train.txt and qaN_*_test.txt files, e.g. {str(directory.parent)!r}"
+            )
         if not directory.is_dir():
             raise UserError(
                 f"data.path: bAbI directory {str(directory)!r} not found; "
