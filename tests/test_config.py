@@ -114,8 +114,9 @@ def test_all_problems_are_reported_at_once() -> None:
 def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("model:\n  name: memn2n\n  hops: [1, 2\ntask: {}\n")
-    with pytest.raises(UserError, match=r"bad\.yaml: malformed YAML at line \d+, column \d+"):
+    with pytest.raises(UserError, match=r"bad\.yaml: malformed YAML at line \d+, column \d+") as caught:
         load_config(path)
+    assert "flow sequence that starts at line 3, column 9" in str(caught.value)  # the unclosed [, not line 4
     path.write_text("- just\n- a list\n")
     with pytest.raises(UserError, match=r"bad\.yaml: expected a mapping"):
         load_config(path)
