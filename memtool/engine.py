@@ -309,6 +309,12 @@ class Trainer(Selection):
         trainee = self.ranks.wrap(model, self.device)  # what the step calls: DDP under torchrun
         if saved is not None:
             self._say_where_it_resumes(state)
+        if self.ranks.distributed:
+            backend = "NCCL" if self.device.type == "cuda" else "gloo"
+            self.observer.message(
+                f"data-parallel over {self.ranks.world} processes (torchrun, {backend}): each reads its "
+                f"shard of every batch of {self.tc.batch_size}"
+            )
         self.observer.started(self.config, self.task, model, self.device, saved is not None)
         return self._train_loop(trainee, model, optimizer, state, stop)
 

@@ -46,6 +46,7 @@ def test_two_processes_take_the_steps_of_one_and_write_the_run_once(
     code, stdout, stderr = _two_processes(NTM_COPY, "--out", tmp_path / "run")
     assert code == 0, stderr
     assert stdout.count("results in") == 1 and "Traceback" not in stderr  # one process prints
+    assert "data-parallel over 2 processes (torchrun, gloo)" in stdout
     _same_weights(one_process / "last.pt", tmp_path / "run" / "last.pt")
     records = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     alone = [json.loads(line) for line in (one_process / "metrics.jsonl").read_text().splitlines()]
