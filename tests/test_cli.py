@@ -227,6 +227,37 @@ def test_data_download_unpacks_a_local_archive(tmp_path: Path) -> None:
         ),
         "not a readable tar archive",
     )
+    # a second download into the folder memtool unpacked into replaces its files
+    again = invoke("data", "download", "babi", "--to", tmp_path / "data", "--url", archive.as_uri())
+    assert again.exit_code == 0, again.output
+    assert "--set data.path=" in again.output and str(tmp_path / "data" / "en") in again.output
+
+
+def test_data_download_never_writes_over_the_users_files_or_from_a_bad_archive(tmp_path: Path) -> None:
+    good = _archive(tmp_path / "babi.tar.gz").read_bytes()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "qa1_single_train.txt").write_text("my own notes")
+    download = lambda to, archive: invoke("data", "download", "babi", "--to", to, "--url", archive.as_uri())  # noqa: E731
+    _one_line_error(download(mine, tmp_path / "babi.tar.gz"), "--to", "files memtool did not download")
+    assert [p.name for p in mine.iterdir()] == ["qa1_single_train.txt"]
+    assert (mine / "qa1_single_train.txt").read_text() == "my own notes"
+
+    cut = tmp_path / "cut.tar.gz"  # an interrupted download
+    cut.write_bytes(good[: len(good) // 2])
+    _one_line_error(download(tmp_path / "a", cut), "cut.tar.gz", "cut short")
+    flipped = tmp_path / "flipped.tar.gz"  # a byte changed in the compressed stream
+    flipped.write_bytes(good[:-12] + bytes(b ^ 0xFF for b in good[-12:-8]) + good[-8:])
+    _one_line_error(download(tmp_path / "b", flipped), "flipped.tar.gz")
+    flat = tmp_path / "flat.tar.gz"  # qa files with no top folder: refused, and nothing unpacked
+    with tarfile.open(flat, "w:gz") as tar:
+        for name in ("en/qa1_single_train.txt", "en/qa1_single_test.txt"):
+            info = tarfile.TarInfo(name)
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"1"))
+    _one_line_error(download(tmp_path / "c", flat), "flat.tar.gz", "no bAbI task files")
+    for refused in ("a", "b", "c"):
+        assert not (tmp_path / refused).exists(), refused
 
 
 def test_data_generate_writes_babi_files(tmp_path: Path) -> None:

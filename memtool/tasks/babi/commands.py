@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
+from memtool.console import program
 from memtool.errors import UserError
 from memtool.schema import Strict
 from memtool.tasks.base import DataCommand, DataReport
@@ -32,11 +33,13 @@ def download(options: DownloadOptions, report: DataReport) -> None:
     source = options.url or BABI_URL
     report.message(f"fetching {source}")
     languages = download_babi(options.to, source, report.progress)
+    folders = "folder" if len(languages) == 1 else "folders"
     report.message(
-        f"unpacked {len(languages)} folders into {options.to}: {', '.join(p.name for p in languages)}"
+        f"unpacked {len(languages)} {folders} into {options.to}: {', '.join(p.name for p in languages)}"
     )
-    report.message(
-        f"train on them with: memtool train configs/memn2n_babi_task1.yaml --set data.path={options.to}/en"
+    english = (options.to / "en").resolve()
+    report.message(  # the config is the repository's (configs/); the data path works from anywhere
+        f"train on them with: {program()} train configs/memn2n_babi_task1.yaml --set data.path={english}"
     )
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
+import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
@@ -12,49 +15,93 @@ from memtool.download import fetch
 from memtool.errors import UserError
 
 BABI_URL = "http://www.thespermwhale.com/jaseweston/babi/tasks_1-20_v1-2.tar.gz"
+DOWNLOADED_MARKER = ".memtool-downloaded"  # a folder memtool unpacked into: a new download may replace it
+
+
+def _inside(member: tarfile.TarInfo) -> Path | None:
+    """A regular file's path below the archive's top folder (tasks_1-20_v1-2/), or None: links,
+    absolute paths and ``..`` never get out of the folder unpacked into."""
+    parts = PurePosixPath(member.name).parts
+    if not member.isfile() or len(parts) < 2 or member.name.startswith("/") or ".." in parts:
+        return None
+    return Path(*parts[1:])
+
+
+def _task_file(relative: Path) -> bool:
+    return len(relative.parts) == 2 and relative.name.startswith("qa") and relative.suffix == ".txt"
+
+
+def _check_gzip(archive: Path) -> None:
+    """Read a gzip file to its end: its CRC-32 there is the only check of the whole archive, and tarfile
+    stops at the tar's end-of-archive blocks without reading it."""
+    with archive.open("rb") as raw:
+        if raw.read(2) != b"\x1f\x8b":
+            return
+    with gzip.open(archive, "rb") as stream:
+        while stream.read(1 << 20):
+            pass
 
 
 def unpack_babi(archive: Path, to: Path, name: str | None = None) -> list[Path]:
-    """Unpack the archive's ``<top>/<language>/qaN_*.txt`` files into ``to/<language>/``.
+    """Unpack the archive's ``<top>/<language>/qaN_*.txt`` files (and what lies beside them) into
+    ``to/<language>/``; returns the language folders.
 
-    Members are written one by one after checking their paths, so an archive cannot write outside ``to``.
+    The whole archive is read and checked into a scratch folder inside ``to`` first: a truncated,
+    corrupt or wrong archive writes nothing into ``to``.
     """
     name = name or str(archive)
-    try:
-        tar = tarfile.open(archive, "r:*")  # noqa: SIM115 (closed by the with below)
-    except (tarfile.TarError, OSError):
-        raise UserError(f"{name}: not a readable tar archive") from None
-    languages: set[Path] = set()
-    with tar:
-        for member in tar.getmembers():
-            parts = PurePosixPath(member.name).parts
-            if not member.isfile() or len(parts) < 2 or member.name.startswith("/") or ".." in parts:
-                continue
-            relative = Path(*parts[1:])  # drop the archive's top folder (tasks_1-20_v1-2/)
-            target = to / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            source = tar.extractfile(member)
-            if source is None:
-                continue
-            with source, target.open("wb") as out:
-                shutil.copyfileobj(source, out)
-            if relative.name.startswith("qa") and len(relative.parts) == 2:
-                languages.add(to / relative.parts[0])
-    if not languages:
-        raise UserError(f"{name}: no bAbI task files (<folder>/<language>/qaN_*.txt) in this archive")
-    return sorted(languages)
+    to.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=to, prefix=".unpacking-") as scratch:
+        try:
+            _check_gzip(archive)
+            with tarfile.open(archive, "r:*") as tar:
+                wanted = [(member, path) for member in tar.getmembers() if (path := _inside(member))]
+                if not any(_task_file(path) for _, path in wanted):
+                    raise UserError(
+                        f"{name}: no bAbI task files (<folder>/<language>/qaN_*.txt) in this archive"
+                    )
+                for member, path in wanted:
+                    source = tar.extractfile(member)
+                    if source is None:
+                        continue
+                    target = Path(scratch) / path
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with source, target.open("wb") as out:
+                        shutil.copyfileobj(source, out)
+        except (tarfile.TarError, EOFError, zlib.error) as error:
+            raise UserError(f"{name}: not a readable tar archive, or cut short ({error})") from None
+        except OSError as error:
+            if error.filename is not None:  # writing failed (a full disk), not reading the archive
+                raise
+            raise UserError(f"{name}: a corrupt archive ({error})") from None
+        for file in sorted(p for p in Path(scratch).rglob("*") if p.is_file()):
+            destination = to / file.relative_to(scratch)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(file, destination)
+    return sorted({to / path.parts[0] for _, path in wanted if _task_file(path)})
 
 
 def download_babi(
     to: Path, url: str = BABI_URL, on_progress: Callable[[int, int | None], None] | None = None
 ) -> list[Path]:
+    """Fetch and unpack into ``to``: a new or empty folder, or one memtool downloaded into before (whose
+    files the archive's replace); never a folder of the user's."""
+    if to.exists() and not to.is_dir():
+        raise UserError(f"--to {to}: is a file; give a folder to unpack into")
+    if to.is_dir() and any(to.iterdir()) and not (to / DOWNLOADED_MARKER).exists():
+        raise UserError(
+            f"--to {to}: the folder holds files memtool did not download (its files would be replaced); "
+            "choose a new or empty folder"
+        )
     created = not to.exists()
     to.mkdir(parents=True, exist_ok=True)
     try:
-        with tempfile.TemporaryDirectory(dir=to) as scratch:
+        with tempfile.TemporaryDirectory(dir=to, prefix=".download-") as scratch:
             archive = Path(scratch) / "babi.tar.gz"
             fetch(url, archive, on_progress)
-            return unpack_babi(archive, to, name=url)
+            languages = unpack_babi(archive, to, name=url)
+        (to / DOWNLOADED_MARKER).touch()
+        return languages
     except BaseException:
         if created and not any(to.iterdir()):  # leave no empty folder behind a failed download
             to.rmdir()
