@@ -92,7 +92,7 @@ def resolve_device(requested: str) -> torch.device:
 
 
 # what may differ from training in any run's eval or inspection; each task adds its own (``eval_changeable``)
-EVAL_CHANGEABLE = ("device", "train.eval_batch_size", "seed", "eval.")
+EVAL_CHANGEABLE = ("device", "train.eval_batch_size", "train.threads", "seed", "eval.")
 
 
 def restore(

@@ -35,6 +35,26 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+ScoreSetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        help="Override how the run is scored: KEY.PATH=VALUE (repeatable), e.g. train.eval_batch_size=64, "
+        "train.threads=2 or the task's data keys; the model's keys are fixed by the checkpoint.",
+        metavar="KEY=VALUE",
+    ),
+]
+
+
+def _threads_if_asked(config: Any, overrides: list[str]) -> None:
+    """--set train.threads=N caps scoring's threads; the run's own training setting is not applied."""
+    if any(item.partition("=")[0].strip() == "train.threads" for item in overrides) and config.train.threads:
+        import torch
+
+        torch.set_num_threads(config.train.threads)
+
+
 SetOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -203,7 +223,7 @@ def evaluate(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of tables.", metavar="")
     ] = False,
-    overrides: SetOption = None,
+    overrides: ScoreSetOption = None,
     device: Annotated[
         Device | None, typer.Option(help="auto: CUDA when present, else CPU.", metavar="auto|cpu|cuda")
     ] = None,
@@ -223,6 +243,7 @@ def evaluate(
     options = parse_task_options(context.args, task_class.EvalOptions, f"eval of task {task_name}")
     extra = [*overrides, *task_class.eval_overrides(options)]
     config, task, model = restore(payload, extra, device.value if device else None)
+    _threads_if_asked(config, extra)
     if split not in ("train", "valid", "test"):
         raise UserError(f"--split: unknown split {split!r}; choose test, valid or train")
     if task.split_size(split) == 0:
@@ -257,7 +278,7 @@ def inspect_memory(
     png: Annotated[
         Path | None, typer.Option("--png", help="Also draw the view as a PNG figure.", metavar="FILE")
     ] = None,
-    overrides: SetOption = None,
+    overrides: ScoreSetOption = None,
     device: Annotated[
         Device | None, typer.Option(help="auto: CUDA when present, else CPU.", metavar="auto|cpu|cuda")
     ] = None,
@@ -277,7 +298,8 @@ def inspect_memory(
     options = parse_task_options(
         context.args, task_class.InspectOptions, f"inspect-memory of task {payload['config']['task']['name']}"
     )
-    _, task, model = restore(payload, overrides, device.value if device else None)
+    config, task, model = restore(payload, overrides, device.value if device else None)
+    _threads_if_asked(config, overrides)
     if split not in ("train", "valid", "test"):
         raise UserError(f"--split: unknown split {split!r}; choose test, valid or train")
     view = task.inspect(model, InspectRequest(split, example, options))

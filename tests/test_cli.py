@@ -185,6 +185,9 @@ def test_resume_of_another_models_checkpoint_is_refused(trained_run: Path, tmp_p
 
 
 def test_eval_names_the_override_that_cannot_apply(trained_run: Path) -> None:
+    assert (
+        invoke("eval", trained_run, "--set", "train.threads=1").exit_code == 0
+    )  # the machine's, not the model's
     for key in ("model.name=ntm", "task.name=copy", "model.hops=5"):
         _one_line_error(
             invoke("eval", trained_run, "--set", key), f"--set {key.split('=')[0]}: fixed by the trained"

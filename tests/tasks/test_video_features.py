@@ -81,7 +81,10 @@ def _duplicate_first_video(folder: Path) -> None:
     [
         (lambda d: (d / "captions.json").write_text("{not json"), ["data.captions", "not valid JSON"]),
         (lambda d: (d / "video3.npy").unlink(), ["data.features", "video3.npy not found"]),
-        (lambda d: np.save(d / "video3.npy", np.zeros((3, 7), np.float32)), ["feature dims differ"]),
+        (
+            lambda d: np.save(d / "video3.npy", np.zeros((3, 7), np.float32)),
+            ["feature dims differ", "video 'video3' has 7"],
+        ),
         (lambda d: np.save(d / "video3.npy", np.zeros(5, np.float32)), ["video3.npy has shape (5,)"]),
         (
             lambda d: (d / "video3.npy").write_text("hello"),

@@ -44,7 +44,7 @@ SCORING = Scoring(
     select=CIDER,
     progress=(CIDER, BLEU4, REPEATS),
     summary=(
-        Metric("bleu1", "BLEU-1", higher_is_better=True, decimals=3),
+        *(Metric(f"bleu{n}", f"BLEU-{n}", higher_is_better=True, decimals=3) for n in (1, 2, 3)),
         BLEU4,
         Metric("rouge_l", "ROUGE-L", higher_is_better=True, decimals=3),
         REPEATS,

@@ -144,20 +144,21 @@ class FeatureCaptionTask(CaptionTask):
         made: dict[str, tuple[list[Tensor], list[list[str]]]] = {
             s: ([], []) for s in ("train", "valid", "test")
         }
-        dims: set[int] = set()
+        first: tuple[str, int] | None = None  # a video and its feature dim: every other must match it
         for name, (split, captions) in sorted(listed.items()):
             features = load_features(folder, name, data.max_frames)
-            dims.add(features.shape[1])
+            first = first or (name, features.shape[1])
+            if features.shape[1] != first[1]:
+                raise UserError(
+                    f"data.features: video {name!r} has {features.shape[1]} features a frame, video "
+                    f"{first[0]!r} has {first[1]}; the arrays' feature dims differ: use one extractor"
+                )
             made[split][0].append(features)
             made[split][1].append(captions)
-        if len(dims) > 1:
-            raise UserError(
-                f"data.features: the arrays' feature dims differ ({sorted(dims)}); use one extractor"
-            )
         trained = (state or {}).get("feature_dim")  # the dim the run's model reads
-        if trained is not None and dims and dims != {trained}:
+        if trained is not None and first and first[1] != trained:
             raise UserError(
-                f"data.features: the arrays have dim {dims.pop()}; this run was trained on {trained}"
+                f"data.features: the arrays have dim {first[1]}; this run was trained on {trained}"
             )
         needed = ("test",) if state else ("train", "valid", "test")  # a trained run can score test alone
         for split in needed:
@@ -165,7 +166,7 @@ class FeatureCaptionTask(CaptionTask):
                 raise UserError(
                     f"data.captions: {data.captions} lists no {split} video; each split needs one"
                 )
-        feature_dim: int = trained if trained is not None else dims.pop()
+        feature_dim: int = trained if trained is not None else first[1]  # type: ignore[index]
         words = state["vocabulary"] if state else None
         self.vocabulary = (
             Vocabulary(words)
