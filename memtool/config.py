@@ -243,6 +243,17 @@ def _stacking_problems(train: TrainConfig, model_name: str) -> list[str]:
     return problems
 
 
+def _from_set(problems: list[str], overrides: Sequence[str]) -> str:
+    """`` with --set KEY=VALUE`` when a problem is about a key an override set: the file is not at fault."""
+    keys = {item.partition("=")[0].strip(): item for item in overrides}
+    given = [
+        item
+        for key, item in keys.items()
+        if any(p.startswith(f"{key}:") or p.startswith(f"{key}.") for p in problems)
+    ]
+    return f" with --set {' '.join(given)}" if given else ""
+
+
 def _format_error(prefix: str, error: ValidationError) -> list[str]:
     lines = []
     for item in error.errors():
@@ -393,7 +404,8 @@ def build_config(
     try:
         top = _Top.model_validate(raw)
     except ValidationError as error:
-        raise UserError(f"{source}: " + "; ".join(_format_error("", error))) from None
+        lines = _format_error("", error)
+        raise UserError(f"{source}{_from_set(lines, overrides)}: " + "; ".join(lines)) from None
     base = Path(source).parent if source != "<config>" else Path.cwd()
     imports = tuple(load_imports(top.imports, base))
 
@@ -456,5 +468,6 @@ def build_config(
         if isinstance(top.task.get("name"), str) and top.task["name"] in TASKS:
             task_class = TASKS.get(top.task["name"])
             fields |= {"task": set(task_class.Params.model_fields), "data": set(task_class.Data.model_fields)}
-        raise UserError(f"{source}: " + "; ".join(_with_suggestion(p, fields) for p in problems))
+        told = _from_set(problems, overrides)
+        raise UserError(f"{source}{told}: " + "; ".join(_with_suggestion(p, fields) for p in problems))
     return RunConfig(top.seed, top.device, model, task, data, train, evaluation, imports, source)

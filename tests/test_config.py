@@ -90,6 +90,7 @@ def test_a_value_of_the_wrong_kind_is_refused_not_converted(assignment: str, mes
     with pytest.raises(UserError, match=message) as caught:
         build_config(tiny_config(), [assignment], source="x.yaml")
     assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith(f"x.yaml with --set {assignment}: ")  # the file is not at fault
 
 
 def test_what_the_kind_check_still_accepts() -> None:
