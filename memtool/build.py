@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from memtool.config import RunConfig, build_config, set_override
+from memtool.config import RunConfig, build_config, echo_override, set_override
 from memtool.errors import UserError
 from memtool.models.base import STACKED_REPLICAS, data_dims
 from memtool.registry import MODELS, TASKS, load_all
@@ -115,7 +115,8 @@ def restore(
         if not overrides:
             raise
         problems = str(error).removeprefix(f"{source}: ")
-        raise UserError(f"{source} with --set {' '.join(overrides)}: {problems}") from None
+        given = " ".join(echo_override(item) for item in overrides)
+        raise UserError(f"{source} with --set {given}: {problems}") from None
     _refuse_fixed(changed_keys(trained.to_dict(), config.to_dict()), changeable)
     task = build_task(config, payload["task_state"])
     device = resolve_device(config.device)

@@ -251,7 +251,12 @@ def _from_set(problems: list[str], overrides: Sequence[str]) -> str:
         for key, item in keys.items()
         if any(p.startswith(f"{key}:") or p.startswith(f"{key}.") for p in problems)
     ]
-    return f" with --set {' '.join(given)}" if given else ""
+    return f" with --set {' '.join(echo_override(item) for item in given)}" if given else ""
+
+
+def echo_override(item: str, width: int = 60) -> str:
+    """A ``--set KEY=VALUE`` as the user gave it, cut to ``width`` characters: an error line stays short."""
+    return item if len(item) <= width else item[: width - 1] + "…"
 
 
 def _format_error(prefix: str, error: ValidationError) -> list[str]:
