@@ -230,7 +230,8 @@ def learning_curves_figure(runs: list[CurveRun], metrics: list[CurveMetric]) -> 
                 axes.plot(steps, values, "-o", color=colour, markersize=3, linewidth=1.4)
                 plotted[metric.name] += values
                 steps, values = _points(records, f"train_{metric.name}")
-                axes.plot(steps, values, "--", color=colour, linewidth=1.0, alpha=0.8)
+                single = "x" if len(values) == 1 else None  # a dashed line of one point draws nothing
+                axes.plot(steps, values, "--", marker=single, color=colour, linewidth=1.0, alpha=0.8)
                 plotted[metric.name] += values
             for step, phase in _phase_changes(records):
                 for axes in all_axes:

@@ -200,3 +200,12 @@ def test_a_picture_strip_is_drawn_in_the_terminal_in_its_colours() -> None:
     assert "▀" in console.export_text(clear=False)
     assert "#ff0000" in console.export_html()  # the red shape survives shrinking
     assert thumbnail([[[0.2, 0.4, 1.0]]], 2) == [[(51, 102, 255)] * 2] * 2
+
+
+def test_a_run_with_one_validation_still_shows_its_training_point() -> None:
+    """A dashed line through one point draws nothing: the lone training value gets a marker."""
+    one = records(0, 1.0, switch_at=None)[:1]
+    figure = learning_curves_figure([CurveRun("one", one)], [CurveMetric("loss", "loss")])
+    dashed = [line for line in figure.axes[0].get_lines() if line.get_linestyle() == "--"]
+    assert len(dashed) == 1 and len(dashed[0].get_xdata()) == 1
+    assert dashed[0].get_marker() not in ("None", "", None)
