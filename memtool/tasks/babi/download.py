@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import os
 import shutil
 import tarfile
@@ -31,17 +30,6 @@ def _task_file(relative: Path) -> bool:
     return len(relative.parts) == 2 and relative.name.startswith("qa") and relative.suffix == ".txt"
 
 
-def _check_gzip(archive: Path) -> None:
-    """Read a gzip file to its end: its CRC-32 there is the only check of the whole archive, and tarfile
-    stops at the tar's end-of-archive blocks without reading it."""
-    with archive.open("rb") as raw:
-        if raw.read(2) != b"\x1f\x8b":
-            return
-    with gzip.open(archive, "rb") as stream:
-        while stream.read(1 << 20):
-            pass
-
-
 def unpack_babi(archive: Path, to: Path, name: str | None = None) -> list[Path]:
     """Unpack the archive's ``<top>/<language>/qaN_*.txt`` files (and what lies beside them) into
     ``to/<language>/``; returns the language folders.
@@ -53,7 +41,6 @@ def unpack_babi(archive: Path, to: Path, name: str | None = None) -> list[Path]:
     to.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=to, prefix=".unpacking-") as scratch:
         try:
-            _check_gzip(archive)
             with tarfile.open(archive, "r:*") as tar:
                 wanted = [(member, path) for member in tar.getmembers() if (path := _inside(member))]
                 if not any(_task_file(path) for _, path in wanted):
@@ -68,6 +55,10 @@ def unpack_babi(archive: Path, to: Path, name: str | None = None) -> list[Path]:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     with source, target.open("wb") as out:
                         shutil.copyfileobj(source, out)
+                # on to the stream's end: a gzip's CRC-32 there is the only check of the whole archive,
+                # and tarfile stops reading at the tar's end-of-archive blocks
+                while tar.fileobj.read(1 << 20):  # type: ignore[union-attr]
+                    pass
         except (tarfile.TarError, EOFError, zlib.error) as error:
             raise UserError(f"{name}: not a readable tar archive, or cut short ({error})") from None
         except OSError as error:
