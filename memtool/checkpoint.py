@@ -23,6 +23,8 @@ from memtool.errors import UserError
 FORMAT = "memtool-checkpoint"
 FORMAT_VERSION = 2  # 2: named optimizer, start phase and mode, task-declared metrics
 BEST, LAST = "best.pt", "last.pt"
+# the run directory's other names that a checkpoint's loader points to (memtool.run_dir lays them out)
+RUN_MARKER, RESTARTS_FOLDER, RESTART_BEST_PREFIX = ".memtool-run", "restarts", "best-restart-"
 REQUIRED = ("model_name", "model_args", "model_state", "task_state", "config")
 
 
@@ -81,21 +83,24 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if path.is_dir():
         candidates = [path / BEST, path / LAST]
         found = next((c for c in candidates if c.is_file()), None)
-        if found is None and (path / ".memtool-run").is_file():  # run_dir.MARKER
+        if found is None and (path / RUN_MARKER).is_file():
             raise UserError(f"{path}: this run has saved no checkpoint yet (starting, or it died first)")
         if found is None:
             raise UserError(f"{path}: no {BEST} or {LAST} in this directory; is it a memtool run directory?")
         path = found
     if not path.is_file():
         hint = ""
-        if path.name.startswith("best-restart-") and (path.parent / LAST).is_file():
+        restart = (
+            path.stem.removeprefix(RESTART_BEST_PREFIX) if path.name.startswith(RESTART_BEST_PREFIX) else None
+        )
+        if restart is not None and (path.parent / LAST).is_file():
             hint = (  # a run training its restarts stacked writes them as it ends or stops
                 f"; a run of stacked restarts writes it when the run ends or stops: resume it with "
                 f"memtool train {path.parent / 'config.yaml'} --out {path.parent} --resume, or use "
                 f"{path.parent / BEST}"
             )
-        process = path.parent / "restarts" / path.stem.removeprefix("best-restart-") / BEST
-        if path.name.startswith("best-restart-") and process.is_file():  # --parallel-restarts
+        process = path.parent / RESTARTS_FOLDER / str(restart) / BEST
+        if restart is not None and process.is_file():  # --parallel-restarts
             hint = f"; a run of restarts in processes keeps each one's best in its own folder: {process}"
         raise UserError(f"{path}: checkpoint not found{hint}")
     try:

@@ -49,7 +49,9 @@ ScoreSetOption = Annotated[
 
 def _threads_if_asked(config: Any, overrides: list[str]) -> None:
     """--set train.threads=N caps scoring's threads; the run's own training setting is not applied."""
-    if any(item.partition("=")[0].strip() == "train.threads" for item in overrides) and config.train.threads:
+    from memtool.config import override_key
+
+    if any(override_key(item) == "train.threads" for item in overrides) and config.train.threads:
         import torch
 
         torch.set_num_threads(config.train.threads)
@@ -194,7 +196,7 @@ def _checkpoint_task(run: Path, overrides: list[str]) -> tuple[dict[str, Any], A
     overrides left for ``restore``. ``--set imports=[PATH]`` points at a plugin that moved since training
     (a relative path is read from the current folder)."""
     from memtool.checkpoint import load_checkpoint
-    from memtool.config import set_override
+    from memtool.config import override_key, set_override
     from memtool.registry import TASKS, load_all, load_imports
 
     payload = load_checkpoint(run)
@@ -202,7 +204,7 @@ def _checkpoint_task(run: Path, overrides: list[str]) -> tuple[dict[str, Any], A
         err.print(f"[yellow]note:[/] {escape(str(run))} has no best.pt; using {escape(payload['path'])}")
     load_all()
     raw = {"imports": payload["config"].get("imports", [])}
-    moved = [a for a in overrides if a.partition("=")[0].strip() == "imports"]
+    moved = [a for a in overrides if override_key(a) == "imports"]
     for assignment in moved:
         set_override(raw, assignment)
     if not isinstance(raw["imports"], list):

@@ -245,13 +245,18 @@ def _stacking_problems(train: TrainConfig, model_name: str) -> list[str]:
 
 def _from_set(problems: list[str], overrides: Sequence[str]) -> str:
     """`` with --set KEY=VALUE`` when a problem is about a key an override set: the file is not at fault."""
-    keys = {item.partition("=")[0].strip(): item for item in overrides}
+    keys = {override_key(item): item for item in overrides}
     given = [
         item
         for key, item in keys.items()
         if any(p.startswith(f"{key}:") or p.startswith(f"{key}.") for p in problems)
     ]
     return f" with --set {' '.join(echo_override(item) for item in given)}" if given else ""
+
+
+def override_key(assignment: str) -> str:
+    """The dotted key a ``--set KEY=VALUE`` assigns."""
+    return assignment.partition("=")[0].strip()
 
 
 def echo_override(item: str, width: int = 60) -> str:

@@ -23,15 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from memtool import jsonio
-from memtool.checkpoint import atomic_write
+from memtool.checkpoint import RESTARTS_FOLDER, atomic_write
 from memtool.config import RunConfig, build_config
 from memtool.errors import TrainingDiverged, UserError
 from memtool.interrupts import Interrupted
 from memtool.run_dir import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, RunDirectory
 from memtool.tasks.base import EvalResult
 from memtool.train_state import Observer, SilentObserver, Summary
-
-RESTARTS_FOLDER = "restarts"
 
 
 def restart_folder(run_dir: Path, restart: int) -> Path:

@@ -17,7 +17,15 @@ from typing import Any
 import yaml
 
 from memtool import jsonio
-from memtool.checkpoint import BEST, LAST, atomic_write, versions
+from memtool.checkpoint import (
+    BEST,
+    LAST,
+    RESTART_BEST_PREFIX,
+    RESTARTS_FOLDER,
+    RUN_MARKER,
+    atomic_write,
+    versions,
+)
 from memtool.errors import UserError
 
 CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, VERSIONS_FILE = (
@@ -26,7 +34,7 @@ CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, VERSIONS_FILE = (
     "summary.json",
     "versions.json",
 )
-MARKER, LOCK = ".memtool-run", ".lock"
+MARKER, LOCK = RUN_MARKER, ".lock"
 
 
 class RunDirectory:
@@ -72,7 +80,7 @@ class RunDirectory:
     # -- files ---------------------------------------------------------------------------------------
     def restart_best(self, restart: int) -> Path:
         """The best checkpoint of one restart, kept beside ``best.pt`` when a run trains several."""
-        return self.path / f"best-restart-{restart}.pt"
+        return self.path / f"{RESTART_BEST_PREFIX}{restart}.pt"
 
     def start_fresh(self) -> None:
         """A new run in a folder memtool made before (a run that died before its first checkpoint): its
@@ -80,7 +88,7 @@ class RunDirectory:
         (self.path / METRICS_FILE).unlink(missing_ok=True)
         (self.path / SUMMARY_FILE).unlink(missing_ok=True)
         self.best.unlink(missing_ok=True)
-        for path in self.path.glob("best-restart-*.pt"):
+        for path in self.path.glob(f"{RESTART_BEST_PREFIX}*.pt"):
             path.unlink()
 
     def write_config(self, resolved: dict[str, Any], source: str) -> None:
@@ -203,7 +211,7 @@ class ReadOnlyRunDirectory(RunDirectory):
 
 def resumable(folder: Path) -> bool:
     """A run to resume: its ``last.pt``, or the restarts of a ``--parallel-restarts`` run."""
-    return (folder / "last.pt").exists() or (folder / "restarts").is_dir()
+    return (folder / LAST).exists() or (folder / RESTARTS_FOLDER).is_dir()
 
 
 def _last_saved(folder: Path) -> float:
