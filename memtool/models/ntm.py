@@ -62,8 +62,8 @@ def read(memory: Tensor, weights: Tensor) -> Tensor:
 
 def write(memory: Tensor, weights: Tensor, erase: Tensor, add: Tensor) -> Tensor:
     """Eq. 3-4 for one head: M ⊙ (1 - w e^T) + w a^T. weights (B, N), erase and add (B, M)."""
-    w = weights.unsqueeze(-1)  # (B, N, 1)
-    return memory * (1 - w * erase.unsqueeze(1)) + w * add.unsqueeze(1)
+    # M + w (a - e ⊙ M): the same sum in three ops instead of five, and fewer saved for backward
+    return torch.addcmul(memory, weights.unsqueeze(-1), add.unsqueeze(1) - erase.unsqueeze(1) * memory)
 
 
 @register_model("ntm")
