@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from statistics import mean, stdev
@@ -27,7 +28,15 @@ METRICS = (
     ("cider", "CIDEr-D", 3),
     ("repeat_rate", "repeating a word (%)", 1),
     ("coverage_error", "coverage error", 3),
+    ("repeat_same_frame", "repeats at the same frame (%)", 1),
+    ("mention_same_frame", "re-mentions at the same frame (%)", 1),
 )
+
+
+def cell(value: float | None, digits: int) -> str:
+    """A number, or – where a run's summary predates the metric or it had no case to count (NaN, which
+    summary.json stores as null)."""
+    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
 def setting(run: Path) -> str:
@@ -61,7 +70,7 @@ def main() -> None:
         fresh = args.rescore or args.overrides
         metrics = rescore(run, args.overrides) if fresh else summary["test"]["metrics"]
         groups.setdefault(setting(run), []).append(metrics)
-        cells = " | ".join(f"{metrics[name]:.{digits}f}" for name, _, digits in METRICS)
+        cells = " | ".join(cell(metrics.get(name), digits) for name, _, digits in METRICS)
         print(f"| {run.name} | {summary['seed']} | {cells} | {summary['train_seconds']:.0f} |")
     print()
     print("| setting | runs | " + " | ".join(label for _, label, _ in METRICS) + " |")
@@ -69,9 +78,9 @@ def main() -> None:
     for name, runs in groups.items():
         cells = []
         for metric, _, digits in METRICS:
-            values = [r[metric] for r in runs]
+            values = [r[metric] for r in runs if cell(r.get(metric), digits) != "–"]
             spread = f" ± {stdev(values):.{digits}f}" if len(values) > 1 else ""
-            cells.append(f"{mean(values):.{digits}f}{spread}")
+            cells.append(f"{mean(values):.{digits}f}{spread}" if values else "–")
         print(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
 
 

@@ -3,9 +3,17 @@ counts a word only when it is said more often than any reference says it."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from memtool.tasks.video.metrics import caption_scores, excess_words, repeat_rate, repeats_a_word
+from memtool.tasks.video.metrics import (
+    caption_scores,
+    excess_words,
+    repeat_attention,
+    repeat_rate,
+    repeats_a_word,
+)
 
 pytest.importorskip("pycocoevalcap")
 
@@ -75,3 +83,39 @@ def test_the_shape_references_never_repeat_against_each_other_when_paraphrases_c
     word_by_word = sum(repeats_a_word(c, others) for c, others in pairs)
     canonical = sum(repeats_a_word(c, others, ShapesCaptionTask.synonyms) for c, others in pairs)
     assert word_by_word > 0 and canonical == 0  # the references' own "repeats" were paraphrase alone
+
+
+def test_repeat_attention_tells_a_repeat_read_from_the_same_frame_from_a_re_mention_read_later() -> None:
+    references = [["a red square appears then the red square moves left"]]
+    # "red" again is allowed (the reference says it twice), "square" said a third time is a repeat
+    caption = [
+        "a",
+        "red",
+        "square",
+        "appears",
+        "then",
+        "the",
+        "red",
+        "square",
+        "moves",
+        "left",
+        "the",
+        "square",
+    ]
+    peaks = [[0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 0, 4]]
+    # position 11 ("square", the repeat) peaks on frame 4, as its previous mention at 7 did
+    shares = repeat_attention([caption], references, peaks)
+    assert shares["repeat_same_frame"] == 100.0
+    assert shares["mention_same_frame"] == 0.0  # "red" and "square" again, read at frame 4, not 0
+
+    stared = [[0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 0, 0]]  # the second mention stays on the first event's frame
+    shares = repeat_attention([caption], references, stared)
+    assert shares["mention_same_frame"] == 100.0
+    assert shares["repeat_same_frame"] == 100.0
+    moved = [[0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 0, 6]]
+    assert repeat_attention([caption], references, moved)["repeat_same_frame"] == 0.0
+
+
+def test_repeat_attention_is_nan_without_repeats() -> None:
+    shares = repeat_attention([["a", "red", "square"]], [["a red square"]], [[0, 1, 1]])
+    assert math.isnan(shares["repeat_same_frame"]) and math.isnan(shares["mention_same_frame"])

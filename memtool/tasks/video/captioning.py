@@ -32,7 +32,13 @@ from memtool.tasks.base import (
     shuffled_rows,
 )
 from memtool.tasks.video.data import CaptionSplit, Vocabulary, read_array, real_numbers, to_float32
-from memtool.tasks.video.metrics import caption_scorers, caption_scores, excess_words, repeat_rate
+from memtool.tasks.video.metrics import (
+    caption_scorers,
+    caption_scores,
+    excess_words,
+    repeat_attention,
+    repeat_rate,
+)
 from memtool.views import Heatmap, HeatmapView, ImageStrip, InspectRequest
 
 CIDER = Metric("cider", "CIDEr-D", "CIDEr", higher_is_better=True, decimals=3)
@@ -48,6 +54,8 @@ SCORING = Scoring(
         BLEU4,
         Metric("rouge_l", "ROUGE-L", higher_is_better=True, decimals=3),
         REPEATS,
+        Metric("repeat_same_frame", "repeats read from the earlier mention's frame (%)", decimals=1),
+        Metric("mention_same_frame", "re-mentions read from the earlier mention's frame (%)", decimals=1),
         COVERAGE,
     ),
     examples_noun="captions",
@@ -230,6 +238,9 @@ class CaptionTask(TaskDefaults):
         metrics = {"loss": total / max(words, 1.0), "examples": len(data)}
         metrics.update(caption_scores(texts, data.references))
         metrics["repeat_rate"] = repeat_rate(texts, data.references, self.synonyms)
+        peaks = attention.argmax(-1).tolist()  # each written word's most attended frame
+        captions = [text.split() for text in texts]
+        metrics.update(repeat_attention(captions, data.references, peaks, self.synonyms))
         written = ids != PAD  # each caption's words and its <eos>
         _, error = attention_penalty(attention, data.frame_mask, written, tau=None)
         metrics["coverage_error"] = error.mean().item()

@@ -152,3 +152,36 @@ def repeat_rate(
         return float("nan")
     flagged = sum(repeats_a_word(h, refs, synonyms) for h, refs in zip(hypotheses, references, strict=True))
     return 100.0 * flagged / len(hypotheses)
+
+
+def repeat_attention(
+    captions: Sequence[Sequence[str]],
+    references: Sequence[Sequence[str]],
+    peaks: Sequence[Sequence[int]],
+    synonyms: Mapping[str, str] | None = None,
+) -> dict[str, float]:
+    """Whether a word said again was read from the frame its earlier mention was: the "stares at one
+    frame" failure the attention regularizer targets. ``peaks[i][t]`` is the frame of caption i's word t
+    with the most attention. Of the repeats ``excess_words`` flags, ``repeat_same_frame`` is the % whose
+    peak frame is their previous mention's; ``mention_same_frame`` is the same % for the content words
+    said again as a reference does too ("the red square ... the red square moves"), the contrast: a
+    re-mention of an object in a later event should read a later frame. NaN where there is none."""
+    synonyms = synonyms or {}
+    same = {True: 0, False: 0}
+    total = {True: 0, False: 0}
+    for words, refs, caption_peaks in zip(captions, references, peaks, strict=True):
+        flags = excess_words(words, refs, synonyms)
+        last_seen: dict[str, int] = {}
+        for position, word in enumerate(canonical_words(words, synonyms)):
+            if word is None or word in FUNCTION_WORDS:
+                continue
+            if word in last_seen:
+                flagged = flags[position]
+                total[flagged] += 1
+                same[flagged] += caption_peaks[position] == caption_peaks[last_seen[word]]
+            last_seen[word] = position
+
+    def share(flagged: bool) -> float:
+        return 100.0 * same[flagged] / total[flagged] if total[flagged] else float("nan")
+
+    return {"repeat_same_frame": share(True), "mention_same_frame": share(False)}
