@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+from torch import Tensor
 from typer.testing import CliRunner
 
 from memtool.cli import app
@@ -73,3 +75,36 @@ def test_a_seen_pairs_test_split_draws_fresh_videos_without_the_held_out_pairs()
     test = [" ".join(refs) for refs in task.splits["test"].references]
     assert not any(pair in text for pair in held_out for text in test)
     assert test != [" ".join(refs) for refs in task.splits["valid"].references]  # not the valid split again
+
+
+class _FixedCaptioner(torch.nn.Module):
+    """Writes one fixed caption with fixed attention, whatever the video."""
+
+    def __init__(self, words: list[int], peaks: list[int], frames: int) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # caption_view asks for the model's device
+        self.words = torch.tensor([words])
+        self.alphas = torch.nn.functional.one_hot(torch.tensor([peaks]), frames).float()
+
+    def generate(self, frames: Tensor, mask: Tensor, max_words: int, beam_size: int) -> tuple[Tensor, Tensor]:
+        return self.words, self.alphas
+
+
+def test_inspect_says_where_a_repeated_word_and_its_earlier_mention_looked() -> None:
+    from memtool.tasks.video.captioning import CaptionEval, caption_view
+    from memtool.tasks.video.data import EOS, Vocabulary
+
+    vocabulary = Vocabulary.build(["a red square appears then the square moves left"])
+    caption = "a red square appears then the square moves left the square"
+    ids = [*vocabulary.encode(caption), EOS]
+    # the third "square" (word 11) looks at frame 2 as the second (word 7) did; the second moved on
+    peaks = [0, 0, 0, 0, 1, 2, 2, 2, 2, 3, 2, 3]
+    model = _FixedCaptioner(ids, peaks, frames=4)
+    references = ["a red square appears then the red square moves left"]
+    view = caption_view(model, torch.zeros(4, 3, 8, 8), references, "t", vocabulary, CaptionEval())
+    (repeat,) = view.facts["repeats"]
+    assert repeat == {"word": "square", "position": 10, "frame": 2, "earlier_position": 6, "earlier_frame": 2}
+    assert (
+        "repeat: 'square' (word 11) read frame 3, its earlier mention (word 7) frame 3: the same frame"
+        in (view.notes)
+    )

@@ -38,6 +38,7 @@ from memtool.tasks.video.metrics import (
     excess_words,
     repeat_attention,
     repeat_rate,
+    said_again,
 )
 from memtool.views import Heatmap, HeatmapView, ImageStrip, InspectRequest
 
@@ -294,6 +295,8 @@ def caption_view(
     alpha = alphas[0, :length, :count].cpu()
     caption = " ".join(vocabulary.decode(words[0].tolist()))
     repeated = excess_words(shown, references, synonyms) if references else [False] * length
+    peaks = alpha.argmax(-1).tolist() if count else [0] * length
+    repeats = [again for again in said_again(shown, references, synonyms) if again.repeat]
     written = torch.ones(1, length, dtype=torch.bool)
     penalty, error = attention_penalty(alpha.unsqueeze(0), frame_mask.cpu(), written, None)
     tau = length / count
@@ -322,6 +325,12 @@ def caption_view(
         *(f"reference: {r}" for r in references),
         f"regularizer Σ_i (τ − Σ_t α_t^i)² = {penalty.item():.3f}; "
         f"coverage error Σ_i |τ − Σ_t α| = {error.item():.3f}",
+        *(
+            f"repeat: {shown[r.position]!r} (word {r.position + 1}) read frame {peaks[r.position] + 1}, "
+            f"its earlier mention (word {r.earlier + 1}) frame {peaks[r.earlier] + 1}"
+            + (": the same frame" if peaks[r.position] == peaks[r.earlier] else "")
+            for r in repeats
+        ),
     ]
     strips = [frame_strip(frames, columns)] if frames.dim() == 4 else []
     facts = {
@@ -331,6 +340,16 @@ def caption_view(
         "regularizer": penalty.item(),
         "coverage_error": error.item(),
         "repeated_words": [word for word, flag in zip(shown, repeated, strict=True) if flag],
+        "repeats": [  # where each repeat and its earlier mention looked (0-based word and frame)
+            {
+                "word": shown[r.position],
+                "position": r.position,
+                "frame": peaks[r.position],
+                "earlier_position": r.earlier,
+                "earlier_frame": peaks[r.earlier],
+            }
+            for r in repeats
+        ],
     }
     return HeatmapView(title=title, panels=panels, notes=notes, strips=strips, facts=facts)
 

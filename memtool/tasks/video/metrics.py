@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 from memtool.errors import UserError
 
@@ -154,6 +155,31 @@ def repeat_rate(
     return 100.0 * flagged / len(hypotheses)
 
 
+class SaidAgain(NamedTuple):
+    """A content word said again: its position, its previous mention's, and whether it is a repeat."""
+
+    position: int
+    earlier: int
+    repeat: bool  # said more often than any reference says it (``excess_words``)
+
+
+def said_again(
+    words: Sequence[str], references: Sequence[str], synonyms: Mapping[str, str] | None = None
+) -> list[SaidAgain]:
+    """Every content word of a caption that was said before (as the word it stands for), in order."""
+    synonyms = synonyms or {}
+    flags = excess_words(words, references, synonyms)
+    last_seen: dict[str, int] = {}
+    found = []
+    for position, word in enumerate(canonical_words(words, synonyms)):
+        if word is None or word in FUNCTION_WORDS:
+            continue
+        if word in last_seen:
+            found.append(SaidAgain(position, last_seen[word], flags[position]))
+        last_seen[word] = position
+    return found
+
+
 def repeat_attention(
     captions: Sequence[Sequence[str]],
     references: Sequence[Sequence[str]],
@@ -166,22 +192,14 @@ def repeat_attention(
     peak frame is their previous mention's; ``mention_same_frame`` is the same % for the content words
     said again as a reference does too ("the red square ... the red square moves"), the contrast: a
     re-mention of an object in a later event should read a later frame. NaN where there is none."""
-    synonyms = synonyms or {}
     same = {True: 0, False: 0}
     total = {True: 0, False: 0}
     for words, refs, caption_peaks in zip(captions, references, peaks, strict=True):
-        flags = excess_words(words, refs, synonyms)
-        last_seen: dict[str, int] = {}
-        for position, word in enumerate(canonical_words(words, synonyms)):
-            if word is None or word in FUNCTION_WORDS:
-                continue
-            if word in last_seen:
-                flagged = flags[position]
-                total[flagged] += 1
-                same[flagged] += caption_peaks[position] == caption_peaks[last_seen[word]]
-            last_seen[word] = position
+        for again in said_again(words, refs, synonyms):
+            total[again.repeat] += 1
+            same[again.repeat] += caption_peaks[again.position] == caption_peaks[again.earlier]
 
-    def share(flagged: bool) -> float:
-        return 100.0 * same[flagged] / total[flagged] if total[flagged] else float("nan")
+    def share(repeat: bool) -> float:
+        return 100.0 * same[repeat] / total[repeat] if total[repeat] else float("nan")
 
     return {"repeat_same_frame": share(True), "mention_same_frame": share(False)}
