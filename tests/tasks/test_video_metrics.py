@@ -119,3 +119,11 @@ def test_repeat_attention_tells_a_repeat_read_from_the_same_frame_from_a_re_ment
 def test_repeat_attention_is_nan_without_repeats() -> None:
     shares = repeat_attention([["a", "red", "square"]], [["a red square"]], [[0, 1, 1]])
     assert math.isnan(shares["repeat_same_frame"]) and math.isnan(shares["mention_same_frame"])
+
+
+def test_repeat_attention_leaves_out_words_without_a_peak() -> None:
+    references = [["a red square appears"]]
+    caption = ["a", "red", "square", "appears", "the", "square"]
+    assert repeat_attention([caption], references, [[0, 0, 1, 1, 0, 1]])["repeat_same_frame"] == 100.0
+    unplaced = repeat_attention([caption], references, [[0, 0, 1, 1, 0, None]])
+    assert math.isnan(unplaced["repeat_same_frame"])

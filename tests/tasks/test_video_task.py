@@ -108,3 +108,42 @@ def test_inspect_says_where_a_repeated_word_and_its_earlier_mention_looked() -> 
         "repeat: 'square' (word 11) read frame 3, its earlier mention (word 7) frame 3: the same frame"
         in (view.notes)
     )
+
+
+def test_flat_attention_places_no_word_and_a_clip_without_references_has_no_repeats() -> None:
+    from memtool.tasks.video.captioning import CaptionEval, attention_peaks, caption_view
+    from memtool.tasks.video.data import EOS, Vocabulary
+    from memtool.tasks.video.shapes_task import ShapesCaptionTask
+
+    flat = torch.full((1, 3, 4), 0.25)  # mean pooling's attention: no frame stands out
+    peaked = torch.tensor([[[0.1, 0.6, 0.2, 0.1], [0.3, 0.3, 0.2, 0.2], [0.0, 0.0, 0.0, 1.0]]])
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    assert attention_peaks(flat, mask) == [[None, None, None]]
+    assert attention_peaks(peaked, mask) == [[1, None, 3]]  # 0.3 is under 2 / 4 frames
+    two_real = torch.tensor([[True, True, False, False]])  # padded frames: a share is 1 / 2
+    assert attention_peaks(torch.tensor([[[0.6, 0.4, 0.0, 0.0]]]), two_real) == [[None]]
+
+    vocabulary = Vocabulary.build(["a red square shows up then the square appears"])
+    caption = "a red square shows up then the square appears"
+    model = _FixedCaptioner([*vocabulary.encode(caption), EOS], [0, 0, 0, 1, 1, 2, 3, 3, 1, 3], frames=4)
+    view = caption_view(model, torch.zeros(4, 3, 8, 8), [], "t", vocabulary, CaptionEval())
+    assert view.facts["repeats"] == [] and not any(note.startswith("repeat:") for note in view.notes)
+
+    # "appears" said again as "shows up" did: reported as the word both stand for, at the phrase's start
+    view = caption_view(
+        model,
+        torch.zeros(4, 3, 8, 8),
+        ["a red square appears"],
+        "t",
+        vocabulary,
+        CaptionEval(),
+        ShapesCaptionTask.synonyms,
+    )
+    assert [(r["word"], r["position"], r["earlier_position"]) for r in view.facts["repeats"]] == [
+        ("square", 7, 2),
+        ("appears", 8, 3),
+    ]
+    assert (
+        "repeat: 'appears' (word 9) read frame 2, its earlier mention (word 4) frame 2: the same frame"
+        in (view.notes)
+    )

@@ -239,7 +239,7 @@ class CaptionTask(TaskDefaults):
         metrics = {"loss": total / max(words, 1.0), "examples": len(data)}
         metrics.update(caption_scores(texts, data.references))
         metrics["repeat_rate"] = repeat_rate(texts, data.references, self.synonyms)
-        peaks = attention.argmax(-1).tolist()  # each written word's most attended frame
+        peaks = attention_peaks(attention, data.frame_mask)
         captions = [text.split() for text in texts]
         metrics.update(repeat_attention(captions, data.references, peaks, self.synonyms))
         written = ids != PAD  # each caption's words and its <eos>
@@ -295,8 +295,9 @@ def caption_view(
     alpha = alphas[0, :length, :count].cpu()
     caption = " ".join(vocabulary.decode(words[0].tolist()))
     repeated = excess_words(shown, references, synonyms) if references else [False] * length
-    peaks = alpha.argmax(-1).tolist() if count else [0] * length
-    repeats = [again for again in said_again(shown, references, synonyms) if again.repeat]
+    peaks = attention_peaks(alpha.unsqueeze(0), frame_mask.cpu())[0]
+    # without references (--video) nothing is flagged as a repeat, so there is nothing to place
+    repeats = [again for again in said_again(shown, references, synonyms) if again.repeat and references]
     written = torch.ones(1, length, dtype=torch.bool)
     penalty, error = attention_penalty(alpha.unsqueeze(0), frame_mask.cpu(), written, None)
     tau = length / count
@@ -326,9 +327,13 @@ def caption_view(
         f"regularizer Σ_i (τ − Σ_t α_t^i)² = {penalty.item():.3f}; "
         f"coverage error Σ_i |τ − Σ_t α| = {error.item():.3f}",
         *(
-            f"repeat: {shown[r.position]!r} (word {r.position + 1}) read frame {peaks[r.position] + 1}, "
-            f"its earlier mention (word {r.earlier + 1}) frame {peaks[r.earlier] + 1}"
-            + (": the same frame" if peaks[r.position] == peaks[r.earlier] else "")
+            f"repeat: {r.word!r} (word {r.position + 1}) read {frame_name(peaks[r.position])}, "
+            f"its earlier mention (word {r.earlier + 1}) {frame_name(peaks[r.earlier])}"
+            + (
+                ": the same frame"
+                if peaks[r.earlier] is not None and peaks[r.position] == peaks[r.earlier]
+                else ""
+            )
             for r in repeats
         ),
     ]
@@ -342,7 +347,7 @@ def caption_view(
         "repeated_words": [word for word, flag in zip(shown, repeated, strict=True) if flag],
         "repeats": [  # where each repeat and its earlier mention looked (0-based word and frame)
             {
-                "word": shown[r.position],
+                "word": r.word,
                 "position": r.position,
                 "frame": peaks[r.position],
                 "earlier_position": r.earlier,
@@ -352,6 +357,25 @@ def caption_view(
         ],
     }
     return HeatmapView(title=title, panels=panels, notes=notes, strips=strips, facts=facts)
+
+
+def attention_peaks(attention: Tensor, frame_mask: Tensor) -> list[list[int | None]]:
+    """Per caption and written word, the frame with the most attention, or None where no frame stands
+    out: a peak must hold at least twice a uniform share (2 / the video's real frames), so flat
+    attention (and mean pooling's) places no word and an argmax tie on it decides nothing.
+    attention (V, words, frames), frame_mask (V, frames)."""
+    top, frame = attention.max(-1)
+    frames = frame_mask.sum(-1, keepdim=True).clamp_min(1)
+    clear = top >= 2.0 / frames
+    return [
+        [f if ok else None for f, ok in zip(row, flags, strict=True)]
+        for row, flags in zip(frame.tolist(), clear.tolist(), strict=True)
+    ]
+
+
+def frame_name(frame: int | None) -> str:
+    """A word's peak frame as the inspect notes say it (1-based, as the columns are labelled)."""
+    return "no one frame" if frame is None else f"frame {frame + 1}"
 
 
 def frame_strip(frames: Tensor, labels: list[str]) -> ImageStrip:

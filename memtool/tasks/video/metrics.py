@@ -158,6 +158,7 @@ def repeat_rate(
 class SaidAgain(NamedTuple):
     """A content word said again: its position, its previous mention's, and whether it is a repeat."""
 
+    word: str  # as the word it stands for: "shows up" is "appears", counted at its first word
     position: int
     earlier: int
     repeat: bool  # said more often than any reference says it (``excess_words``)
@@ -175,7 +176,7 @@ def said_again(
         if word is None or word in FUNCTION_WORDS:
             continue
         if word in last_seen:
-            found.append(SaidAgain(position, last_seen[word], flags[position]))
+            found.append(SaidAgain(word, position, last_seen[word], flags[position]))
         last_seen[word] = position
     return found
 
@@ -183,19 +184,22 @@ def said_again(
 def repeat_attention(
     captions: Sequence[Sequence[str]],
     references: Sequence[Sequence[str]],
-    peaks: Sequence[Sequence[int]],
+    peaks: Sequence[Sequence[int | None]],
     synonyms: Mapping[str, str] | None = None,
 ) -> dict[str, float]:
     """Whether a word said again was read from the frame its earlier mention was: the "stares at one
     frame" failure the attention regularizer targets. ``peaks[i][t]`` is the frame of caption i's word t
-    with the most attention. Of the repeats ``excess_words`` flags, ``repeat_same_frame`` is the % whose
-    peak frame is their previous mention's; ``mention_same_frame`` is the same % for the content words
-    said again as a reference does too ("the red square ... the red square moves"), the contrast: a
-    re-mention of an object in a later event should read a later frame. NaN where there is none."""
+    with the most attention, None where no frame stands out (flat attention: then it is left out).
+    Of the repeats ``excess_words`` flags, ``repeat_same_frame`` is the % whose peak frame is their
+    previous mention's; ``mention_same_frame`` is the same % for the content words said again as a
+    reference does too ("the red square ... the red square moves"), the contrast: a re-mention of an
+    object in a later event should read a later frame. NaN where there is none."""
     same = {True: 0, False: 0}
     total = {True: 0, False: 0}
     for words, refs, caption_peaks in zip(captions, references, peaks, strict=True):
         for again in said_again(words, refs, synonyms):
+            if caption_peaks[again.position] is None or caption_peaks[again.earlier] is None:
+                continue
             total[again.repeat] += 1
             same[again.repeat] += caption_peaks[again.position] == caption_peaks[again.earlier]
 
