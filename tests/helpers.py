@@ -81,3 +81,8 @@ def write_feature_videos(folder: Any, videos: int, frames: int = 3, seed: int = 
         split = "train" if index < videos * 0.7 else ("val" if index < videos * 0.85 else "test")
         entries.append({"id": name, "split": split, "captions": captions})
     (folder / "captions.json").write_text(json.dumps({"videos": entries}, indent=1))
+
+
+def same_metrics(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Metrics equal key by key, NaN equal to NaN (a share with nothing to count is NaN in both runs)."""
+    return a.keys() == b.keys() and all(a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]) for k in a)
