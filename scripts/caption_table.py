@@ -33,10 +33,14 @@ METRICS = (
 )
 
 
-def cell(value: float | None, digits: int) -> str:
-    """A number, or – where a run's summary predates the metric or it had no case to count (NaN, which
+def present(value: float | None) -> bool:
+    """False where a run's summary predates the metric or it had no case to count (NaN, which
     summary.json stores as null)."""
-    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+    return value is not None and not math.isnan(value)
+
+
+def cell(value: float | None, digits: int) -> str:
+    return f"{value:.{digits}f}" if present(value) else "–"
 
 
 def setting(run: Path) -> str:
@@ -78,7 +82,7 @@ def main() -> None:
     for name, runs in groups.items():
         cells = []
         for metric, _, digits in METRICS:
-            values = [r[metric] for r in runs if cell(r.get(metric), digits) != "–"]
+            values = [r[metric] for r in runs if present(r.get(metric))]
             spread = f" ± {stdev(values):.{digits}f}" if len(values) > 1 else ""
             cells.append(f"{mean(values):.{digits}f}{spread}" if values else "–")
         print(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")

@@ -35,7 +35,6 @@ from memtool.tasks.video.data import CaptionSplit, Vocabulary, read_array, real_
 from memtool.tasks.video.metrics import (
     caption_scorers,
     caption_scores,
-    excess_words,
     repeat_attention,
     repeat_rate,
     said_again,
@@ -294,10 +293,12 @@ def caption_view(
     count = len(frames)
     alpha = alphas[0, :length, :count].cpu()
     caption = " ".join(vocabulary.decode(words[0].tolist()))
-    repeated = excess_words(shown, references, synonyms) if references else [False] * length
     peaks = attention_peaks(alpha.unsqueeze(0), frame_mask.cpu())[0]
-    # without references (--video) nothing is flagged as a repeat, so there is nothing to place
+    # without references (--video) nothing is flagged as a repeat; a flagged word always has an earlier
+    # mention, so said_again's repeats are every flag
     repeats = [again for again in said_again(shown, references, synonyms) if again.repeat and references]
+    repeat_positions = {again.position for again in repeats}
+    repeated = [position in repeat_positions for position in range(length)]
     written = torch.ones(1, length, dtype=torch.bool)
     penalty, error = attention_penalty(alpha.unsqueeze(0), frame_mask.cpu(), written, None)
     tau = length / count
