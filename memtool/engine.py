@@ -315,7 +315,8 @@ class Trainer(Selection):
                 f"data-parallel over {self.ranks.world} processes (torchrun, {backend}): each reads its "
                 f"shard of every batch of {self.tc.batch_size}"
             )
-        self.observer.started(self.config, self.task, model, self.device, saved is not None)
+        if not self._finished(state):  # resumed with only scoring left: no header over no epochs
+            self.observer.started(self.config, self.task, model, self.device, saved is not None)
         return self._train_loop(trainee, model, optimizer, state, stop)
 
     def _say_where_it_resumes(self, state: TrainState) -> None:

@@ -98,16 +98,22 @@ def _draw_heatmap(figure: Figure, axes: Axes, panel: Heatmap) -> None:
     flagged = [(r, c) for r, row in enumerate(panel.marks) for c, mark in enumerate(row) if mark]
     if not flagged:
         return
-    if values.size <= 1600:  # big cells: outline them
+    big = values.size <= 1600
+    if big:  # big cells: outlined as well as crossed
         from matplotlib.collections import PatchCollection
         from matplotlib.patches import Rectangle
 
         boxes = [Rectangle((c - 0.5, r - 0.5), 1, 1) for r, c in flagged]
         axes.add_collection(PatchCollection(boxes, facecolor="none", edgecolor="red", linewidth=1.5))
-    else:  # tiny cells: an outline would hide the cell, a cross still shows
-        axes.scatter(
-            [c for _, c in flagged], [r for r, _ in flagged], marker="x", color="red", s=12, linewidths=0.8
-        )
+    # the cross the terminal view and the panel titles call ✗; on tiny cells an outline would hide the cell
+    axes.scatter(
+        [c for _, c in flagged],
+        [r for r, _ in flagged],
+        marker="x",
+        color="red",
+        s=30 if big else 12,
+        linewidths=1.2 if big else 0.8,
+    )
 
 
 def _draw_strip(figure: Figure, axes: Axes, strip: ImageStrip) -> None:

@@ -8,6 +8,7 @@ own view type on ``view_renderable``.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 from rich.color import Color
@@ -32,8 +33,13 @@ from memtool.train_state import Summary, TrainState
 from memtool.views import Heatmap, HeatmapView, ImageStrip
 
 
+def missing(value: Any) -> bool:
+    """None, or NaN: a share with nothing to count (no repeated words, say) shows as a dash."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def number(value: Any) -> str:
-    if value is None:
+    if missing(value):
         return "–"
     if isinstance(value, float):
         return f"{value:.2f}" if abs(value) >= 0.01 or value == 0 else f"{value:.2e}"
@@ -366,7 +372,7 @@ class TrainProgress:
 
 
 def _cell(value: Any, width: int = 6, decimals: int = 1) -> str:
-    return f"{'–':>{width}}" if value is None else f"{value:{width}.{decimals}f}"
+    return f"{'–':>{width}}" if missing(value) else f"{value:{width}.{decimals}f}"
 
 
 class DataProgress:

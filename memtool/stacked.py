@@ -89,7 +89,8 @@ class StackedTrainer(Trainer):
         self.observer.message(f"training the {tc.restarts} restarts together, stacked (train.stack_restarts)")
         if saved is not None:
             self._say_where_it_resumes(lead)
-        self.observer.started(self.config, self.task, self.replicas[0], self.device, saved is not None)
+        if not self._finished(lead):  # resumed with only scoring left: no header over no epochs
+            self.observer.started(self.config, self.task, self.replicas[0], self.device, saved is not None)
         try:
             self._train_loop(stacked, stacked, optimizer, lead, stop)
         finally:  # stopped or failed too: the bests so far are good checkpoints

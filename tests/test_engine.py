@@ -1,15 +1,18 @@
+import io
 import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from rich.console import Console
 
 from memtool.checkpoint import load_checkpoint
 from memtool.config import build_config, load_config
 from memtool.engine import train
 from memtool.errors import TrainingDiverged, UserError
 from memtool.optim import clip_gradients
+from memtool.render import TrainProgress
 from memtool.train_state import SilentObserver, TrainState
 from tests.helpers import tiny_config
 
@@ -381,8 +384,11 @@ def test_ctrl_c_while_scoring_stops_at_once_and_resume_scores(
     assert progress["restart"] == (1 if stacked else 0)
     assert not progress["finished"] and progress["scored"] == {}
     assert not (tmp_path / "stopped" / "summary.json").exists()
-    resumed = train(config, tmp_path / "stopped", resume=True)
+    console = Console(file=io.StringIO(), width=200)
+    resumed = train(config, tmp_path / "stopped", resume=True, observer=TrainProgress(console))
     assert resumed.test.metrics == whole.test.metrics
+    # stacked, both restarts were trained: no epoch table header over no epochs; in turn, the second trains
+    assert ("valid loss" in console.file.getvalue()) == (not stacked)
     untimed_scores = lambda summary: {  # noqa: E731
         restart: {k: v for k, v in scores.items() if k != "train_seconds"}
         for restart, scores in summary.restarts.items()

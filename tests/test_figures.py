@@ -209,3 +209,10 @@ def test_a_run_with_one_validation_still_shows_its_training_point() -> None:
     dashed = [line for line in figure.axes[0].get_lines() if line.get_linestyle() == "--"]
     assert len(dashed) == 1 and len(dashed[0].get_xdata()) == 1
     assert dashed[0].get_marker() not in ("None", "", None)
+
+
+def test_a_share_with_nothing_to_count_shows_as_a_dash_not_nan() -> None:
+    from memtool.render import _cell, number
+
+    assert number(float("nan")) == "–" and _cell(float("nan")).strip() == "–"
+    assert number(0.5) == "0.50" and _cell(12.34).strip() == "12.3"

@@ -38,6 +38,21 @@ def test_the_penalty_gradient_is_right() -> None:
     )
 
 
+def test_the_penalty_gradient_moves_attention_from_the_stared_at_frame_to_the_unattended_ones() -> None:
+    """The paper's failure: every word on frame 1. One gradient step on the attention logits takes
+    attention off frame 1 and gives each unattended frame more, at every word; padding stays out."""
+    scores = torch.tensor([[4.0, 0.0, 0.0, 0.0]]).repeat(3, 1).unsqueeze(0).requires_grad_()  # (1, 3, 4)
+    frame_mask = torch.tensor([[True, True, True, False]])  # frame 4 is padding
+    alphas = torch.softmax(scores.masked_fill(~frame_mask.unsqueeze(1), float("-inf")), -1)
+    penalty, _ = attention_penalty(alphas, frame_mask, torch.ones(1, 3, dtype=torch.bool), None)
+    penalty.sum().backward()
+    with torch.no_grad():
+        stepped = torch.softmax((scores - 0.1 * scores.grad).masked_fill(~frame_mask.unsqueeze(1), -1e9), -1)
+    assert (stepped[0, :, 0] < alphas[0, :, 0]).all()  # the stared-at frame loses at every word
+    assert (stepped[0, :, 1:3] > alphas[0, :, 1:3]).all()  # each unattended real frame gains
+    assert stepped[0, :, 3].max() == 0 and scores.grad[0, :, 3].abs().max() == 0  # padding: none, no push
+
+
 def _model(**options) -> Captioner:
     torch.manual_seed(0)
     return Captioner(

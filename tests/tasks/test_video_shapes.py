@@ -104,3 +104,16 @@ def test_equal_event_lengths_differ_by_at_most_one_frame() -> None:
         spec = plan_video(frames, events, 2, random.Random(0), equal_events=True)
         lengths = [event.last - event.first + 1 for event in spec.events]
         assert sum(lengths) == frames and max(lengths) - min(lengths) <= 1, (frames, events, lengths)
+
+
+def test_distractors_are_grey_shapes_that_stand_still_and_leave_the_objects_as_they_were() -> None:
+    from memtool.tasks.video.shapes import DISTRACTOR_GREY
+
+    spec = plan_video(8, 3, 2, random.Random(3))
+    plain = render(spec, 8, 32, random.Random(5))
+    busy = render(spec, 8, 32, random.Random(5), distractors=2)
+    grey = (busy == DISTRACTOR_GREY).all(1)  # (frames, H, W): grey in every channel
+    assert grey.any() and (grey == grey[0]).all()  # present, and the same pixels in every frame
+    coloured = (plain.amax(1, keepdim=True) > 0).expand_as(plain)
+    assert torch.equal(busy[coloured], plain[coloured])  # objects are drawn over the distractors
+    assert (busy[~(coloured | grey.unsqueeze(1))] == 0).all()  # nothing else is drawn

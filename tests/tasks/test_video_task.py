@@ -65,6 +65,28 @@ def test_the_test_split_shows_the_held_out_pairs_and_training_never_does() -> No
     assert all(any(pair in " ".join(refs) for pair in held_out) for refs in task.splits["test"].references)
 
 
+def test_the_vocabulary_is_the_configured_colours_and_shapes() -> None:
+    from memtool.build import build_task
+    from memtool.errors import UserError
+    from memtool.tasks.video.shapes import COLOURS, SHAPES
+
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw["task"].update(colours=["red", "yellow"], shapes=["circle", "square"], held_out=[["red", "circle"]])
+    task = build_task(build_config(raw))
+    said = set(task.vocabulary.words)
+    assert said & set(COLOURS) == {"red", "yellow"} and said & set(SHAPES) == {"circle", "square"}
+    for wrong, named in (
+        ({"colours": ["red", "pink"]}, "'pink' is not one of"),
+        ({"colours": ["red", "yellow"]}, "held_out: (blue, triangle) is no pair"),  # the default held_out
+        ({"colours": ["red", "green"], "shapes": ["circle"], "held_out": [], "max_objects": 3}, "only 2"),
+    ):
+        raw = yaml.safe_load(SMOKE.read_text())
+        raw["task"].update(wrong)
+        with pytest.raises(UserError) as caught:
+            build_config(raw)
+        assert "task" in str(caught.value) and named in str(caught.value), str(caught.value)
+
+
 def test_a_seen_pairs_test_split_draws_fresh_videos_without_the_held_out_pairs() -> None:
     from memtool.build import build_task
 
@@ -149,3 +171,21 @@ def test_flat_attention_places_no_word_and_a_clip_without_references_has_no_repe
         "repeat: 'appears' (word 9) read frame 2, its earlier mention (word 4) frame 2: the same frame"
         in (view.notes)
     )
+
+
+def test_inspect_measures_coverage_against_the_runs_own_tau_and_weighs_the_penalty_by_lambda() -> None:
+    from memtool.tasks.video.captioning import CaptionEval, caption_view
+    from memtool.tasks.video.data import EOS, Vocabulary
+
+    vocabulary = Vocabulary.build(["a red square appears"])
+    # 5 written words (4 and <eos>) on 4 frames, attention on frames 1, 1, 2, 3, 3 (0-based 0, 0, 1, 2, 2)
+    model = _FixedCaptioner([*vocabulary.encode("a red square appears"), EOS], [0, 0, 1, 2, 2], frames=4)
+    model.reg_lambda, model.reg_tau = 0.5, 2.0  # what a run trained with reg_tau=2.0 holds
+    view = caption_view(model, torch.zeros(4, 3, 8, 8), [], "t", vocabulary, CaptionEval())
+    # coverage 2, 1, 2, 0 against τ = 2: gaps 0, 1, 0, 2
+    assert view.facts["tau"] == 2.0 and view.facts["coverage_error"] == pytest.approx(3.0)
+    assert view.facts["penalty"] == pytest.approx(5.0) and view.facts["regularizer"] == pytest.approx(2.5)
+    model.reg_lambda, model.reg_tau = 0.0, None  # λ = 0, τ = auto: 5 words / 4 frames
+    view = caption_view(model, torch.zeros(4, 3, 8, 8), [], "t", vocabulary, CaptionEval())
+    assert view.facts["tau"] == 1.25 and view.facts["regularizer"] == 0.0
+    assert view.facts["coverage_error"] == pytest.approx(0.75 + 0.25 + 0.75 + 1.25)

@@ -70,11 +70,9 @@ class CaptionEval(Strict):
 
 
 class CaptionInspectOptions(Strict):
-    video: Path | None = Field(
-        None,
-        description="caption your own clip: a .npy of frames (K, 3, H, W) or (K, H, W, 3), uint8 or "
-        "floats in [0, 1], or of features (K, D), shaped like the run's training videos",
-    )
+    """``--video``; each task says what its clips are (``memtool list`` shows the description)."""
+
+    video: Path | None = Field(None, description="caption your own clip: a .npy shaped like the run's videos")
 
 
 class CaptionTask(TaskDefaults):
@@ -242,7 +240,7 @@ class CaptionTask(TaskDefaults):
         captions = [text.split() for text in texts]
         metrics.update(repeat_attention(captions, data.references, peaks, self.synonyms))
         written = ids != PAD  # each caption's words and its <eos>
-        _, error = attention_penalty(attention, data.frame_mask, written, tau=None)
+        _, error = attention_penalty(attention, data.frame_mask, written, regularizer_settings(model)[1])
         metrics["coverage_error"] = error.mean().item()
         return EvalResult(metrics)
 
@@ -300,8 +298,10 @@ def caption_view(
     repeat_positions = {again.position for again in repeats}
     repeated = [position in repeat_positions for position in range(length)]
     written = torch.ones(1, length, dtype=torch.bool)
-    penalty, error = attention_penalty(alpha.unsqueeze(0), frame_mask.cpu(), written, None)
-    tau = length / count
+    reg_lambda, reg_tau = regularizer_settings(model)
+    penalty, error = attention_penalty(alpha.unsqueeze(0), frame_mask.cpu(), written, reg_tau)
+    tau = length / count if reg_tau is None else reg_tau
+    regularizer = reg_lambda * penalty.item()  # the caption's term before the loss's per-word mean
     coverage = alpha.sum(0).tolist()
     columns = [f"frame {i + 1}" for i in range(count)]
     flag_note = "; ✗: a word said more often than any reference says it" if references else ""
@@ -325,7 +325,7 @@ def caption_view(
     notes = [
         f"caption: {caption or '(empty)'}",
         *(f"reference: {r}" for r in references),
-        f"regularizer Σ_i (τ − Σ_t α_t^i)² = {penalty.item():.3f}; "
+        f"regularizer λ Σ_i (τ − Σ_t α_t^i)² = {reg_lambda:g} × {penalty.item():.3f} = {regularizer:.3f}; "
         f"coverage error Σ_i |τ − Σ_t α| = {error.item():.3f}",
         *(
             f"repeat: {r.word!r} (word {r.position + 1}) read {frame_name(peaks[r.position])}, "
@@ -343,7 +343,9 @@ def caption_view(
         "caption": caption,
         "references": list(references),
         "tau": tau,
-        "regularizer": penalty.item(),
+        "reg_lambda": reg_lambda,
+        "penalty": penalty.item(),  # Σ_i (τ − Σ_t α_t^i)²
+        "regularizer": regularizer,  # λ times the penalty
         "coverage_error": error.item(),
         "repeated_words": [word for word, flag in zip(shown, repeated, strict=True) if flag],
         "repeats": [  # where each repeat and its earlier mention looked (0-based word and frame)
@@ -358,6 +360,12 @@ def caption_view(
         ],
     }
     return HeatmapView(title=title, panels=panels, notes=notes, strips=strips, facts=facts)
+
+
+def regularizer_settings(model: nn.Module) -> tuple[float, float | None]:
+    """The λ and τ (None: auto) the run trained with, so eval and inspect measure coverage against the
+    target the regularizer pushed towards."""
+    return float(getattr(model, "reg_lambda", 0.0)), getattr(model, "reg_tau", None)
 
 
 def attention_peaks(attention: Tensor, frame_mask: Tensor) -> list[list[int | None]]:

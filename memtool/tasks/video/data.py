@@ -21,7 +21,7 @@ from torch import Tensor
 
 from memtool.errors import UserError
 from memtool.models.captioner import BOS, EOS, PAD, UNK
-from memtool.tasks.video.shapes import plan_split, render
+from memtool.tasks.video.shapes import COLOURS, SHAPES, plan_split, render
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 assert [SPECIALS.index(s) for s in ("<pad>", "<bos>", "<eos>", "<unk>")] == [PAD, BOS, EOS, UNK]
@@ -161,11 +161,17 @@ def generate_shapes(
     noise: float,
     seed: int,
     equal_events: bool = False,
+    colours: tuple[str, ...] = tuple(COLOURS),
+    shapes: tuple[str, ...] = SHAPES,
+    distractors: int = 0,
 ) -> tuple[list[Tensor], list[list[str]]]:
     """``count`` synthetic videos as uint8 (frames, 3, size, size) and their reference captions."""
     rng = random.Random(seed)
-    specs = plan_split(count, frames, events, max_objects, held_out, with_held_out, rng, equal_events)
-    videos = [(render(spec, frames, size, rng, noise) * 255).round().to(torch.uint8) for spec in specs]
+    specs = plan_split(
+        count, frames, events, max_objects, held_out, with_held_out, rng, equal_events, colours, shapes
+    )
+    videos = [render(spec, frames, size, rng, noise, distractors) for spec in specs]
+    videos = [(video * 255).round().to(torch.uint8) for video in videos]
     return videos, [spec.captions(references, rng) for spec in specs]
 
 

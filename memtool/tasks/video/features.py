@@ -24,7 +24,7 @@ from torch import Tensor
 from memtool.errors import UserError
 from memtool.registry import register_task
 from memtool.schema import Strict
-from memtool.tasks.video.captioning import CaptionTask
+from memtool.tasks.video.captioning import CaptionInspectOptions, CaptionTask
 from memtool.tasks.video.data import (
     CaptionSplit,
     Vocabulary,
@@ -122,11 +122,18 @@ def load_features(folder: Path, name: str, max_frames: int | None) -> Tensor:
     return even_frames(to_float32(array, path, "data.features"), max_frames)
 
 
+class FeatureInspectOptions(CaptionInspectOptions):
+    video: Path | None = Field(
+        None, description="caption your own clip: a .npy of per-frame features (K, D), D as in the run's data"
+    )
+
+
 @register_task("video_features")
 class FeatureCaptionTask(CaptionTask):
     """Captioning users' videos from per-frame feature arrays and a JSON of reference captions."""
 
     Params = FeatureParams
+    InspectOptions = FeatureInspectOptions
     Data = FeatureData
 
     params: FeatureParams

@@ -30,6 +30,7 @@ COLOURS: dict[str, tuple[float, float, float]] = {
     "white": (1.0, 1.0, 1.0),
 }
 SHAPES = ("square", "circle", "triangle")
+DISTRACTOR_GREY = 0.5  # no caption colour is grey
 DIRECTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}
 SYNONYMS = {
     "appears": ("appears", "shows up"),
@@ -98,6 +99,7 @@ def plan_video(
     rng: random.Random,
     colours: tuple[str, ...] = tuple(COLOURS),
     equal_events: bool = False,
+    shapes: tuple[str, ...] = SHAPES,
 ) -> VideoSpec:
     """Draw a consistent sequence of events: an object appears before anything happens to it, a hidden
     object cannot move, and at least one object is on screen after every event."""
@@ -116,7 +118,7 @@ def plan_video(
         if kind == "appears":
             thing = max(state, default=-1) + 1
             taken = set(state.values())
-            colour, shape = rng.choice([(c, s) for c in colours for s in SHAPES if (c, s) not in taken])
+            colour, shape = rng.choice([(c, s) for c in colours for s in shapes if (c, s) not in taken])
             state[thing] = (colour, shape)
             event = Event(kind, thing, colour, shape, None, first, last)
         else:
@@ -170,9 +172,12 @@ def _free_position(
     return best
 
 
-def render(spec: VideoSpec, frames: int, size: int, rng: random.Random, noise: float = 0.0) -> Tensor:
+def render(
+    spec: VideoSpec, frames: int, size: int, rng: random.Random, noise: float = 0.0, distractors: int = 0
+) -> Tensor:
     """The video as (frames, 3, size, size) floats in [0, 1]: black background, each visible object drawn
-    in its colour; a moving object travels a quarter of the frame over its event's segment."""
+    in its colour; a moving object travels a quarter of the frame over its event's segment. Distractors
+    are grey shapes that stand still in every frame, under the objects, and no caption mentions."""
     radius, step = max(1, size // 10), max(1, size // 4)
     video = torch.zeros(frames, 3, size, size)
     colour: dict[int, str] = {}
@@ -198,6 +203,13 @@ def render(spec: VideoSpec, frames: int, size: int, rng: random.Random, noise: f
             for axis in (0, 1)
         ]
         positions[thing] = _free_position(positions.values(), bounds, 2 * radius + 2 + step, rng)
+    still: list[tuple[str, tuple[float, float]]] = []  # drawn only when asked: the default draws no more
+    for _ in range(distractors):
+        where = [*positions.values(), *(centre for _, centre in still)]
+        bounds = [(radius, size - 1 - radius)] * 2
+        still.append((rng.choice(SHAPES), _free_position(where, bounds, 2 * radius + 2, rng)))
+    for distractor, centre in still:
+        video[:, :, _mask(distractor, size, radius, centre)] = DISTRACTOR_GREY
     turns = [e for e in spec.events if e.kind == "turns"]
     for t in range(frames):
         for thing, (row, col) in positions.items():
@@ -228,9 +240,12 @@ def plan_split(
     with_held_out: bool,
     rng: random.Random,
     equal_events: bool = False,
+    colours: tuple[str, ...] = tuple(COLOURS),
+    shapes: tuple[str, ...] = SHAPES,
 ) -> list[VideoSpec]:
-    """``count`` videos of ``events[0]``..``events[1]`` events: with ``with_held_out`` every one shows at
-    least one held-out (colour, shape) pair, without it none does."""
+    """``count`` videos of ``events[0]``..``events[1]`` events of ``colours`` and ``shapes`` (the
+    vocabulary's size): with ``with_held_out`` every one shows at least one held-out (colour, shape) pair,
+    without it none does."""
     specs: list[VideoSpec] = []
     tries = 0
     while len(specs) < count:
@@ -240,7 +255,7 @@ def plan_split(
                 f"could not draw {count} videos {'with' if with_held_out else 'without'} the held-out pairs "
                 f"{sorted(held_out)}; hold out fewer pairs or allow more events"
             )
-        spec = plan_video(frames, rng.randint(*events), max_objects, rng, equal_events=equal_events)
+        spec = plan_video(frames, rng.randint(*events), max_objects, rng, colours, equal_events, shapes)
         if bool(spec.pairs & held_out) == with_held_out:
             specs.append(spec)
     return specs

@@ -9,6 +9,7 @@ Validation comes from the training distribution and picks ``best.pt`` by CIDEr-D
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -19,7 +20,7 @@ from memtool.registry import register_task
 from memtool.schema import Strict
 from memtool.tasks.video import data as video_data
 from memtool.tasks.video import shapes as shapes_generator
-from memtool.tasks.video.captioning import CaptionTask
+from memtool.tasks.video.captioning import CaptionInspectOptions, CaptionTask
 from memtool.tasks.video.data import CaptionSplit, Vocabulary, generate_shapes, tensorise
 from memtool.tasks.video.shapes import COLOURS, SHAPES, SYNONYMS
 
@@ -32,11 +33,15 @@ class ShapesParams(Strict):
     min_events: int = Field(2, ge=1, le=16)
     max_events: int = Field(4, ge=1, le=16)
     max_objects: int = Field(2, ge=1, le=4)  # objects on screen at once
+    # the vocabulary's colours and shapes, from those the generator draws (the default: all of them)
+    colours: list[str] = Field(default_factory=lambda: list(COLOURS), min_length=2)
+    shapes: list[str] = Field(default_factory=lambda: list(SHAPES), min_length=1)
     held_out: list[tuple[str, str]] = Field(  # (colour, shape) pairs only the test split shows
         default_factory=lambda: [("blue", "triangle"), ("green", "circle")]
     )
     references: int = Field(3, ge=1, le=20)  # reference captions per video
     noise: float = Field(0.05, ge=0, le=1)  # uniform pixel noise, a distractor
+    distractors: int = Field(0, ge=0, le=8)  # grey shapes standing still in every frame, never mentioned
     max_words: int = Field(40, ge=2, le=200)  # longer captions are cut here
     # random: events last random runs of frames (a colour change may take one frame of eight); equal: as
     # even as the frames allow, where uniform attention coverage (the regularizer's τ = auto) is right
@@ -50,12 +55,24 @@ class ShapesParams(Strict):
             raise ValueError(
                 f"max_events {self.max_events} needs at least as many frames (got {self.frames})"
             )
+        for name, chosen, known in (("colours", self.colours, COLOURS), ("shapes", self.shapes, SHAPES)):
+            unknown = [value for value in chosen if value not in known]
+            if unknown:
+                raise ValueError(f"{name}: {unknown[0]!r} is not one of {', '.join(known)}")
+            if len(set(chosen)) != len(chosen):
+                raise ValueError(f"{name}: {chosen} names one twice")
+        colours, shapes = ", ".join(self.colours), ", ".join(self.shapes)
         for colour, shape in self.held_out:
-            if colour not in COLOURS or shape not in SHAPES:
+            if colour not in self.colours or shape not in self.shapes:
                 raise ValueError(
-                    f"held_out: ({colour}, {shape}) is no pair of a colour in {', '.join(COLOURS)} and a "
-                    f"shape in {', '.join(SHAPES)}"
+                    f"held_out: ({colour}, {shape}) is no pair of a colour in {colours} "
+                    f"and a shape in {shapes} (hold out pairs of these, or none: held_out: [])"
                 )
+        pairs = len(self.colours) * len(self.shapes)
+        if pairs < self.max_objects:  # objects on screen at once differ in colour or shape
+            raise ValueError(
+                f"max_objects {self.max_objects}: {colours} and {shapes} make only {pairs} objects"
+            )
         return self
 
 
@@ -70,11 +87,20 @@ class ShapesData(Strict):
     test_pairs: Literal["held_out", "seen"] = "held_out"
 
 
+class ShapesInspectOptions(CaptionInspectOptions):
+    video: Path | None = Field(
+        None,
+        description="caption your own clip: a .npy of frames (K, 3, H, W) or (K, H, W, 3), uint8 or "
+        "floats in [0, 1], H and W the run's image size",
+    )
+
+
 @register_task("shapes_captions")
 class ShapesCaptionTask(CaptionTask):
     """Captioning synthetic videos of coloured shapes whose events happen in order (generated, seeded)."""
 
     Params = ShapesParams
+    InspectOptions = ShapesInspectOptions
     Data = ShapesData
     video_noun = "shape video"
     synonyms: ClassVar[dict[str, str]] = {
@@ -124,6 +150,9 @@ class ShapesCaptionTask(CaptionTask):
                 params.noise,
                 seed=base * 3 + offset,
                 equal_events=params.event_lengths == "equal",
+                colours=tuple(params.colours),
+                shapes=tuple(params.shapes),
+                distractors=params.distractors,
             )
             made[split] = (torch.stack(videos), captions)
         return made
