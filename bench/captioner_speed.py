@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from batch_scaling import best_seconds, training_steps  # bench/ is on the path when run as a script
 from torch import nn
 
 from memtool.build import build_task, create_model, model_arguments, restore
@@ -41,16 +40,6 @@ TRAINING = {  # row name → overrides of the shipped config
 }
 
 
-def best_seconds(run: Callable[[], None], rounds: int) -> float:
-    run()  # warm up: allocator, first-call costs
-    best = float("inf")
-    for _ in range(rounds):
-        started = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
 def training_rate(overrides: list[str], batch_size: int, steps: int, rounds: int) -> tuple[float, float]:
     """Captions and videos per second of training steps at ``batch_size`` captions: the best round's."""
     config = load_config(CONFIG, [*overrides, f"train.batch_size={batch_size}"])
@@ -60,15 +49,7 @@ def training_rate(overrides: list[str], batch_size: int, steps: int, rounds: int
     optimizer = build_optimizer(config.train, list(model.parameters()))
     batches = list(task.epoch_batches(batch_size, seed=0))[:steps]
 
-    def run() -> None:
-        for batch in batches:
-            output = model(**batch.inputs)
-            loss, _ = task.loss(output, batch)
-            (loss + sum(output.aux_losses.values())).backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-    seconds = best_seconds(run, rounds)
+    seconds = best_seconds(training_steps(model, task, optimizer, batches), rounds)
     captions = sum(len(batch.targets) for batch in batches)
     videos = sum(len(batch.inputs["frames"]) for batch in batches)
     return captions / seconds, videos / seconds
