@@ -120,6 +120,11 @@ class Captioner(nn.Module):
         self.reg_lambda = reg_lambda
         self.reg_tau = None if reg_tau == "auto" else float(reg_tau)
 
+    @property
+    def regularizer(self) -> tuple[float, float | None]:
+        """λ and τ (None: auto) as the loss applies them: mean pooling has no attention to penalise."""
+        return (self.reg_lambda if self.attention_kind == "soft" else 0.0), self.reg_tau
+
     def set_mode(self, mode: str | None) -> None:
         """No start modes."""
 
@@ -193,12 +198,13 @@ class Captioner(nn.Module):
             alphas.append(alpha)
         attention = torch.stack(alphas, 1)
         aux = {}
-        if self.reg_lambda > 0 and self.attention_kind == "soft":
-            penalty, _ = attention_penalty(attention, frame_mask, word_mask.bool(), self.reg_tau)
+        reg_lambda, reg_tau = self.regularizer
+        if reg_lambda > 0:
+            penalty, _ = attention_penalty(attention, frame_mask, word_mask.bool(), reg_tau)
             # reduced like the caption loss (a mean per real word): the ratio of penalty to NLL is then
             # that of Show, Attend and Tell's code (per-caption NLL + λ × per-caption penalty), so its
             # λ = 1 means the same here, whatever the captions' lengths
-            aux["attention_reg"] = self.reg_lambda * penalty.sum() / word_mask.sum().clamp_min(1)
+            aux["attention_reg"] = reg_lambda * penalty.sum() / word_mask.sum().clamp_min(1)
         return ModelOutput(prediction=torch.stack(logits, 1), trace={"attention": attention}, aux_losses=aux)
 
     # -- captioning: greedy or beam search -------------------------------------------------------------

@@ -107,6 +107,7 @@ def test_lambda_zero_and_the_mean_pooling_baseline_have_no_regularizer() -> None
     assert _model(reg_lambda=0.0)(frames, frame_mask, words, word_mask).aux_losses == {}
     pooled = _model(attention="mean")(frames, frame_mask, words, word_mask)
     assert pooled.aux_losses == {}
+    assert _model(attention="mean", reg_tau=1.5).regularizer == (0.0, 1.5)  # what eval and inspect show
     torch.testing.assert_close(pooled.trace["attention"][1, 0], torch.tensor([1 / 3, 1 / 3, 1 / 3, 0, 0]))
 
 

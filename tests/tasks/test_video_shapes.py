@@ -117,3 +117,17 @@ def test_distractors_are_grey_shapes_that_stand_still_and_leave_the_objects_as_t
     coloured = (plain.amax(1, keepdim=True) > 0).expand_as(plain)
     assert torch.equal(busy[coloured], plain[coloured])  # objects are drawn over the distractors
     assert (busy[~(coloured | grey.unsqueeze(1))] == 0).all()  # nothing else is drawn
+
+
+def test_no_two_objects_on_screen_are_ever_the_same_colour_and_shape() -> None:
+    """A turn into a colour another object of its shape has would make "the red square" ambiguous."""
+    rng = random.Random(0)
+    for _ in range(500):  # two colours: a turn collides whenever the other object has the same shape
+        spec = plan_video(8, 6, 2, rng, ("red", "yellow"), shapes=("square", "circle"))
+        shown: dict[int, tuple[str, str]] = {}
+        for event in spec.events:
+            if event.kind == "appears" or event.kind == "turns":
+                shown[event.thing] = (event.detail if event.kind == "turns" else event.colour, event.shape)
+            if event.kind == "disappears":
+                del shown[event.thing]
+            assert len(set(shown.values())) == len(shown), spec.events

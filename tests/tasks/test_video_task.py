@@ -75,10 +75,25 @@ def test_the_vocabulary_is_the_configured_colours_and_shapes() -> None:
     task = build_task(build_config(raw))
     said = set(task.vocabulary.words)
     assert said & set(COLOURS) == {"red", "yellow"} and said & set(SHAPES) == {"circle", "square"}
+    # unless given, held_out is the default pairs the vocabulary has: here green circle alone
+    assert build_config(
+        {**raw, "task": {"name": "shapes_captions", "colours": ["red", "green"]}}
+    ).task.params.held_out == [("green", "circle")]
     for wrong, named in (
         ({"colours": ["red", "pink"]}, "'pink' is not one of"),
-        ({"colours": ["red", "yellow"]}, "held_out: (blue, triangle) is no pair"),  # the default held_out
+        (
+            {"colours": ["red", "yellow"], "held_out": [["blue", "triangle"]]},
+            "held_out: (blue, triangle) is no pair",
+        ),
         ({"colours": ["red", "green"], "shapes": ["circle"], "held_out": [], "max_objects": 3}, "only 2"),
+        (
+            {
+                "colours": ["red", "green"],
+                "shapes": ["circle"],
+                "held_out": [["red", "circle"], ["green", "circle"]],
+            },
+            "all 2",
+        ),
     ):
         raw = yaml.safe_load(SMOKE.read_text())
         raw["task"].update(wrong)
@@ -180,12 +195,27 @@ def test_inspect_measures_coverage_against_the_runs_own_tau_and_weighs_the_penal
     vocabulary = Vocabulary.build(["a red square appears"])
     # 5 written words (4 and <eos>) on 4 frames, attention on frames 1, 1, 2, 3, 3 (0-based 0, 0, 1, 2, 2)
     model = _FixedCaptioner([*vocabulary.encode("a red square appears"), EOS], [0, 0, 1, 2, 2], frames=4)
-    model.reg_lambda, model.reg_tau = 0.5, 2.0  # what a run trained with reg_tau=2.0 holds
+    model.regularizer = (0.5, 2.0)  # what a run trained with reg_lambda=0.5, reg_tau=2.0 holds
     view = caption_view(model, torch.zeros(4, 3, 8, 8), [], "t", vocabulary, CaptionEval())
     # coverage 2, 1, 2, 0 against τ = 2: gaps 0, 1, 0, 2
     assert view.facts["tau"] == 2.0 and view.facts["coverage_error"] == pytest.approx(3.0)
     assert view.facts["penalty"] == pytest.approx(5.0) and view.facts["regularizer"] == pytest.approx(2.5)
-    model.reg_lambda, model.reg_tau = 0.0, None  # λ = 0, τ = auto: 5 words / 4 frames
+    model.regularizer = (0.0, None)  # λ = 0 (or mean pooling), τ = auto: 5 words / 4 frames
     view = caption_view(model, torch.zeros(4, 3, 8, 8), [], "t", vocabulary, CaptionEval())
     assert view.facts["tau"] == 1.25 and view.facts["regularizer"] == 0.0
     assert view.facts["coverage_error"] == pytest.approx(0.75 + 0.25 + 0.75 + 1.25)
+
+
+def test_settings_that_leave_no_training_videos_to_draw_are_one_user_error() -> None:
+    from memtool.build import build_task
+    from memtool.errors import UserError
+
+    raw = yaml.safe_load(SMOKE.read_text())
+    # one pair left for training and 16 events: a video must avoid turning red 15 times running
+    raw["task"].update(
+        colours=["red", "yellow"], shapes=["square"], held_out=[["red", "square"]], frames=16, min_events=16
+    )
+    raw["task"]["max_events"] = 16
+    raw.setdefault("data", {}).update(train_videos=5)
+    with pytest.raises(UserError, match="task: train split: could not draw 5 videos"):
+        build_task(build_config(raw))

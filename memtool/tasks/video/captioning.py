@@ -365,7 +365,7 @@ def caption_view(
 def regularizer_settings(model: nn.Module) -> tuple[float, float | None]:
     """The λ and τ (None: auto) the run trained with, so eval and inspect measure coverage against the
     target the regularizer pushed towards."""
-    return float(getattr(model, "reg_lambda", 0.0)), getattr(model, "reg_tau", None)
+    return getattr(model, "regularizer", (0.0, None))
 
 
 def attention_peaks(attention: Tensor, frame_mask: Tensor) -> list[list[int | None]]:

@@ -110,8 +110,14 @@ def plan_video(
         choices = []
         if len(state) < max_objects:
             choices.append("appears")
+        # an object may turn only into a colour no other object on screen has in its shape: two
+        # identical objects at once would make "the red square" ambiguous
+        turnable = {
+            thing: [c for c in colours if c != colour and (c, shape) not in set(state.values())]
+            for thing, (colour, shape) in state.items()
+        }
         if state:
-            choices += ["moves", "turns"]
+            choices += ["moves", "turns"] if any(turnable.values()) else ["moves"]
         if len(state) > 1:
             choices.append("disappears")
         kind = "appears" if not state else rng.choice(choices)
@@ -122,13 +128,13 @@ def plan_video(
             state[thing] = (colour, shape)
             event = Event(kind, thing, colour, shape, None, first, last)
         else:
-            thing = rng.choice(sorted(state))
+            thing = rng.choice(sorted(t for t in state if kind != "turns" or turnable[t]))
             colour, shape = state[thing]
             detail: str | None = None
             if kind == "moves":
                 detail = rng.choice(tuple(DIRECTIONS))
             elif kind == "turns":
-                detail = rng.choice([c for c in colours if c != colour])
+                detail = rng.choice(turnable[thing])
                 state[thing] = (detail, shape)
             else:
                 del state[thing]

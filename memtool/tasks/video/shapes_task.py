@@ -16,6 +16,7 @@ import torch
 from pydantic import Field, model_validator
 
 from memtool.cache import cached
+from memtool.errors import UserError
 from memtool.registry import register_task
 from memtool.schema import Strict
 from memtool.tasks.video import data as video_data
@@ -25,6 +26,7 @@ from memtool.tasks.video.data import CaptionSplit, Vocabulary, generate_shapes, 
 from memtool.tasks.video.shapes import COLOURS, SHAPES, SYNONYMS
 
 GENERATOR_CODE = (shapes_generator, video_data)  # the cache's entries change with this code
+DEFAULT_HELD_OUT = (("blue", "triangle"), ("green", "circle"))
 
 
 class ShapesParams(Strict):
@@ -36,9 +38,8 @@ class ShapesParams(Strict):
     # the vocabulary's colours and shapes, from those the generator draws (the default: all of them)
     colours: list[str] = Field(default_factory=lambda: list(COLOURS), min_length=2)
     shapes: list[str] = Field(default_factory=lambda: list(SHAPES), min_length=1)
-    held_out: list[tuple[str, str]] = Field(  # (colour, shape) pairs only the test split shows
-        default_factory=lambda: [("blue", "triangle"), ("green", "circle")]
-    )
+    # (colour, shape) pairs only the test split shows; by default those of DEFAULT_HELD_OUT in the vocabulary
+    held_out: list[tuple[str, str]] = Field(default_factory=lambda: list(DEFAULT_HELD_OUT))
     references: int = Field(3, ge=1, le=20)  # reference captions per video
     noise: float = Field(0.05, ge=0, le=1)  # uniform pixel noise, a distractor
     distractors: int = Field(0, ge=0, le=8)  # grey shapes standing still in every frame, never mentioned
@@ -46,6 +47,18 @@ class ShapesParams(Strict):
     # random: events last random runs of frames (a colour change may take one frame of eight); equal: as
     # even as the frames allow, where uniform attention coverage (the regularizer's τ = auto) is right
     event_lengths: Literal["random", "equal"] = "random"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_held_out_within_the_vocabulary(cls, data: Any) -> Any:
+        """Unless held_out is given, the default pairs whose colour and shape the vocabulary has: a
+        smaller vocabulary (task.colours, task.shapes) needs no held_out of its own."""
+        if isinstance(data, dict) and "held_out" not in data:
+            colours, shapes = data.get("colours", list(COLOURS)), data.get("shapes", list(SHAPES))
+            if isinstance(colours, list) and isinstance(shapes, list):
+                held = [pair for pair in DEFAULT_HELD_OUT if pair[0] in colours and pair[1] in shapes]
+                data = {**data, "held_out": held}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> ShapesParams:
@@ -69,6 +82,10 @@ class ShapesParams(Strict):
                     f"and a shape in {shapes} (hold out pairs of these, or none: held_out: [])"
                 )
         pairs = len(self.colours) * len(self.shapes)
+        if len({tuple(pair) for pair in self.held_out}) >= pairs:
+            raise ValueError(
+                f"held_out holds all {pairs} (colour, shape) pairs: training videos would show none"
+            )
         if pairs < self.max_objects:  # objects on screen at once differ in colour or shape
             raise ValueError(
                 f"max_objects {self.max_objects}: {colours} and {shapes} make only {pairs} objects"
@@ -138,21 +155,30 @@ class ShapesCaptionTask(CaptionTask):
                 ("test", data.test_videos, bool(held_out) and data.test_pairs == "held_out"),
             )
         ):
-            videos, captions = generate_shapes(
-                count,
-                params.frames,
-                params.size,
-                (params.min_events, params.max_events),
-                params.max_objects,
-                held_out,  # type: ignore[arg-type]
-                with_held_out,
-                params.references,
-                params.noise,
-                seed=base * 3 + offset,
-                equal_events=params.event_lengths == "equal",
-                colours=tuple(params.colours),
-                shapes=tuple(params.shapes),
-                distractors=params.distractors,
-            )
+            try:
+                videos, captions = self._draw(params, count, held_out, with_held_out, base * 3 + offset)
+            except ValueError as error:  # the settings leave too few videos to draw from
+                raise UserError(f"task: {split} split: {error}") from None
             made[split] = (torch.stack(videos), captions)
         return made
+
+    @staticmethod
+    def _draw(
+        params: ShapesParams, count: int, held_out: set[tuple[str, str]], with_held_out: bool, seed: int
+    ) -> tuple[list[torch.Tensor], list[list[str]]]:
+        return generate_shapes(
+            count,
+            params.frames,
+            params.size,
+            (params.min_events, params.max_events),
+            params.max_objects,
+            held_out,  # type: ignore[arg-type]
+            with_held_out,
+            params.references,
+            params.noise,
+            seed=seed,
+            equal_events=params.event_lengths == "equal",
+            colours=tuple(params.colours),
+            shapes=tuple(params.shapes),
+            distractors=params.distractors,
+        )
