@@ -112,8 +112,9 @@ def plan_video(
             choices.append("appears")
         # an object may turn only into a colour no other object on screen has in its shape: two
         # identical objects at once would make "the red square" ambiguous
+        on_screen = set(state.values())
         turnable = {
-            thing: [c for c in colours if c != colour and (c, shape) not in set(state.values())]
+            thing: [c for c in colours if c != colour and (c, shape) not in on_screen]
             for thing, (colour, shape) in state.items()
         }
         if state:
@@ -123,8 +124,7 @@ def plan_video(
         kind = "appears" if not state else rng.choice(choices)
         if kind == "appears":
             thing = max(state, default=-1) + 1
-            taken = set(state.values())
-            colour, shape = rng.choice([(c, s) for c in colours for s in shapes if (c, s) not in taken])
+            colour, shape = rng.choice([(c, s) for c in colours for s in shapes if (c, s) not in on_screen])
             state[thing] = (colour, shape)
             event = Event(kind, thing, colour, shape, None, first, last)
         else:

@@ -156,29 +156,23 @@ class ShapesCaptionTask(CaptionTask):
             )
         ):
             try:
-                videos, captions = self._draw(params, count, held_out, with_held_out, base * 3 + offset)
+                videos, captions = generate_shapes(
+                    count,
+                    params.frames,
+                    params.size,
+                    (params.min_events, params.max_events),
+                    params.max_objects,
+                    held_out,  # type: ignore[arg-type]
+                    with_held_out,
+                    params.references,
+                    params.noise,
+                    seed=base * 3 + offset,
+                    equal_events=params.event_lengths == "equal",
+                    colours=tuple(params.colours),
+                    shapes=tuple(params.shapes),
+                    distractors=params.distractors,
+                )
             except ValueError as error:  # the settings leave too few videos to draw from
                 raise UserError(f"task: {split} split: {error}") from None
             made[split] = (torch.stack(videos), captions)
         return made
-
-    @staticmethod
-    def _draw(
-        params: ShapesParams, count: int, held_out: set[tuple[str, str]], with_held_out: bool, seed: int
-    ) -> tuple[list[torch.Tensor], list[list[str]]]:
-        return generate_shapes(
-            count,
-            params.frames,
-            params.size,
-            (params.min_events, params.max_events),
-            params.max_objects,
-            held_out,  # type: ignore[arg-type]
-            with_held_out,
-            params.references,
-            params.noise,
-            seed=seed,
-            equal_events=params.event_lengths == "equal",
-            colours=tuple(params.colours),
-            shapes=tuple(params.shapes),
-            distractors=params.distractors,
-        )
