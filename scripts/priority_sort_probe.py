@@ -4,11 +4,19 @@
 
 Graves et al. (2014, Sec. 4.5) found their NTM writes each input vector to a memory location set by its
 priority (roughly linearly), then reads the locations in order. For each run's ``best.pt`` and each
-write head, over the split's first ``--sequences`` sequences: how peaked the head's weighting is while
-the inputs arrive (mean of its largest weight), how many distinct rows it peaks on, and the Spearman
-rank correlation, per sequence and then averaged, between an input's priority and the row its write
-weighting centres on (Σ_i i · w_i). A head that sorts by location scores near ±1; one that ignores the
-priority near 0. One row per run and head, in Markdown.
+write head, over the split's first ``--sequences`` sequences, while the inputs arrive:
+
+- how peaked the head's weighting is (the mean of its largest weight) and how many rows it peaks on;
+- the correlation, per sequence and then averaged, between an input's priority and the row the head
+  peaks on. Memory is a ring (a shift past the last row lands on row 0), so the rows are first
+  unrolled at the widest stretch of rows the head never peaks on: a head that walks rows 120..127, 0, 1
+  as the priority rises scores near +1, not near 0. One that ignores the priority scores near 0;
+- η², the share of the priorities' variance that lies between the rows the head peaks on: 1 when each
+  row gets one narrow band of priorities, in whatever order the rows are (a learned memory start can
+  put them in any). Beside it, in brackets, η² with the priorities shuffled across all the inputs:
+  what it is by chance with that many rows.
+
+One row per run and head, in Markdown.
 """
 
 from __future__ import annotations
@@ -22,19 +30,38 @@ from memtool.build import restore
 from memtool.checkpoint import load_checkpoint
 
 
-def ranks(values: torch.Tensor) -> torch.Tensor:
-    return values.argsort(-1).argsort(-1).float()
+def unrolled(peaks: torch.Tensor, rows: int) -> torch.Tensor:
+    """Row indices renumbered from just after the widest run of rows that ``peaks`` never holds, so
+    that rows next to each other on the ring are next to each other in number."""
+    unused = torch.bincount(peaks.flatten(), minlength=rows) == 0
+    if not unused.any():
+        return peaks
+    twice = torch.cat([unused, unused]).tolist()
+    widest, end, run = 0, 0, 0
+    for index, free in enumerate(twice):  # the longest run of unused rows, around the ring
+        run = run + 1 if free else 0
+        if run > widest:
+            widest, end = run, index
+    return (peaks - (end + 1)) % rows
 
 
-def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Spearman's ρ of each row of a against the same row of b (no ties: priorities are continuous)."""
-    ra, rb = ranks(a), ranks(b)
-    ra, rb = ra - ra.mean(-1, keepdim=True), rb - rb.mean(-1, keepdim=True)
-    return (ra * rb).sum(-1) / (ra.norm(dim=-1) * rb.norm(dim=-1)).clamp_min(1e-12)
+def correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson's r of each row of a against the same row of b (0 where either is constant)."""
+    a, b = a - a.mean(-1, keepdim=True), b - b.mean(-1, keepdim=True)
+    return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1e-12)
+
+
+def correlation_ratio(values: torch.Tensor, groups: torch.Tensor) -> float:
+    """η²: the share of the variance of ``values`` that lies between the means of their ``groups``."""
+    centred = values - values.mean()
+    _, group = groups.unique(return_inverse=True)
+    sums = torch.zeros(int(group.max()) + 1).index_add_(0, group, centred)
+    counts = torch.zeros_like(sums).index_add_(0, group, torch.ones_like(centred))
+    return ((sums**2 / counts).sum() / (centred**2).sum().clamp_min(1e-12)).item()
 
 
 @torch.no_grad()
-def probe(run: Path, split: str, sequences: int) -> list[tuple[int, float, int, float]]:
+def probe(run: Path, split: str, sequences: int) -> list[tuple[int, float, int, float, float, float]]:
     config, task, model = restore(load_checkpoint(run / "best.pt" if run.is_dir() else run))
     if config.task.name != "priority_sort" or config.model.name != "ntm":
         raise SystemExit(
@@ -45,17 +72,21 @@ def probe(run: Path, split: str, sequences: int) -> list[tuple[int, float, int, 
     x = batch.inputs["inputs"]
     weights = model(x).trace["write_weights"][:, :inputs]  # (B, inputs, heads, N): while inputs arrive
     priority = x[:, :inputs, config.task.params.bits]  # the channel after the bits
-    rows = torch.arange(weights.shape[-1], dtype=weights.dtype)
+    shuffled = priority.flatten()[
+        torch.randperm(priority.numel(), generator=torch.Generator().manual_seed(0))
+    ]
     found = []
     for head in range(weights.shape[2]):
         w = weights[:, :, head]
-        centre = (w * rows).sum(-1)
+        peaks = w.argmax(-1)  # (B, inputs)
         found.append(
             (
                 head + 1,
                 w.max(-1).values.mean().item(),
-                w.argmax(-1).unique().numel(),
-                rank_correlation(priority, centre).mean().item(),
+                peaks.unique().numel(),
+                correlation(priority, unrolled(peaks, w.shape[-1]).to(priority.dtype)).mean().item(),
+                correlation_ratio(priority.flatten(), peaks.flatten()),
+                correlation_ratio(shuffled, peaks.flatten()),
             )
         )
     return found
@@ -68,11 +99,14 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=64)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print("| run | write head | mean peak weight | rows it peaks on | rank correlation of priority and row |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| run | write head | mean peak weight | rows it peaks on | correlation of priority and row "
+        "| η² of priority by row (shuffled) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     for run in args.runs:
-        for head, peak, rows, rho in probe(run, args.split, args.sequences):
-            print(f"| {run.name} | {head} | {peak:.2f} | {rows} | {rho:+.2f} |")
+        for head, peak, rows, r, eta, chance in probe(run, args.split, args.sequences):
+            print(f"| {run.name} | {head} | {peak:.2f} | {rows} | {r:+.2f} | {eta:.2f} ({chance:.2f}) |")
 
 
 if __name__ == "__main__":
