@@ -244,14 +244,20 @@ def _stacking_problems(train: TrainConfig, model_name: str) -> list[str]:
 
 
 def _from_set(problems: list[str], overrides: Sequence[str]) -> str:
-    """`` with --set KEY=VALUE`` when a problem is about a key an override set: the file is not at fault."""
+    """`` with --set KEY=VALUE`` when a problem is about a key an override set: the file is not at fault.
+    A check of several keys together speaks for their section ("task: min_length 30 is above
+    max_length 20"): an override counts when it is in that section and the problem names it."""
     keys = {override_key(item): item for item in overrides}
-    given = [
-        item
-        for key, item in keys.items()
-        if any(p.startswith(f"{key}:") or p.startswith(f"{key}.") for p in problems)
-    ]
+    given = [item for key, item in keys.items() if any(_is_about(problem, key) for problem in problems)]
     return f" with --set {' '.join(echo_override(item) for item in given)}" if given else ""
+
+
+def _is_about(problem: str, key: str) -> bool:
+    if problem.startswith((f"{key}:", f"{key}.")):
+        return True
+    section, _, leaf = key.rpartition(".")
+    head, colon, text = problem.partition(": ")
+    return bool(colon and section and head == section and re.search(rf"\b{re.escape(leaf)}\b", text))
 
 
 def override_key(assignment: str) -> str:

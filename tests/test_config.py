@@ -93,6 +93,19 @@ def test_a_value_of_the_wrong_kind_is_refused_not_converted(assignment: str, mes
     assert str(caught.value).startswith(f"x.yaml with --set {assignment}: ")  # the file is not at fault
 
 
+def test_a_check_of_several_keys_names_the_override_that_broke_it() -> None:
+    """A section's own check of keys together ("min_length above max_length") is the override's fault
+    when the override set one of the keys it names; one that names none of them leaves the file at fault."""
+    copy_task = {"name": "copy", "bits": 4, "min_length": 1, "max_length": 5}
+    config = {"model": {"name": "ntm"}, "task": copy_task, "train": {"epochs": 1}}
+    with pytest.raises(UserError) as caught:
+        build_config(config, ["task.min_length=9", "task.bits=3"], source="x.yaml")
+    assert str(caught.value).startswith("x.yaml with --set task.min_length=9: task: min_length 9 is above")
+    with pytest.raises(UserError) as caught:
+        build_config({**config, "task": {**copy_task, "min_length": 9}}, ["task.bits=3"], source="x.yaml")
+    assert str(caught.value).startswith("x.yaml: task: min_length 9 is above")
+
+
 def test_what_the_kind_check_still_accepts() -> None:
     """An int where a float goes, numbers as text (YAML reads 1e-3 so; the CLI's task options arrive so),
     null for an optional, a checkpoint's JSON."""
