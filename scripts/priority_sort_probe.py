@@ -1,6 +1,7 @@
 """Does a priority-sort NTM write each input where its priority says? The paper's Fig. 17 strategy.
 
     python scripts/priority_sort_probe.py runs/ps-adam-s1 runs/ps-adam-s2 [--split valid] [--sequences 64]
+        [--png FIGURE.png]
 
 Graves et al. (2014, Sec. 4.5) found their NTM writes each input vector to a memory location set by its
 priority (roughly linearly), then reads the locations in order. For each run's ``best.pt`` and each
@@ -16,7 +17,9 @@ write head, over the split's first ``--sequences`` sequences, while the inputs a
   put them in any). Beside it, in brackets, η² with the priorities shuffled across all the inputs:
   what it is by chance with that many rows.
 
-One row per run and head, in Markdown.
+One row per run and head, in Markdown. ``--png`` draws the paper's Fig. 17 from the data: for each run,
+the priority of every input against the row its most priority-driven write head (the largest η²) peaks
+on, rows unrolled as above.
 """
 
 from __future__ import annotations
@@ -25,9 +28,13 @@ import argparse
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from memtool.build import restore
 from memtool.checkpoint import load_checkpoint
+from memtool.figures import require_matplotlib, save_png
+
+Found = tuple[int, float, int, float, float, float]
 
 
 def unrolled(peaks: torch.Tensor, rows: int) -> torch.Tensor:
@@ -61,7 +68,8 @@ def correlation_ratio(values: torch.Tensor, groups: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def probe(run: Path, split: str, sequences: int) -> list[tuple[int, float, int, float, float, float]]:
+def probe(run: Path, split: str, sequences: int) -> tuple[list[Found], dict[int, tuple[Tensor, Tensor]]]:
+    """Per write head: its figures, and (priority, unrolled peak row) of every input."""
     config, task, model = restore(load_checkpoint(run / "best.pt" if run.is_dir() else run))
     if config.task.name != "priority_sort" or config.model.name != "ntm":
         raise SystemExit(
@@ -75,21 +83,36 @@ def probe(run: Path, split: str, sequences: int) -> list[tuple[int, float, int, 
     shuffled = priority.flatten()[
         torch.randperm(priority.numel(), generator=torch.Generator().manual_seed(0))
     ]
-    found = []
+    found, points = [], {}
     for head in range(weights.shape[2]):
         w = weights[:, :, head]
         peaks = w.argmax(-1)  # (B, inputs)
+        rows = unrolled(peaks, w.shape[-1])
+        points[head + 1] = (priority.flatten(), rows.flatten())
         found.append(
             (
                 head + 1,
                 w.max(-1).values.mean().item(),
                 peaks.unique().numel(),
-                correlation(priority, unrolled(peaks, w.shape[-1]).to(priority.dtype)).mean().item(),
+                correlation(priority, rows.to(priority.dtype)).mean().item(),
                 correlation_ratio(priority.flatten(), peaks.flatten()),
                 correlation_ratio(shuffled, peaks.flatten()),
             )
         )
-    return found
+    return found, points
+
+
+def draw(panels: list[tuple[str, int, float, Tensor, Tensor]], path: Path) -> Path:
+    """One scatter per run: priority against the unrolled row of its most priority-driven write head."""
+    plt = require_matplotlib()
+    figure, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False)
+    for ax, (name, head, eta, priority, rows) in zip(axes[0], panels, strict=True):
+        ax.scatter(priority.numpy(), rows.numpy(), s=4, alpha=0.4)
+        ax.set_title(f"{name}: write head {head} (η² {eta:.2f})", fontsize=9)
+        ax.set_xlabel("priority")
+        ax.set_ylabel("row it writes to (unrolled)")
+    figure.tight_layout()
+    return save_png(figure, path)
 
 
 def main() -> None:
@@ -97,6 +120,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--split", default="valid")
     parser.add_argument("--sequences", type=int, default=64)
+    parser.add_argument("--png", type=Path, help="draw priority against row for each run's best head")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(
@@ -104,9 +128,15 @@ def main() -> None:
         "| η² of priority by row (shuffled) |"
     )
     print("|---|---:|---:|---:|---:|---:|")
+    panels = []
     for run in args.runs:
-        for head, peak, rows, r, eta, chance in probe(run, args.split, args.sequences):
+        found, points = probe(run, args.split, args.sequences)
+        for head, peak, rows, r, eta, chance in found:
             print(f"| {run.name} | {head} | {peak:.2f} | {rows} | {r:+.2f} | {eta:.2f} ({chance:.2f}) |")
+        head, eta = max(((f[0], f[4]) for f in found), key=lambda item: item[1])
+        panels.append((run.name, head, eta, *points[head]))
+    if args.png:
+        print(f"figure: {draw(panels, args.png)}")
 
 
 if __name__ == "__main__":
