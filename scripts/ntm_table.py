@@ -6,6 +6,11 @@ One row per run directory, read from its ``summary.json`` (the test split of ``b
 validation first reached cost < 0.1 bits per sequence), ``config.yaml`` and ``metrics.jsonl`` (the
 training speed), so every number in docs/RESULTS.md comes from a run, not from hand copying.
 One table per task; a cell reads "wrong bits per sequence (cost in bits per sequence)".
+
+    python scripts/ntm_table.py runs/ps-learned-s0 runs/ps-adam-s1 --after 32000 83200 192000
+
+adds a table of the validation wrong bits per sequence after that many training sequences (the first
+validation at or past each), to compare runs of different lengths at the same budget.
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ def describe(run: Path) -> dict:
         first = next((r for r in records if r.get("valid_cost_bits", 1e9) < THRESHOLD), None)
         kept = first and {"examples": first["step"] * batch, "seconds": first["elapsed"]}
     last = records[-1] if records else {}
+    validations = [r for r in records if "valid_bit_errors" in r and "examples_seen" in r]
     return {
+        "validations": [(r["examples_seen"], r["valid_bit_errors"]) for r in validations],
         "name": run.name,
         "model": config["model"]["name"],
         "task": config["task"]["name"],
@@ -69,9 +76,23 @@ def table(rows: list[dict]) -> None:
         )
 
 
+def budget_table(rows: list[dict], budgets: list[int]) -> None:
+    print("| run | " + " | ".join(f"after {n:,}" for n in budgets) + " |")
+    print("|---|" + "---:|" * len(budgets))
+    for row in rows:
+        cells = []
+        for budget in budgets:
+            reached = next((errors for seen, errors in row["validations"] if seen >= budget), None)
+            cells.append(f"{reached:.1f}" if reached is not None else "–")
+        print(f"| {row['name']} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, nargs="+", help="run directories")
+    parser.add_argument(
+        "--after", type=int, nargs="+", default=[], metavar="SEQUENCES", help="validation at these budgets"
+    )
     args = parser.parse_args()
     by_task: dict[str, list[dict]] = {}
     for run in args.runs:
@@ -84,6 +105,11 @@ def main() -> None:
         print()
         table(rows)
         print()
+        if args.after:
+            print(f"{task} · validation wrong bits per sequence after that many training sequences")
+            print()
+            budget_table(rows, args.after)
+            print()
     print("seq/s: the median of the training speed logged at each validation; ᶜ: train.compile")
 
 

@@ -44,6 +44,15 @@ def test_ntm_table_reads_a_run(tmp_path: Path) -> None:
     assert row[:3] == ["ntm", "ntm", "0"]
     for size, group in summary["test"]["groups"].items():
         assert row[header.index(size)] == f"{group['bit_errors']:.2f} ({group['cost_bits']:.3g})"
+    # --after: each budget's cell is the first validation at or past it, from metrics.jsonl
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    validations = [r for r in records if "valid_bit_errors" in r]
+    budgets = [validations[0]["examples_seen"], validations[-1]["examples_seen"] + 1]
+    shown = script("ntm_table.py", run, "--after", *budgets)
+    assert shown.returncode == 0, shown.stderr
+    [_, _, budget_header, budget_row] = table_rows(shown.stdout)
+    assert budget_header[1:] == [f"after {n:,}" for n in budgets]
+    assert budget_row == ["ntm", f"{validations[0]['valid_bit_errors']:.1f}", "–"]
 
 
 def test_ntm_table_refuses_an_unfinished_run(tmp_path: Path) -> None:
