@@ -244,20 +244,33 @@ def _stacking_problems(train: TrainConfig, model_name: str) -> list[str]:
 
 
 def _from_set(problems: list[str], overrides: Sequence[str]) -> str:
-    """`` with --set KEY=VALUE`` when a problem is about a key an override set: the file is not at fault.
-    A check of several keys together speaks for their section ("task: min_length 30 is above
-    max_length 20"): an override counts when it is in that section and the problem names it."""
-    keys = {override_key(item): item for item in overrides}
-    given = [item for key, item in keys.items() if any(_is_about(problem, key) for problem in problems)]
+    """`` with --set KEY=VALUE`` when a problem is about a key an override set: the file is not at fault."""
+    given = [item for item in overrides if any(_is_about(problem, item) for problem in problems)]
     return f" with --set {' '.join(echo_override(item) for item in given)}" if given else ""
 
 
-def _is_about(problem: str, key: str) -> bool:
-    if problem.startswith((f"{key}:", f"{key}.")):
+def _is_about(problem: str, assignment: str) -> bool:
+    """Whether ``problem`` ("where: what") is about the key ``assignment`` sets: it is where the problem
+    is, or inside it, or the problem names the whole dotted key ("cannot be combined with
+    train.compile"). A check of several keys together speaks for their section ("task: min_length 30
+    is above max_length 20"): there the key's own name and the value it was given must both be named,
+    so that a list of what a section accepts does not count."""
+    key, _, value = (part.strip() for part in assignment.partition("="))
+    if problem.startswith((f"{key}:", f"{key}.", f"{key}[")):
         return True
-    section, _, leaf = key.rpartition(".")
-    head, colon, text = problem.partition(": ")
-    return bool(colon and section and head == section and re.search(rf"\b{re.escape(leaf)}\b", text))
+    where, colon, what = problem.partition(": ")
+    if not colon:
+        return False
+    if re.search(rf"(?<![\w.]){re.escape(key)}(?![\w])", what):
+        return True
+    if not key.startswith(f"{where}."):
+        return False
+    name = key.removeprefix(f"{where}.").partition(".")[0]
+    return bool(
+        value
+        and re.search(rf"\b{re.escape(name)}\b", what)
+        and re.search(rf"(?<![\w.]){re.escape(value)}(?![\w.])", what)
+    )
 
 
 def override_key(assignment: str) -> str:

@@ -7,10 +7,11 @@ validation first reached cost < 0.1 bits per sequence), ``config.yaml`` and ``me
 training speed), so every number in docs/RESULTS.md comes from a run, not from hand copying.
 One table per task; a cell reads "wrong bits per sequence (cost in bits per sequence)".
 
-    python scripts/ntm_table.py runs/ps-learned-s0 runs/ps-adam-s1 --after 32000 83200 192000
+    python scripts/ntm_table.py runs/ps-adam-s1 runs/lstm-ps-adam-s1 --after 32000 83200 192000
 
 adds a table of the validation wrong bits per sequence after that many training sequences (the first
-validation at or past each), to compare runs of different lengths at the same budget.
+validation at or past each, of the restart the run kept), to compare runs of different lengths at the
+same budget.
 """
 
 from __future__ import annotations
@@ -38,9 +39,15 @@ def describe(run: Path) -> dict:
         first = next((r for r in records if r.get("valid_cost_bits", 1e9) < THRESHOLD), None)
         kept = first and {"examples": first["step"] * batch, "seconds": first["elapsed"]}
     last = records[-1] if records else {}
-    validations = [r for r in records if "valid_bit_errors" in r and "examples_seen" in r]
+    kept_restart = summary.get("best_restart", 0)  # examples_seen counts per restart
+    validations = [
+        (r["examples_seen"], r["valid_bit_errors"])
+        for r in records
+        if r.get("valid_bit_errors") is not None
+        and "examples_seen" in r
+        and r.get("restart", 0) == kept_restart
+    ]
     return {
-        "validations": [(r["examples_seen"], r["valid_bit_errors"]) for r in validations],
         "name": run.name,
         "model": config["model"]["name"],
         "task": config["task"]["name"],
@@ -51,6 +58,7 @@ def describe(run: Path) -> dict:
         "groups": summary["test"]["groups"],
         "threads": config["train"].get("threads"),
         "compiled": config["train"].get("compile", False),
+        "validations": validations,
     }
 
 
@@ -83,7 +91,7 @@ def budget_table(rows: list[dict], budgets: list[int]) -> None:
         cells = []
         for budget in budgets:
             reached = next((errors for seen, errors in row["validations"] if seen >= budget), None)
-            cells.append(f"{reached:.1f}" if reached is not None else "–")
+            cells.append(f"{reached:.2f}" if reached is not None else "–")
         print(f"| {row['name']} | " + " | ".join(cells) + " |")
 
 

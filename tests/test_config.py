@@ -104,6 +104,16 @@ def test_a_check_of_several_keys_names_the_override_that_broke_it() -> None:
     with pytest.raises(UserError) as caught:
         build_config({**config, "task": {**copy_task, "min_length": 9}}, ["task.bits=3"], source="x.yaml")
     assert str(caught.value).startswith("x.yaml: task: min_length 9 is above")
+    # a list of what a section accepts names the key but not its value: the file's unknown key is at fault
+    odd_optimizer = {**config, "train": {"epochs": 1, "optimizer": {"name": "rmsprop", "foo": 1}}}
+    with pytest.raises(UserError) as caught:
+        build_config(odd_optimizer, ["train.optimizer.momentum=0.9"], source="x.yaml")
+    assert str(caught.value).startswith("x.yaml: train.optimizer: rmsprop takes no argument 'foo'")
+    # a problem that names the whole dotted key an override set is about it, wherever it is reported
+    stacked = {**config, "train": {"epochs": 1, "restarts": 2, "stack_restarts": True}}
+    with pytest.raises(UserError) as caught:
+        build_config(stacked, ["train.compile=true"], source="x.yaml")
+    assert str(caught.value).startswith("x.yaml with --set train.compile=true: train.stack_restarts: ")
 
 
 def test_what_the_kind_check_still_accepts() -> None:

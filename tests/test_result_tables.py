@@ -52,7 +52,7 @@ def test_ntm_table_reads_a_run(tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     [_, _, budget_header, budget_row] = table_rows(shown.stdout)
     assert budget_header[1:] == [f"after {n:,}" for n in budgets]
-    assert budget_row == ["ntm", f"{validations[0]['valid_bit_errors']:.1f}", "–"]
+    assert budget_row == ["ntm", f"{validations[0]['valid_bit_errors']:.2f}", "–"]
 
 
 def test_ntm_table_refuses_an_unfinished_run(tmp_path: Path) -> None:
