@@ -255,7 +255,7 @@ def _is_about(problem: str, assignment: str) -> bool:
     train.compile"). A check of several keys together speaks for their section ("task: min_length 30
     is above max_length 20"): there the key's own name and the value it was given must both be named,
     so that a list of what a section accepts does not count."""
-    key, _, value = (part.strip() for part in assignment.partition("="))
+    key, value = override_key(assignment), assignment.partition("=")[2].strip()
     if problem.startswith((f"{key}:", f"{key}.", f"{key}[")):
         return True
     where, colon, what = problem.partition(": ")
