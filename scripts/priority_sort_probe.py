@@ -1,7 +1,7 @@
 """Does a priority-sort NTM write each input where its priority says? The paper's Fig. 17 strategy.
 
     python scripts/priority_sort_probe.py runs/ps-adam-s1 runs/ps-adam-s2 [--split valid] [--sequences 64]
-        [--png FIGURE.png]
+        [--png FIGURE.png] [--gaps ROWS...]
 
 Graves et al. (2014, Sec. 4.5) found their NTM writes each input vector to a memory location set by its
 priority (roughly linearly), then reads the locations in order. For each run's ``best.pt`` and each
@@ -19,14 +19,17 @@ write head, over the split's first ``--sequences`` sequences, while the inputs a
   put them in any). Beside it, in brackets, η² with the priorities shuffled across all the inputs:
   what it is by chance with that many rows.
 
-One row per run and head, in Markdown. ``--png`` draws the paper's Fig. 17 from the data: for each run,
-the priority of every input against the row its most priority-driven write head (the largest η² above
-its shuffled η²) peaks on, rows unrolled as above.
+One row per run and head, in Markdown. ``--gaps ROWS...`` adds a second table: the model's wrong bits
+per output (of ``bits``) by how close that output's priority is to the nearest other priority in its
+list, beside what a perfect bucket strategy with that many rows would get (``bucket_floor``). ``--png``
+draws the paper's Fig. 17 from the data: for each run, the priority of every input against the row its
+most priority-driven write head (the largest η² above its shuffled η²) peaks on, rows unrolled as above.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 from typing import NamedTuple
 
@@ -50,6 +53,32 @@ class Head(NamedTuple):
     eta_squared_shuffled: float
     priority: Tensor
     unrolled_rows: Tensor
+
+
+GAP_EDGES = (0.0, 1 / 128, 1 / 64, 1 / 32, 1 / 16, 1 / 8, 2.0)  # 1/64 is a row's width at 128 rows
+
+
+def bucket_floor(priority: Tensor, vectors: Tensor, outputs: int, rows: int) -> Tensor:
+    """Expected wrong bits at each output position, (B, outputs), of the best possible bucket strategy
+    with ``rows`` rows: every input is written to the row whose equal share of [-1, 1] holds its
+    priority, and an output reads the row of the input it should return. Inputs that share a row cannot
+    be told apart there, so the best answer for each is their bitwise mean: a bit they all agree on is
+    right, a majority bit is right for the majority, a tie is right half the time. Optimistic: it knows
+    how many share each row and never misplaces the ones that do not."""
+    row = ((priority + 1) / 2 * rows).long().clamp(0, rows - 1)  # (B, inputs)
+    same = (row.unsqueeze(2) == row.unsqueeze(1)).to(vectors.dtype)  # (B, inputs, inputs)
+    mean = same @ vectors / same.sum(-1, keepdim=True)  # each input's row, read back
+    wrong = torch.where(mean == 0.5, 0.5, ((mean > 0.5) != (vectors > 0.5)).to(vectors.dtype))
+    order = priority.argsort(dim=1, descending=True)[:, :outputs]
+    return wrong.sum(-1).gather(1, order)
+
+
+def nearest_gap(priority: Tensor, outputs: int) -> Tensor:
+    """(B, outputs): the distance from each output's priority to the nearest other priority in its list."""
+    distance = (priority.unsqueeze(2) - priority.unsqueeze(1)).abs()
+    distance = distance + torch.eye(priority.shape[1]) * 4  # not to itself
+    order = priority.argsort(dim=1, descending=True)[:, :outputs]
+    return distance.min(-1).values.gather(1, order)
 
 
 def unrolled(peaks: Tensor, rows: int) -> Tensor:
@@ -83,19 +112,38 @@ def correlation_ratio(values: Tensor, groups: Tensor) -> float:
     return ((sums**2 / counts).sum() / (centred**2).sum().clamp_min(1e-12)).item()
 
 
+class Answers(NamedTuple):
+    """Per output position (B, outputs): the model's wrong bits, and the gap of its priority to the
+    nearest other in the list; with the lists' priorities and vectors, for ``bucket_floor``."""
+
+    wrong: Tensor
+    gap: Tensor
+    priority: Tensor
+    vectors: Tensor
+
+
 @torch.no_grad()
-def probe(run: Path, split: str, sequences: int) -> list[Head]:
-    """Each write head's figures."""
+def probe(run: Path, split: str, sequences: int) -> tuple[list[Head], Answers]:
+    """Each write head's figures, and the answers' wrong bits by priority gap."""
     config, task, model = restore(load_checkpoint(run / "best.pt" if run.is_dir() else run))
     if config.task.name != "priority_sort" or config.model.name != "ntm":
         raise SystemExit(
             f"{run}: an NTM on priority_sort is needed, this is {config.model.name} on {config.task.name}"
         )
-    inputs = config.task.params.inputs
+    inputs, bits = config.task.params.inputs, config.task.params.bits
     batch = next(iter(task.batches(split, sequences)))
     x = batch.inputs["inputs"]
-    weights = model(x).trace["write_weights"][:, :inputs]  # (B, inputs, heads, N): while inputs arrive
-    priority = x[:, :inputs, config.task.params.bits]  # the channel after the bits
+    output = model(x)
+    weights = output.trace["write_weights"][:, :inputs]  # (B, inputs, heads, N): while inputs arrive
+    priority = x[:, :inputs, bits]  # the channel after the bits
+    outputs = batch.targets.shape[1]
+    logits = output.prediction[:, -outputs:]
+    answers = Answers(
+        wrong=((logits > 0).to(x.dtype) != batch.targets).sum(-1).to(x.dtype),
+        gap=nearest_gap(priority, outputs),
+        priority=priority,
+        vectors=x[:, :inputs, :bits],
+    )
     shuffled = priority.flatten()[
         torch.randperm(priority.numel(), generator=torch.Generator().manual_seed(0))
     ]
@@ -116,7 +164,38 @@ def probe(run: Path, split: str, sequences: int) -> list[Head]:
                 unrolled_rows=rows.flatten(),
             )
         )
-    return heads
+    return heads, answers
+
+
+def gap_bands(gap: Tensor, wrong: Tensor) -> list[str]:
+    """Mean wrong bits per output over all outputs, then in each band of GAP_EDGES."""
+    cells = [f"{wrong.mean().item():.2f}"]
+    for low, high in itertools.pairwise(GAP_EDGES):
+        inside = (gap >= low) & (gap < high)
+        cells.append(f"{wrong[inside].mean().item():.2f}" if inside.any() else "–")
+    return cells
+
+
+def print_gap_table(answers: list[tuple[str, Answers]], floor_rows: list[int]) -> None:
+    """Wrong bits per output by priority gap, for each run and for the bucket strategy."""
+    bands = [f"{low:.3g}-{high:.3g}" for low, high in itertools.pairwise(GAP_EDGES)]
+    print()
+    print(f"| wrong bits per output, by gap to the nearest priority | all | {' | '.join(bands)} |")
+    print("|---|" + "---:|" * (len(bands) + 1))
+    first = answers[0][1]
+    share = [(first.gap >= lo) & (first.gap < hi) for lo, hi in itertools.pairwise(GAP_EDGES)]
+    print(
+        f"| share of outputs ({answers[0][0]}'s lists) | 100% | "
+        + " | ".join(f"{100 * s.float().mean().item():.0f}%" for s in share)
+        + " |"
+    )
+    for name, a in answers:
+        print(f"| {name} | {' | '.join(gap_bands(a.gap, a.wrong))} |")
+    outputs = first.gap.shape[1]
+    for rows in floor_rows:
+        floor = bucket_floor(first.priority, first.vectors, outputs, rows)
+        label = f"perfect bucket strategy, {rows} row{'s' * (rows != 1)}"
+        print(f"| {label} | {' | '.join(gap_bands(first.gap, floor))} |")
 
 
 def draw(panels: list[tuple[str, Head]], path: Path) -> Path:
@@ -138,6 +217,13 @@ def main() -> None:
     parser.add_argument("--split", default="valid")
     parser.add_argument("--sequences", type=int, default=64)
     parser.add_argument("--png", type=Path, help="draw priority against row for each run's best head")
+    parser.add_argument(
+        "--gaps",
+        type=int,
+        nargs="*",
+        metavar="ROWS",
+        help="add wrong bits by priority gap, and a perfect bucket strategy's with these many rows",
+    )
     args = parser.parse_args()
     if args.png:
         if args.png.suffix.lower() != ".png":
@@ -152,15 +238,18 @@ def main() -> None:
         "| η² of priority by row (shuffled) |"
     )
     print("|---|---:|---:|---:|---:|---:|")
-    panels = []
+    panels, answers = [], []
     for run in args.runs:
-        heads = probe(run, args.split, args.sequences)
+        heads, answered = probe(run, args.split, args.sequences)
+        answers.append((run.name, answered))
         for h in heads:
             print(
                 f"| {run.name} | {h.number} | {h.peak_weight:.2f} | {h.rows} | {h.correlation:+.2f} "
                 f"| {h.eta_squared:.2f} ({h.eta_squared_shuffled:.2f}) |"
             )
         panels.append((run.name, max(heads, key=lambda h: h.eta_squared - h.eta_squared_shuffled)))
+    if args.gaps is not None:
+        print_gap_table(answers, args.gaps)
     if args.png:
         print(f"figure: {draw(panels, args.png)}")
 

@@ -55,6 +55,18 @@ def test_ntm_table_reads_a_run(tmp_path: Path) -> None:
     assert budget_row == ["ntm", f"{validations[0]['valid_bit_errors']:.2f}", "–"]
 
 
+def test_priority_sort_probe_reads_a_run(tmp_path: Path) -> None:
+    run = train("ntm-priority_sort.yaml", tmp_path / "ps")
+    shown = script("priority_sort_probe.py", run, "--sequences", 4, "--gaps", 1, 100000)
+    assert shown.returncode == 0, shown.stderr
+    [head_header, *head_rows, gap_header, shares, model, one_row, many_rows] = table_rows(shown.stdout)
+    assert head_header[:2] == ["run", "write head"] and [r[1] for r in head_rows] == ["1", "2"]
+    assert gap_header[1] == "all" and shares[1] == "100%"
+    assert model[0] == "ps" and 0 <= float(model[1]) <= 3  # wrong bits of a 3-bit output
+    assert one_row[0] == "perfect bucket strategy, 1 row" and float(one_row[1]) > 0  # all share it
+    assert many_rows[1] == "0.00"  # rows far narrower than any gap: nothing shared
+
+
 def test_ntm_table_refuses_an_unfinished_run(tmp_path: Path) -> None:
     shown = script("ntm_table.py", tmp_path)
     assert shown.returncode == 1 and "no summary.json" in shown.stderr

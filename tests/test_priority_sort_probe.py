@@ -1,0 +1,55 @@
+"""scripts/priority_sort_probe.py's arithmetic, against hand-worked examples."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def probe() -> ModuleType:
+    path = Path(__file__).resolve().parent.parent / "scripts" / "priority_sort_probe.py"
+    spec = importlib.util.spec_from_file_location("priority_sort_probe", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # NamedTuple's annotations look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_nearest_gap_is_per_output_in_priority_order(probe: ModuleType) -> None:
+    priority = torch.tensor([[0.9, 0.2, 0.5, -0.5]])
+    # outputs: 0.9 (nearest 0.5: 0.4), then 0.5 (nearest 0.2: 0.3)
+    assert torch.allclose(probe.nearest_gap(priority, 2), torch.tensor([[0.4, 0.3]]))
+
+
+def test_bucket_floor_counts_ties_as_half_and_separates_with_more_rows(probe: ModuleType) -> None:
+    priority = torch.tensor([[0.9, 0.6, -0.5]])
+    vectors = torch.tensor([[[1.0, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]]])
+    # two rows: 0.9 and 0.6 share the top row; the mean [1, .5, .5, 0] ties on two bits of each
+    assert torch.equal(probe.bucket_floor(priority, vectors, 2, rows=2), torch.tensor([[1.0, 1.0]]))
+    # eight rows: 0.9 lands on row 7, 0.6 on row 6; nothing shared, nothing wrong
+    assert torch.equal(probe.bucket_floor(priority, vectors, 2, rows=8), torch.zeros(1, 2))
+
+
+def test_bucket_floor_gives_a_shared_row_to_the_majority(probe: ModuleType) -> None:
+    priority = torch.tensor([[0.7, 0.9, 0.8]])
+    vectors = torch.tensor([[[0.0], [1.0], [1.0]]])
+    # one row for all three: the mean 2/3 reads as 1, wrong only for the lowest priority (0.7, last)
+    assert torch.equal(probe.bucket_floor(priority, vectors, 3, rows=1), torch.tensor([[0.0, 0.0, 1.0]]))
+
+
+def test_unrolled_joins_a_head_that_wraps_around_the_ring(probe: ModuleType) -> None:
+    peaks = torch.tensor([[126, 127, 0, 1]])
+    assert torch.equal(probe.unrolled(peaks, 128), torch.tensor([[0, 1, 2, 3]]))
+
+
+def test_correlation_ratio_is_near_one_for_separate_bands_and_zero_for_equal_means(probe: ModuleType) -> None:
+    values = torch.tensor([0.1, 0.2, 0.8, 0.9])
+    assert probe.correlation_ratio(values, torch.tensor([3, 3, 7, 7])) == pytest.approx(0.98)
+    assert probe.correlation_ratio(values, torch.tensor([1, 2, 2, 1])) == pytest.approx(0.0, abs=1e-6)
