@@ -54,7 +54,7 @@ def check_model_size(name: str, arguments: dict[str, Any]) -> None:
         with torch.device("meta"):
             probe = MODELS.get(name)(**arguments)
     except ValueError as error:  # a model's own check of its arguments together (e.g. NTM shift range)
-        raise UserError(f"model {name}: {error}") from None
+        raise UserError(f"model: {error} (model {name})") from None
     size = sum(p.numel() * p.element_size() for p in probe.parameters()) * TRAINING_COPIES
     available = physical_memory()
     if available and size > available:

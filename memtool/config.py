@@ -158,6 +158,12 @@ class RunConfig:
     eval: Any = None  # the task's Eval schema instance
     imports: tuple[str, ...] = ()  # plugin modules, paths made absolute
     source: str = "<config>"
+    overrides: tuple[str, ...] = ()  # the --set KEY=VALUE it was built with
+
+    def located(self, problem: str) -> str:
+        """``problem`` ("model: shift_range 200 ...") found after loading, e.g. by the model's own checks
+        of its arguments together, prefixed like a load error: the file, and the --set it is about."""
+        return f"{self.source}{_from_set([problem], self.overrides)}: {problem}"
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config, every default filled in, ready to write as YAML and load again."""
@@ -499,4 +505,6 @@ def build_config(
             fields |= {"task": set(task_class.Params.model_fields), "data": set(task_class.Data.model_fields)}
         told = _from_set(problems, overrides)
         raise UserError(f"{source}{told}: " + "; ".join(_with_suggestion(p, fields) for p in problems))
-    return RunConfig(top.seed, top.device, model, task, data, train, evaluation, imports, source)
+    return RunConfig(
+        top.seed, top.device, model, task, data, train, evaluation, imports, source, tuple(overrides)
+    )

@@ -222,7 +222,10 @@ class Trainer(Selection):
             raise UserError("data: no training examples for this task configuration; check the data section")
         self.task.to(self.device)
         self.model_args = saved["model_args"] if saved else model_arguments(self.config, self.task)
-        check_model_size(self.config.model.name, self.model_args)
+        try:
+            check_model_size(self.config.model.name, self.model_args)
+        except UserError as error:
+            raise UserError(self.config.located(str(error))) from None
         state = TrainState(**saved["training"]["progress"]) if saved else TrainState(self.only_restart or 0)
         self._clock = (state.elapsed, time.monotonic())
         if state.finished:

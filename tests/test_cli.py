@@ -158,6 +158,12 @@ def test_bad_inputs_exit_2_with_one_clear_line(tmp_path: Path, trained_run: Path
         invoke("inspect-memory", trained_run, "--story", tmp_path / "none.txt", "--question", "x"), "none.txt"
     )
     _one_line_error(invoke("eval", trained_run, "--set", "model.hops=zero"), "model.hops")
+    ntm = Path(__file__).parent / "smoke" / "ntm-copy.yaml"  # the model's own check of keys together
+    _one_line_error(
+        invoke("train", ntm, "--set", "model.shift_range=9", "--out", tmp_path / "wide"),
+        "ntm-copy.yaml with --set model.shift_range=9: model: shift_range 9 shifts by up to 19 rows",
+    )
+    assert not (tmp_path / "wide").exists()
 
 
 def test_checkpoints_never_unpickle_code(tmp_path: Path) -> None:

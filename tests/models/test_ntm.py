@@ -137,6 +137,6 @@ def test_a_shift_wider_than_the_memory_is_one_line_naming_the_keys() -> None:
     from memtool.build import create_model
     from memtool.errors import UserError
 
-    expected = r"model ntm: shift_range 10 .* 16 memory_rows; lower shift_range to at most 7"
+    expected = r"model: shift_range 10 .* 16 memory_rows; lower shift_range to at most 7 \(model ntm\)"
     with pytest.raises(UserError, match=expected):
         create_model("ntm", {"input_size": 3, "output_size": 2, "memory_rows": 16, "shift_range": 10})
