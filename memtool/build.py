@@ -66,9 +66,9 @@ def check_model_size(name: str, arguments: dict[str, Any]) -> None:
             ),
             key=lambda item: -item[1],
         )
-        largest = ", ".join(f"{key}={value:,}" for key, value in numbers[:3])
+        largest = ", ".join(f"{key}={value}" for key, value in numbers[:3])  # as --set writes them
         raise UserError(
-            f"model {name!r} would need about {size / 2**30:,.1f} GiB to train ({largest}), more than this "
+            f"model: {name!r} would need about {size / 2**30:,.1f} GiB to train ({largest}), more than this "
             f"machine's {available / 2**30:,.1f} GiB; lower the size settings of the model or task sections"
         )
 
@@ -162,7 +162,10 @@ def model_from_checkpoint(payload: dict[str, Any], device: torch.device) -> nn.M
             f"{payload['path']}: holds {payload[STACKED_REPLICAS]} restarts stacked for training, not one "
             "model; use best.pt, or best-restart-<r>.pt once the run has ended or stopped"
         )
-    model = create_model(payload["model_name"], payload["model_args"])
+    try:
+        model = create_model(payload["model_name"], payload["model_args"])
+    except UserError as error:  # arguments a later memtool refuses, or too large for this machine
+        raise UserError(f"{payload['path']}: this checkpoint's {error}") from None
     try:
         model.load_state_dict(payload["model_state"])
     except RuntimeError as error:

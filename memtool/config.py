@@ -275,8 +275,23 @@ def _is_about(problem: str, assignment: str) -> bool:
     return bool(
         value
         and re.search(rf"\b{re.escape(name)}\b", what)
-        and re.search(rf"(?<![\w.]){re.escape(value)}(?![\w.])", what)
+        and any(re.search(rf"(?<![\w.]){re.escape(v)}(?![\w.])", what) for v in _spellings(value))
     )
+
+
+def _spellings(value: str) -> set[str]:
+    """How a message may print an override's value: as given, and for a number as Python prints it
+    (``+200`` as 200, ``-1`` as -1.0 once a float, ``1e-3`` as 0.001)."""
+    spellings = {value}
+    try:
+        number = parse_yaml(value)
+    except yaml.YAMLError:
+        return spellings
+    if isinstance(number, (int, float)) and not isinstance(number, bool):
+        spellings |= {str(number), str(float(number))}
+        if float(number).is_integer():
+            spellings.add(str(int(number)))
+    return spellings
 
 
 def override_key(assignment: str) -> str:

@@ -18,6 +18,7 @@ import queue
 import shutil
 import signal
 import time
+from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ from memtool.run_dir import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, RunDirector
 from memtool.tasks.base import EvalResult
 from memtool.train_state import Observer, SilentObserver, Summary
 
+Origin = tuple[str, tuple[str, ...]]  # a config's source file and the --set overrides it was built with
+
 
 def restart_folder(run_dir: Path, restart: int) -> Path:
     return run_dir / RESTARTS_FOLDER / str(restart)
@@ -40,11 +43,14 @@ def is_parallel_run(run_dir: Path) -> bool:
     return (run_dir / RESTARTS_FOLDER).is_dir()
 
 
-def _train_one(raw: dict[str, Any], source: str, folder: str, restart: int, resume: bool) -> dict[str, Any]:
+def _train_one(
+    raw: dict[str, Any], origin: Origin, folder: str, restart: int, resume: bool
+) -> dict[str, Any]:
     """One restart: its summary.json, or ``{"interrupted": True}`` after Ctrl-C or SIGTERM."""
     from memtool.engine import Trainer
 
-    config = build_config(raw, source=source)
+    # ``raw`` has the overrides applied already; they travel along so that errors can name them
+    config = replace(build_config(raw, source=origin[0]), overrides=origin[1])
     try:
         summary = Trainer(config, Path(folder), SilentObserver(), restart=restart).run(resume)
     except Interrupted:
@@ -52,12 +58,14 @@ def _train_one(raw: dict[str, Any], source: str, folder: str, restart: int, resu
     return summary.to_dict()
 
 
-def _worker(answers: Any, raw: dict[str, Any], source: str, folder: str, restart: int, resume: bool) -> None:
+def _worker(
+    answers: Any, raw: dict[str, Any], origin: Origin, folder: str, restart: int, resume: bool
+) -> None:
     """A worker process: trains one restart and answers (restart, kind, result or message)."""
     # out of the terminal's process group: Ctrl-C reaches the parent only, which passes it on once
     os.setpgrp()
     try:
-        answers.put((restart, "done", _train_one(raw, source, folder, restart, resume)))
+        answers.put((restart, "done", _train_one(raw, origin, folder, restart, resume)))
     except UserError as error:
         answers.put((restart, "user", str(error)))
     except TrainingDiverged as error:
@@ -160,7 +168,8 @@ class ParallelRestarts:
                     restart = waiting.pop(0)
                     folder = restart_folder(self.files.path, restart)
                     again = resume and (folder / "last.pt").exists()
-                    arguments = (answers, self.raw, self.config.source, str(folder), restart, again)
+                    origin = (self.config.source, self.config.overrides)
+                    arguments = (answers, self.raw, origin, str(folder), restart, again)
                     running[restart] = context.Process(target=_worker, args=arguments, daemon=True)
                     running[restart].start()
                 if not running:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+from fractions import Fraction
 from pathlib import Path
 from typing import NamedTuple
 
@@ -59,24 +60,29 @@ GAP_EDGES = (0.0, 1 / 128, 1 / 64, 1 / 32, 1 / 16, 1 / 8, 2.0)  # 1/64 is a row'
 
 
 def bucket_floor(priority: Tensor, vectors: Tensor, outputs: int, rows: int) -> Tensor:
-    """Expected wrong bits at each output position, (B, outputs), of the best possible bucket strategy
-    with ``rows`` rows: every input is written to the row whose equal share of [-1, 1] holds its
-    priority, and an output reads the row of the input it should return. Inputs that share a row cannot
-    be told apart there, so the best answer for each is their bitwise mean: a bit they all agree on is
-    right, a majority bit is right for the majority, a tie is right half the time. Optimistic: it knows
-    how many share each row and never misplaces the ones that do not."""
+    """Expected wrong bits at each output position, (B, outputs), of a perfect bucket strategy with
+    ``rows`` rows: every input is written to the row whose equal share of [-1, 1] holds its priority, and
+    an output reads the row of the input it should return. Outputs that share a row cannot be told apart
+    there, so the best answer for each is their bitwise mean: a bit they all agree on is right, a
+    majority bit is right for the majority, a tie is right half the time. Optimistic: it knows how many
+    outputs share each row, never lets an input that is not an output blur one that is, and never
+    misplaces the ones that do not share."""
     row = ((priority + 1) / 2 * rows).long().clamp(0, rows - 1)  # (B, inputs)
-    same = (row.unsqueeze(2) == row.unsqueeze(1)).to(vectors.dtype)  # (B, inputs, inputs)
-    mean = same @ vectors / same.sum(-1, keepdim=True)  # each input's row, read back
-    wrong = torch.where(mean == 0.5, 0.5, ((mean > 0.5) != (vectors > 0.5)).to(vectors.dtype))
     order = priority.argsort(dim=1, descending=True)[:, :outputs]
-    return wrong.sum(-1).gather(1, order)
+    row, vectors = (
+        row.gather(1, order),
+        vectors.gather(1, order.unsqueeze(2).expand(-1, -1, vectors.shape[2])),
+    )
+    same = (row.unsqueeze(2) == row.unsqueeze(1)).to(vectors.dtype)  # (B, outputs, outputs)
+    mean = same @ vectors / same.sum(-1, keepdim=True)  # each output's row, read back
+    wrong = torch.where(mean == 0.5, 0.5, ((mean > 0.5) != (vectors > 0.5)).to(vectors.dtype))
+    return wrong.sum(-1)
 
 
 def nearest_gap(priority: Tensor, outputs: int) -> Tensor:
     """(B, outputs): the distance from each output's priority to the nearest other priority in its list."""
     distance = (priority.unsqueeze(2) - priority.unsqueeze(1)).abs()
-    distance = distance + torch.eye(priority.shape[1]) * 4  # not to itself
+    distance = distance + torch.eye(priority.shape[1], device=priority.device) * 4  # not to itself
     order = priority.argsort(dim=1, descending=True)[:, :outputs]
     return distance.min(-1).values.gather(1, order)
 
@@ -176,26 +182,33 @@ def gap_bands(gap: Tensor, wrong: Tensor) -> list[str]:
     return cells
 
 
+def band_label(low: float, high: float) -> str:
+    """A band of gaps between priorities, as fractions: "1/128-1/64" (a row is 1/64 wide at 128 rows)."""
+    if high >= 2:
+        return f"{Fraction(low).limit_denominator()} and more"
+    return f"{Fraction(low).limit_denominator()}-{Fraction(high).limit_denominator()}"
+
+
 def print_gap_table(answers: list[tuple[str, Answers]], floor_rows: list[int]) -> None:
-    """Wrong bits per output by priority gap, for each run and for the bucket strategy."""
-    bands = [f"{low:.3g}-{high:.3g}" for low, high in itertools.pairwise(GAP_EDGES)]
+    """Wrong bits per output by priority gap, for each run, and for the bucket strategy and the share of
+    outputs in each band over all the runs' lists together."""
+    bands = [band_label(low, high) for low, high in itertools.pairwise(GAP_EDGES)]
     print()
     print(f"| wrong bits per output, by gap to the nearest priority | all | {' | '.join(bands)} |")
     print("|---|" + "---:|" * (len(bands) + 1))
-    first = answers[0][1]
-    share = [(first.gap >= lo) & (first.gap < hi) for lo, hi in itertools.pairwise(GAP_EDGES)]
+    gap = torch.cat([a.gap for _, a in answers])
+    share = [
+        ((gap >= low) & (gap < high)).float().mean().item() for low, high in itertools.pairwise(GAP_EDGES)
+    ]
     print(
-        f"| share of outputs ({answers[0][0]}'s lists) | 100% | "
-        + " | ".join(f"{100 * s.float().mean().item():.0f}%" for s in share)
-        + " |"
+        "| share of outputs (all runs' lists) | 100% | " + " | ".join(f"{100 * s:.0f}%" for s in share) + " |"
     )
     for name, a in answers:
         print(f"| {name} | {' | '.join(gap_bands(a.gap, a.wrong))} |")
-    outputs = first.gap.shape[1]
     for rows in floor_rows:
-        floor = bucket_floor(first.priority, first.vectors, outputs, rows)
-        label = f"perfect bucket strategy, {rows} row{'s' * (rows != 1)}"
-        print(f"| {label} | {' | '.join(gap_bands(first.gap, floor))} |")
+        floor = torch.cat([bucket_floor(a.priority, a.vectors, a.gap.shape[1], rows) for _, a in answers])
+        label = f"perfect bucket strategy, {rows} row{'s' * (rows != 1)} (all runs' lists)"
+        print(f"| {label} | {' | '.join(gap_bands(gap, floor))} |")
 
 
 def draw(panels: list[tuple[str, Head]], path: Path) -> Path:
@@ -225,6 +238,8 @@ def main() -> None:
         help="add wrong bits by priority gap, and a perfect bucket strategy's with these many rows",
     )
     args = parser.parse_args()
+    if args.gaps and min(args.gaps) < 1:
+        raise SystemExit(f"error: --gaps {min(args.gaps)}: a bucket strategy needs at least 1 row")
     if args.png:
         if args.png.suffix.lower() != ".png":
             raise SystemExit(f"error: --png {args.png}: the figure is a PNG; give a path ending in .png")

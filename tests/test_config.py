@@ -116,6 +116,21 @@ def test_a_check_of_several_keys_names_the_override_that_broke_it() -> None:
     assert str(caught.value).startswith("x.yaml with --set train.compile=true: train.stack_restarts: ")
 
 
+def test_a_problem_found_after_loading_names_the_override_however_its_number_is_written() -> None:
+    """A model's own check runs when the model is built; its message prints the value as Python does."""
+    config = build_config(tiny_config(), ["model.hops=+3", "train.lr=1e-3"], source="x.yaml")
+    assert (
+        config.located("model: hops 3 is too many")
+        == "x.yaml with --set model.hops=+3: model: hops 3 is too many"
+    )
+    # a train-section check names hops but is not in model's section, nor names model.hops in full
+    assert (
+        config.located("train: lr 0.001 with hops 3")
+        == "x.yaml with --set train.lr=1e-3: train: lr 0.001 with hops 3"
+    )
+    assert config.located("model: match 'mlp' needs more") == "x.yaml: model: match 'mlp' needs more"
+
+
 def test_what_the_kind_check_still_accepts() -> None:
     """An int where a float goes, numbers as text (YAML reads 1e-3 so; the CLI's task options arrive so),
     null for an optional, a checkpoint's JSON."""

@@ -151,3 +151,16 @@ def test_resume_without_out_finds_the_newest_run_of_either_kind(tmp_path: Path, 
     assert default_run_dir(Path("configs/tiny.yaml"), resume=True) == parallel
     assert default_run_dir(parallel / "config.yaml", resume=True) == parallel
     assert default_run_dir(Path("configs/tiny.yaml"), resume=False) == Path("runs/tiny-3")
+
+
+def test_a_restarts_model_check_names_the_set_that_broke_it(tmp_path: Path) -> None:
+    """A restart's process rebuilds the config from the resolved dict: the overrides travel with it, so
+    its errors name them as a one-process run's do."""
+    from memtool.restarts import _train_one
+
+    raw = yaml.safe_load((Path(__file__).parent / "smoke" / "ntm-copy.yaml").read_text())
+    raw["model"]["shift_range"] = 9
+    origin = ("ntm-copy.yaml", ("model.shift_range=9",))
+    with pytest.raises(UserError) as caught:
+        _train_one(raw, origin, str(tmp_path / "0"), 0, False)
+    assert str(caught.value).startswith("ntm-copy.yaml with --set model.shift_range=9: model: shift_range 9")

@@ -44,6 +44,18 @@ def test_bucket_floor_gives_a_shared_row_to_the_majority(probe: ModuleType) -> N
     assert torch.equal(probe.bucket_floor(priority, vectors, 3, rows=1), torch.tensor([[0.0, 0.0, 1.0]]))
 
 
+def test_bucket_floor_lets_no_input_that_is_not_an_output_blur_one_that_is(probe: ModuleType) -> None:
+    priority = torch.tensor([[0.9, 0.8]])
+    vectors = torch.tensor([[[1.0, 1.0], [0.0, 0.0]]])
+    assert torch.equal(probe.bucket_floor(priority, vectors, 1, rows=1), torch.zeros(1, 1))
+
+
+def test_band_labels_are_fractions(probe: ModuleType) -> None:
+    assert probe.band_label(1 / 128, 1 / 64) == "1/128-1/64"
+    assert probe.band_label(0.0, 1 / 128) == "0-1/128"
+    assert probe.band_label(1 / 8, 2.0) == "1/8 and more"
+
+
 def test_unrolled_joins_a_head_that_wraps_around_the_ring(probe: ModuleType) -> None:
     peaks = torch.tensor([[126, 127, 0, 1]])
     assert torch.equal(probe.unrolled(peaks, 128), torch.tensor([[0, 1, 2, 3]]))

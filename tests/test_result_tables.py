@@ -63,8 +63,10 @@ def test_priority_sort_probe_reads_a_run(tmp_path: Path) -> None:
     assert head_header[:2] == ["run", "write head"] and [r[1] for r in head_rows] == ["1", "2"]
     assert gap_header[1] == "all" and shares[1] == "100%"
     assert model[0] == "ps" and 0 <= float(model[1]) <= 3  # wrong bits of a 3-bit output
-    assert one_row[0] == "perfect bucket strategy, 1 row" and float(one_row[1]) > 0  # all share it
+    assert one_row[0] == "perfect bucket strategy, 1 row (all runs' lists)" and float(one_row[1]) > 0
     assert many_rows[1] == "0.00"  # rows far narrower than any gap: nothing shared
+    refused = script("priority_sort_probe.py", run, "--gaps", 0)
+    assert refused.returncode == 1 and "--gaps 0: a bucket strategy needs at least 1 row" in refused.stderr
 
 
 def test_ntm_table_refuses_an_unfinished_run(tmp_path: Path) -> None:
