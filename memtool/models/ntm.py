@@ -90,6 +90,7 @@ class NTM(nn.Module):
         sharpening: bool = True,
         memory_init: Literal["constant", "learned", "random"] = "constant",
         output_clip: Annotated[float, Field(gt=0)] = 20.0,
+        forward_shift_bias: float = 0.0,
     ) -> None:
         super().__init__()
         if 2 * shift_range + 1 > memory_rows:
@@ -115,6 +116,15 @@ class NTM(nn.Module):
         self.head_parameters = nn.Linear(
             controller_size, heads * self.addressing_size + write_heads * 2 * memory_width
         )
+        if forward_shift_bias and shift_range > 0:
+            # every head starts leaning one row forward, so reading and writing heads walk the same way;
+            # at 0 each head's direction is chance, and a read head walking against the write head is a
+            # local minimum copy can stay in
+            with torch.no_grad():
+                biases = self.head_parameters.bias[: heads * self.addressing_size]
+                biases.view(heads, self.addressing_size)[:, memory_width + 3 + shift_range] += (
+                    forward_shift_bias
+                )
         self.output = nn.Linear(controller_size + read_heads * memory_width, output_size)
         # Collier & Beel 2018: a small constant memory converges fastest; learned and random for comparison
         initial = torch.full((memory_rows, memory_width), 1e-6)

@@ -140,3 +140,18 @@ def test_a_shift_wider_than_the_memory_is_one_line_naming_the_keys() -> None:
     expected = r"model: shift_range 10 .* 16 memory_rows; lower shift_range to at most 7 \(model ntm\)"
     with pytest.raises(UserError, match=expected):
         create_model("ntm", {"input_size": 3, "output_size": 2, "memory_rows": 16, "shift_range": 10})
+
+
+def test_a_forward_shift_bias_starts_every_head_leaning_one_row_forward() -> None:
+    torch.manual_seed(0)
+    plain = NTM(4, 3, memory_rows=8, read_heads=2, write_heads=1)
+    torch.manual_seed(0)
+    leaning = NTM(4, 3, memory_rows=8, read_heads=2, write_heads=1, forward_shift_bias=2.0)
+    added = (leaning.head_parameters.bias - plain.head_parameters.bias)[: 3 * plain.addressing_size]
+    shift_part = added.view(3, -1)[:, plain.width + 2 : plain.width + 5]  # offsets -1, 0, +1 per head
+    assert torch.equal(shift_part, torch.tensor([[0.0, 0.0, 2.0]] * 3))
+    assert added.abs().sum() == 6  # nothing else moved
+    start = torch.zeros(1, 3, 8)
+    start[..., 0] = 1
+    moved = shift(start, torch.softmax(shift_part, -1).unsqueeze(0))
+    assert bool((moved[..., 1] > 0.7).all())  # the added logit is the one that steps to row 1
