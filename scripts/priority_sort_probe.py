@@ -2,6 +2,7 @@
 
     python scripts/priority_sort_probe.py runs/ps-adam-s1 runs/ps-adam-s2 [--split valid] [--sequences 64]
         [--png FIGURE.png] [--gaps ROWS...]
+    python scripts/priority_sort_probe.py --floor 16 32 128 [--inputs 20 30 40] [--lists 20000]
 
 Graves et al. (2014, Sec. 4.5) found their NTM writes each input vector to a memory location set by its
 priority (roughly linearly), then reads the locations in order. For each run's ``best.pt`` and each
@@ -24,6 +25,10 @@ per output (of ``bits``) by how close that output's priority is to the nearest o
 list, beside what a perfect bucket strategy with that many rows would get (``bucket_floor``). ``--png``
 draws the paper's Fig. 17 from the data: for each run, the priority of every input against the row its
 most priority-driven write head (the largest η² above its shuffled η²) peaks on, rows unrolled as above.
+
+``--floor ROWS...`` needs no run: it scores the perfect bucket strategy with each number of rows on
+``--lists`` generated lists (8-bit vectors, the top 4/5 of each list back, as the paper's 16 of 20) of
+each of ``--inputs`` lengths: wrong bits per list, and the share of lists with none.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from memtool.build import restore
 from memtool.checkpoint import load_checkpoint
 from memtool.errors import UserError
 from memtool.figures import require_matplotlib, save_png
+from memtool.tasks.algorithmic.priority_sort import priority_sort_sequences
 
 
 class Head(NamedTuple):
@@ -224,9 +230,23 @@ def draw(panels: list[tuple[str, Head]], path: Path) -> Path:
     return save_png(figure, path)
 
 
+def print_floor(rows: list[int], inputs: list[int], lists: int) -> None:
+    """The perfect bucket strategy alone, on freshly generated lists."""
+    print("| inputs | rows | wrong bits per list | lists with no wrong bit |")
+    print("|---:|---:|---:|---:|")
+    for count in inputs:
+        outputs = max(1, round(count * 16 / 20))
+        sequence, _ = priority_sort_sequences(lists, count, outputs, 8, torch.Generator().manual_seed(1))
+        priority, vectors = sequence[:, :count, 8], sequence[:, :count, :8]
+        for row_count in rows:
+            wrong = bucket_floor(priority, vectors, outputs, row_count).sum(-1)
+            perfect = (wrong == 0).float().mean().item()
+            print(f"| {count} | {row_count:,} | {wrong.mean().item():.2f} | {100 * perfect:.0f}% |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("runs", nargs="*", type=Path)
     parser.add_argument("--split", default="valid")
     parser.add_argument("--sequences", type=int, default=64)
     parser.add_argument("--png", type=Path, help="draw priority against row for each run's best head")
@@ -237,7 +257,22 @@ def main() -> None:
         metavar="ROWS",
         help="add wrong bits by priority gap, and a perfect bucket strategy's with these many rows",
     )
+    parser.add_argument(
+        "--floor", type=int, nargs="+", metavar="ROWS", help="score the bucket strategy alone"
+    )
+    parser.add_argument("--inputs", type=int, nargs="+", default=[20], help="list lengths for --floor")
+    parser.add_argument("--lists", type=int, default=20000, help="generated lists per length for --floor")
     args = parser.parse_args()
+    if args.floor:
+        if min(args.floor) < 1 or min(args.inputs) < 1 or args.lists < 1:
+            raise SystemExit("error: --floor, --inputs and --lists take whole numbers of at least 1")
+        torch.set_num_threads(1)
+        print_floor(args.floor, args.inputs, args.lists)
+        return
+    if not args.runs:
+        raise SystemExit(
+            "error: give one or more runs to probe, or --floor ROWS... to score the bucket strategy"
+        )
     if args.gaps and min(args.gaps) < 1:
         raise SystemExit(f"error: --gaps {min(args.gaps)}: a bucket strategy needs at least 1 row")
     if args.png:

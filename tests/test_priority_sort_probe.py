@@ -65,3 +65,11 @@ def test_correlation_ratio_is_near_one_for_separate_bands_and_zero_for_equal_mea
     values = torch.tensor([0.1, 0.2, 0.8, 0.9])
     assert probe.correlation_ratio(values, torch.tensor([3, 3, 7, 7])) == pytest.approx(0.98)
     assert probe.correlation_ratio(values, torch.tensor([1, 2, 2, 1])) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_floor_table_without_a_run(probe: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    probe.print_floor([1, 1_000_000], [5], lists=200)
+    rows = [line.strip("|").split("|") for line in capsys.readouterr().out.splitlines()[2:]]
+    [one, many] = [[cell.strip() for cell in row] for row in rows]
+    assert one[:2] == ["5", "1"] and float(one[2]) > 0 and one[3] != "100%"  # every input shares the row
+    assert many == ["5", "1,000,000", "0.00", "100%"]  # rows far narrower than any gap
