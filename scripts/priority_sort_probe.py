@@ -46,7 +46,11 @@ from memtool.build import restore
 from memtool.checkpoint import load_checkpoint
 from memtool.errors import UserError
 from memtool.figures import require_matplotlib, save_png
-from memtool.tasks.algorithmic.priority_sort import priority_sort_sequences
+from memtool.tasks.algorithmic.priority_sort import (
+    PrioritySortParams,
+    answer_order,
+    priority_sort_sequences,
+)
 
 
 class Head(NamedTuple):
@@ -65,6 +69,11 @@ class Head(NamedTuple):
 GAP_EDGES = (0.0, 1 / 128, 1 / 64, 1 / 32, 1 / 16, 1 / 8, 2.0)  # 1/64 is a row's width at 128 rows
 
 
+def band_masks(gap: Tensor) -> list[Tensor]:
+    """Where ``gap`` falls in each band of GAP_EDGES."""
+    return [(gap >= low) & (gap < high) for low, high in itertools.pairwise(GAP_EDGES)]
+
+
 def bucket_floor(priority: Tensor, vectors: Tensor, outputs: int, rows: int) -> Tensor:
     """Expected wrong bits at each output position, (B, outputs), of a perfect bucket strategy with
     ``rows`` rows: every input is written to the row whose equal share of [-1, 1] holds its priority, and
@@ -74,7 +83,7 @@ def bucket_floor(priority: Tensor, vectors: Tensor, outputs: int, rows: int) -> 
     outputs share each row, never lets an input that is not an output blur one that is, and never
     misplaces the ones that do not share."""
     row = ((priority + 1) / 2 * rows).long().clamp(0, rows - 1)  # (B, inputs)
-    order = priority.argsort(dim=1, descending=True)[:, :outputs]
+    order = answer_order(priority, outputs)
     row, vectors = (
         row.gather(1, order),
         vectors.gather(1, order.unsqueeze(2).expand(-1, -1, vectors.shape[2])),
@@ -89,8 +98,7 @@ def nearest_gap(priority: Tensor, outputs: int) -> Tensor:
     """(B, outputs): the distance from each output's priority to the nearest other priority in its list."""
     distance = (priority.unsqueeze(2) - priority.unsqueeze(1)).abs()
     distance = distance + torch.eye(priority.shape[1], device=priority.device) * 4  # not to itself
-    order = priority.argsort(dim=1, descending=True)[:, :outputs]
-    return distance.min(-1).values.gather(1, order)
+    return distance.min(-1).values.gather(1, answer_order(priority, outputs))
 
 
 def unrolled(peaks: Tensor, rows: int) -> Tensor:
@@ -182,8 +190,7 @@ def probe(run: Path, split: str, sequences: int) -> tuple[list[Head], Answers]:
 def gap_bands(gap: Tensor, wrong: Tensor) -> list[str]:
     """Mean wrong bits per output over all outputs, then in each band of GAP_EDGES."""
     cells = [f"{wrong.mean().item():.2f}"]
-    for low, high in itertools.pairwise(GAP_EDGES):
-        inside = (gap >= low) & (gap < high)
+    for inside in band_masks(gap):
         cells.append(f"{wrong[inside].mean().item():.2f}" if inside.any() else "–")
     return cells
 
@@ -203,9 +210,7 @@ def print_gap_table(answers: list[tuple[str, Answers]], floor_rows: list[int]) -
     print(f"| wrong bits per output, by gap to the nearest priority | all | {' | '.join(bands)} |")
     print("|---|" + "---:|" * (len(bands) + 1))
     gap = torch.cat([a.gap for _, a in answers])
-    share = [
-        ((gap >= low) & (gap < high)).float().mean().item() for low, high in itertools.pairwise(GAP_EDGES)
-    ]
+    share = [inside.float().mean().item() for inside in band_masks(gap)]
     print(
         "| share of outputs (all runs' lists) | 100% | " + " | ".join(f"{100 * s:.0f}%" for s in share) + " |"
     )
@@ -234,10 +239,11 @@ def print_floor(rows: list[int], inputs: list[int], lists: int) -> None:
     """The perfect bucket strategy alone, on freshly generated lists."""
     print("| inputs | rows | wrong bits per list | lists with no wrong bit |")
     print("|---:|---:|---:|---:|")
+    paper = PrioritySortParams()  # 8-bit vectors, 16 of 20 back
     for count in inputs:
-        outputs = max(1, round(count * 16 / 20))
-        sequence, _ = priority_sort_sequences(lists, count, outputs, 8, torch.Generator().manual_seed(1))
-        priority, vectors = sequence[:, :count, 8], sequence[:, :count, :8]
+        outputs, bits = paper.outputs_for(count), paper.bits
+        sequence, _ = priority_sort_sequences(lists, count, outputs, bits, torch.Generator().manual_seed(1))
+        priority, vectors = sequence[:, :count, bits], sequence[:, :count, :bits]
         for row_count in rows:
             wrong = bucket_floor(priority, vectors, outputs, row_count).sum(-1)
             perfect = (wrong == 0).float().mean().item()

@@ -30,6 +30,10 @@ class PrioritySortParams(Strict):
     min_inputs: int | None = Field(None, ge=1, le=MOST_INPUTS)  # None: every list has `inputs` vectors
     curriculum: Curriculum | None = None  # list lengths up to `inputs` open over curriculum.sequences
 
+    def outputs_for(self, inputs: int) -> int:
+        """The trained ratio of outputs to inputs, at least one: 30 inputs → 24 after 20 → 16."""
+        return max(1, round(inputs * self.outputs / self.inputs))
+
     @model_validator(mode="after")
     def _sizes(self) -> PrioritySortParams:
         if self.outputs > self.inputs:
@@ -51,6 +55,11 @@ class PrioritySortInspectOptions(StepOption):
     inputs: PositiveInt | None = Field(None, description="vectors in the list (default: as trained)")
 
 
+def answer_order(priority: Tensor, outputs: int) -> Tensor:
+    """(count, outputs): the inputs the answer returns, highest priority first."""
+    return priority.argsort(dim=1, descending=True)[:, :outputs]
+
+
 def priority_sort_sequences(
     count: int, inputs: int, outputs: int, bits: int, generator: torch.Generator
 ) -> tuple[Tensor, Tensor]:
@@ -63,7 +72,7 @@ def priority_sort_sequences(
     sequence[:, :inputs, :bits] = vectors
     sequence[:, :inputs, bits] = priority
     sequence[:, inputs, bits + 1] = 1.0
-    order = priority.argsort(dim=1, descending=True)[:, :outputs]
+    order = answer_order(priority, outputs)
     targets = vectors.gather(1, order.unsqueeze(2).expand(-1, -1, bits))
     return sequence, targets
 
@@ -80,8 +89,7 @@ class PrioritySortTask(RangeSizedTask):
     params: PrioritySortParams
 
     def outputs_for(self, inputs: int) -> int:
-        """The trained ratio of outputs to inputs, at least one."""
-        return max(1, round(inputs * self.params.outputs / self.params.inputs))
+        return self.params.outputs_for(inputs)
 
     eval_field, inspect_field = "inputs", "inputs"
 
