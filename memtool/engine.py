@@ -132,8 +132,9 @@ class Trainer(Selection):
         return model, build_optimizer(self.tc, list(model.parameters()))
 
     def _epoch_seed(self, state: TrainState) -> int:
-        """The epoch's batch order is a pure function of (seed, restart, epoch): nothing to save."""
-        return (self.config.seed * 1_000_003 + state.restart) * 100_003 + state.epoch
+        """The epoch's batch order is a pure function of (seed + restart, epoch), nothing to save: restart
+        r draws the batches a run with seed + r draws (its data seeded as this run's: ``data.seed``)."""
+        return (self.config.seed + state.restart) * 1_000_003 * 100_003 + state.epoch
 
     def _payload(self, model: nn.Module, state: TrainState, extra: dict[str, Any]) -> dict[str, Any]:
         return {**self._run_identity(), **self._own_part(model, state), **extra}

@@ -1,6 +1,7 @@
 """``train.stack_restarts``: restarts trained together as replicas of one model end where restarts trained
 one after another end, resume exactly after a kill, and leave ordinary checkpoints."""
 
+import copy
 import json
 from pathlib import Path
 
@@ -320,3 +321,39 @@ def test_ntm_restarts_stacked_end_where_ntm_restarts_in_turn_end(tmp_path: Path)
     _assert_close_records(_records(tmp_path / "stacked"), _records(tmp_path / "in_turn"))
     assert stacked.best_restart == in_turn.best_restart
     assert stacked.test.metrics["cost_bits"] == pytest.approx(in_turn.test.metrics["cost_bits"], rel=1e-4)
+
+
+NTM_COPY = {
+    "seed": 0,
+    "device": "cpu",
+    "model": {"name": "ntm", "controller_size": 16, "memory_rows": 8, "memory_width": 6},
+    "task": {"name": "copy", "bits": 4, "min_length": 1, "max_length": 5},
+    "data": {"sequences_per_epoch": 64, "valid_sequences": 16, "test_sequences": 16},
+    "eval": {"lengths": [5]},
+    "train": {"batch_size": 8, "epochs": 2, "lr": 0.003, "optimizer": "adam", "clip_norm": 5.0,
+              "clip_value": None, "threads": 1},
+}  # fmt: skip
+BABI = tiny_config(train=TRAIN, data={"generator": {"train_stories": 60, "test_stories": 10}})
+
+
+@pytest.mark.parametrize("family", ["memn2n", "ntm"])
+@pytest.mark.parametrize("stacked", [False, True], ids=["in-turn", "stacked"])
+def test_restart_r_is_the_run_with_seed_plus_r(tmp_path: Path, family: str, stacked: bool) -> None:
+    """Restart 2 of a seed-5 run ends where a run with seed 7 ends, its data seeded as the seed-5 run's
+    (``data.seed``: the same validation split to choose on): initialisation, batch order and noise."""
+    base = copy.deepcopy(BABI if family == "memn2n" else NTM_COPY)
+    base["train"] = {**base["train"], "restarts": 1}
+    restarts = copy.deepcopy(base)
+    restarts["seed"] = 5
+    restarts["train"] |= {"restarts": 3, "stack_restarts": stacked}
+    single = copy.deepcopy(base)
+    single["seed"] = 7
+    single["data"] = {**single["data"], "seed": 5}
+    train(build_config(restarts), tmp_path / "restarts")
+    train(build_config(single), tmp_path / "single")
+    kept = load_checkpoint(tmp_path / "restarts" / "best-restart-2.pt")
+    alone = load_checkpoint(tmp_path / "single" / "best.pt")
+    _assert_close_states(kept["model_state"], alone["model_state"])
+    assert kept["epoch"] == alone["epoch"]
+    of_restart_2 = [{**r, "restart": 0} for r in _records(tmp_path / "restarts") if r["restart"] == 2]
+    _assert_close_records(of_restart_2, _records(tmp_path / "single"))

@@ -67,7 +67,7 @@ class GeneratorParams(Strict):
     train_stories: int = Field(200, ge=1, le=MOST_STORIES)
     test_stories: int = Field(200, ge=1, le=MOST_STORIES)
     questions_per_story: PositiveInt = 5  # fewer questions: shorter stories, an easier task
-    seed: int | None = None  # None: the run's seed
+    seed: int | None = None  # None: data.seed, else the run's seed
 
 
 class BabiData(Strict):
@@ -79,6 +79,9 @@ class BabiData(Strict):
     # sentence): less padding, so faster steps; 0: a plain shuffle
     length_buckets: int = Field(0, ge=0, strict=True)  # strict: `true` is no pool size
     generator: GeneratorParams = Field(default_factory=GeneratorParams)
+    # the validation split's seed (and the generated stories', unless generator.seed says otherwise);
+    # None: the run's seed. Restart r of a run is a run with seed + r and this set to the run's seed.
+    seed: int | None = None
 
     @model_validator(mode="after")
     def _path_for_files(self) -> BabiData:
@@ -301,6 +304,7 @@ class BabiTask(TaskDefaults):
     ):
         self.params = params
         self.data = data
+        seed = seed if data.seed is None else data.seed
         prepared = self._prepare(seed, state)
         self.task_numbers: list[int] = prepared["task_numbers"]
         self.vocab = Vocabulary(prepared["vocabulary"])
