@@ -19,6 +19,7 @@ from memtool.checkpoint import load_checkpoint
 from memtool.config import build_config
 from memtool.engine import train
 from memtool.models.base import ModelOutput
+from memtool.optim import build_optimizer, clip_gradients
 from memtool.registry import MODELS, TASKS, load_all
 from memtool.tasks.base import training_metrics
 from memtool.train_state import SilentObserver
@@ -179,3 +180,25 @@ def test_every_pair_trains_under_bf16_autocast(name: str, tmp_path: Path) -> Non
     assert summary.steps == 3 and math.isfinite(summary.test.metrics["loss"])
     state = load_checkpoint(tmp_path / "run" / "best.pt")["model_state"]
     assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("name", sorted(SMOKE))
+def test_a_training_step_makes_nothing_off_the_models_device(name: str) -> None:
+    """The CUDA path's placement, checked without a GPU: the model and the batch on the ``meta`` device
+    (shapes, no data), the step as the engine runs it (forward, the task's loss and the model's own
+    losses, backward, clipping, the optimizer). A tensor the step made on the CPU instead of on the
+    model's device would meet a meta tensor and fail, as it would meet a CUDA tensor on a GPU."""
+    config = _config(name)
+    task = build_task(config)
+    model = create_model(config.model.name, model_arguments(config, task)).to("meta")
+    parameters = list(model.parameters())
+    optimizer = build_optimizer(config.train, parameters)
+    batch = next(task.epoch_batches(4, seed=0)).to(torch.device("meta"))
+    output = model(**batch.inputs)
+    loss, counts = task.loss(output, batch)
+    total = loss + sum(output.aux_losses.values())
+    total.backward()
+    clip_gradients(parameters, 1.0, config.train.clip_mode, 0.5)
+    optimizer.step()
+    assert total.device.type == "meta" and all(c.device.type == "meta" for c in counts.values())
+    assert all(p.device.type == "meta" and p.grad.device.type == "meta" for p in parameters)

@@ -28,6 +28,29 @@ PAD, BOS, EOS, UNK = 0, 1, 2, 3  # token ids every captioning vocabulary starts 
 NEVER_WRITTEN = (PAD, BOS, UNK)  # a generated caption holds words and one <eos>, nothing else
 
 
+def bidirectional_over_prefix(lstm: nn.LSTM, x: Tensor, mask: Tensor) -> Tensor:
+    """A one-layer bidirectional ``lstm`` over (B, K, D) sequences whose real steps are a prefix
+    (``mask``), what packing them gives, without packing: ``pack_padded_sequence`` wants the lengths on
+    the host, a synchronisation in every CUDA step. The forward direction runs over the padded batch (the
+    padding comes after every real step); the backward one runs forward over each sequence reversed
+    within its length, with the reverse weights, and is reversed back. Padded steps give 0, as packed."""
+    steps = torch.arange(x.shape[1], device=x.device)
+    length = mask.sum(1).clamp_min(1).long().unsqueeze(1)  # a sequence of no frames runs one, as packed
+    within = steps < length
+    order = torch.where(within, length - 1 - steps, steps).unsqueeze(-1)  # reverses, and back again
+    zeros = x.new_zeros(1, x.shape[0], lstm.hidden_size)
+
+    def run(inputs: Tensor, suffix: str) -> Tensor:
+        weights = [
+            getattr(lstm, f"{name}_l0{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        ]
+        return torch.lstm(inputs, (zeros, zeros), weights, True, 1, 0.0, lstm.training, False, True)[0]
+
+    backward = run(x.gather(1, order.expand_as(x)), "_reverse")
+    backward = backward.gather(1, order.expand_as(backward))
+    return torch.cat([run(x, ""), backward], -1) * within.unsqueeze(-1)
+
+
 def attention_penalty(
     alphas: Tensor, frame_mask: Tensor, word_mask: Tensor, tau: float | None
 ) -> tuple[Tensor, Tensor]:
@@ -134,14 +157,7 @@ class Captioner(nn.Module):
         the mean of the real frames."""
         features = self.encoder(frames) * frame_mask.unsqueeze(-1)
         if self.temporal is not None:
-            lengths = frame_mask.sum(1).clamp_min(1).cpu()
-            packed = nn.utils.rnn.pack_padded_sequence(
-                features, lengths, batch_first=True, enforce_sorted=False
-            )
-            encoded, _ = self.temporal(packed)
-            features, _ = nn.utils.rnn.pad_packed_sequence(
-                encoded, batch_first=True, total_length=frames.shape[1]
-            )
+            features = bidirectional_over_prefix(self.temporal, features, frame_mask)
         real = frame_mask.unsqueeze(-1).to(features.dtype)
         mean = (features * real).sum(1) / real.sum(1).clamp_min(1)
         hidden, cell = torch.tanh(self.init_state(mean)).chunk(2, -1)

@@ -7,8 +7,18 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
-from memtool.models.captioner import BOS, EOS, NEVER_WRITTEN, PAD, UNK, Captioner, attention_penalty
+from memtool.models.captioner import (
+    BOS,
+    EOS,
+    NEVER_WRITTEN,
+    PAD,
+    UNK,
+    Captioner,
+    attention_penalty,
+    bidirectional_over_prefix,
+)
 
 
 def test_the_penalty_and_coverage_error_match_a_hand_computation() -> None:
@@ -210,3 +220,24 @@ def test_a_video_shared_by_several_captions_gives_what_repeating_its_frames_give
     repeated = model(frames[index], frame_mask[index], words, word_mask)
     torch.testing.assert_close(shared.prediction, repeated.prediction)
     torch.testing.assert_close(shared.aux_losses["attention_reg"], repeated.aux_losses["attention_reg"])
+
+
+def test_the_bilstm_without_packing_computes_what_packing_computes() -> None:
+    """The temporal encoder runs without ``pack_padded_sequence`` (which syncs with the host for its
+    lengths): the same outputs and gradients, a sequence of no real frames included (it runs one, as
+    packed)."""
+    torch.manual_seed(0)
+    lstm = nn.LSTM(6, 3, batch_first=True, bidirectional=True).double()
+    x = torch.randn(5, 7, 6, dtype=torch.float64, requires_grad=True)
+    mask = (torch.arange(7) < torch.tensor([[7], [3], [1], [0], [5]])).double()
+    packed = nn.utils.rnn.pack_padded_sequence(
+        x, mask.sum(1).clamp_min(1).long(), batch_first=True, enforce_sorted=False
+    )
+    want, _ = nn.utils.rnn.pad_packed_sequence(lstm(packed)[0], batch_first=True, total_length=7)
+    got = bidirectional_over_prefix(lstm, x, mask)
+    torch.testing.assert_close(got, want)
+    weights = torch.randn_like(want)
+    want_grads = torch.autograd.grad((want * weights).sum(), [x, *lstm.parameters()])
+    got_grads = torch.autograd.grad((got * weights).sum(), [x, *lstm.parameters()])
+    for a, b in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(a, b)
