@@ -1,7 +1,7 @@
 """Training speed of the NTM's write, ``M + w (a - e ⊙ M)`` in three ops (memtool's), against the paper's
 form ``M ⊙ (1 - w e) + w a`` in five (the baseline), measured in the same run on the same batches.
 
-    python bench/ntm_write.py [--threads 1] [--seconds 10] [--rounds 3]
+    python bench/ntm_write.py [--threads 1] [--seconds 10] [--rounds 3] [--quick]
 
 Each write head writes once per time step, so the write's share of a step grows with the heads: copy has
 one write head, priority sort (the paper's model) eight. For each shipped config, both forms train the
@@ -72,7 +72,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per round and form")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="one round of 2 s per form: under a minute")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.rounds = 2.0, 1
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), batch {BATCH_SIZE}, eager")
     figures: dict[str, Any] = {"threads": args.threads, "batch_size": BATCH_SIZE}

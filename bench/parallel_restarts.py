@@ -108,19 +108,13 @@ def main() -> None:
     if not Path(args.data, "qa1_single-supporting-fact_train.txt").is_file():
         sys.exit(f"no bAbI task 1 under {args.data}: memtool data download babi, or pass --data")
     restarts = 2 if args.quick else args.restarts
-    settings = [f"data.path={Path(args.data).resolve()}", f"train.restarts={restarts}"]
+    data = f"data.path={Path(args.data).resolve()}"
+    short = ["train.epochs=10", "train.start_phase.epochs=3"] if args.quick else []  # every form alike
+    settings = [data, f"train.restarts={restarts}", *short]
     in_turn = [*settings, "train.stack_restarts=false"]  # the config stacks them: the baseline does not
-    if args.quick:
-        settings += ["train.epochs=10", "train.start_phase.epochs=3"]
     share = max(1, args.threads // args.processes)
     with tempfile.TemporaryDirectory() as folder:
-        single = [
-            f"data.path={Path(args.data).resolve()}",
-            "train.restarts=1",
-            f"train.threads={args.threads}",
-        ]
-        if args.quick:
-            single += ["train.epochs=10", "train.start_phase.epochs=3"]
+        single = [data, "train.restarts=1", f"train.threads={args.threads}", *short]
         single_seconds, single_run = _train(Path(folder, "single"), single, [])
         one_seconds, one = _train(Path(folder, "one"), [*in_turn, f"train.threads={args.threads}"], [])
         stacked_seconds, stacked = _train(
