@@ -422,7 +422,8 @@ class Trainer(Selection):
         numbers = self.ranks.sum(
             torch.stack(
                 [
-                    loss.detach() * share,
+                    task_loss.detach()
+                    * share,  # train_loss: the task's, as valid_loss; the model's own beside
                     *(count * (share > 0) for count in counts.values()),
                     *(aux.detach() * share for aux in output.aux_losses.values()),
                     torch.tensor(float(stop["stop"]), device=loss.device),
@@ -466,9 +467,10 @@ class Trainer(Selection):
         aux: list[str],
         when: tuple[int, int],
     ) -> None:
-        """One step's loss, the task's counts and the auxiliary losses into the state's window; a loss
-        that is not finite stops training (``when``: the step's epoch and number)."""
-        loss_value = numbers[0]
+        """One step's task loss, the task's counts and the model's own (auxiliary) losses into the state's
+        window; a loss that is not finite, of either kind, stops training (``when``: the step's epoch and
+        number)."""
+        loss_value = numbers[0] + sum(numbers[1 + len(counts) :])  # what the step minimised
         if not math.isfinite(loss_value):
             last = self.files.last
             where = f"last good state: {last}" if last.exists() else "no checkpoint had been written yet"
@@ -477,7 +479,7 @@ class Trainer(Selection):
                 f"step {when[1]}; stopped without saving it ({where}). "
                 "Try a lower train.lr, train.clip_norm or train.clip_value."
             )
-        state.window_loss += loss_value * size
+        state.window_loss += numbers[0] * size
         state.window_examples += size
         for name, value in zip(counts, numbers[1 : 1 + len(counts)], strict=True):
             state.window_sums[name] = state.window_sums.get(name, 0.0) + value

@@ -143,10 +143,12 @@ class StackedTrainer(Trainer):
         """One optimizer step of every replica, each on its own batch."""
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.tc.precision == "bf16"):
             output = stacked.forward_replicas([batch.inputs for batch in batches], self.generators)
-            losses, counts = self.task.replica_loss(output, batches)
+            task_losses, counts = self.task.replica_loss(output, batches)
             aux = output.aux_losses  # each (replicas,)
-            losses = losses + sum(aux.values()) if aux else losses
-        numbers = torch.stack([losses.detach(), *counts.values(), *(a.detach() for a in aux.values())], 1)
+            losses = task_losses + sum(aux.values()) if aux else task_losses
+        numbers = torch.stack(
+            [task_losses.detach(), *counts.values(), *(a.detach() for a in aux.values())], 1
+        )
         sizes = [batch.size for batch in batches]
         if self.tc.loss_reduction == "sum":
             losses = losses * torch.tensor(sizes, device=losses.device)

@@ -326,23 +326,44 @@ def test_tensorboard_event_files_hold_every_validation(tmp_path: Path) -> None:
     assert [e.value for e in logged] == pytest.approx([r["valid_loss"] for r in records])
 
 
-def test_a_models_auxiliary_loss_is_trained_on_and_logged_on_its_own(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _with_penalty(monkeypatch: pytest.MonkeyPatch, value: float) -> None:
     from memtool.models.memn2n import MemN2N
 
     original = MemN2N.forward
 
     def with_penalty(self, **inputs):
         output = original(self, **inputs)
-        output.aux_losses["penalty"] = torch.tensor(0.5)  # a constant, so its logged mean is known
+        output.aux_losses["penalty"] = torch.tensor(value)  # a constant: known mean, no gradient
         return output
 
     monkeypatch.setattr(MemN2N, "forward", with_penalty)
-    train(build_config(tiny_config(train={"epochs": 1, "loss_reduction": "mean"})), tmp_path / "run")
-    record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
-    assert record["train_penalty"] == pytest.approx(0.5)
-    assert record["train_loss"] > 0.5  # the task's loss plus the penalty
+
+
+def test_a_models_auxiliary_loss_is_logged_on_its_own_beside_the_tasks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train_loss is the task's loss, as valid_loss is (the captioner's caption loss); the model's own
+    loss is train_<name> beside it. A constant penalty changes no gradient, so the task's loss is the
+    same as without it."""
+    config = build_config(tiny_config(train={"epochs": 1, "loss_reduction": "mean"}))
+    train(config, tmp_path / "plain")
+    _with_penalty(monkeypatch, 0.5)
+    train(config, tmp_path / "penalised")
+    plain, penalised = (
+        json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[0])
+        for run in ("plain", "penalised")
+    )
+    assert penalised["train_penalty"] == pytest.approx(0.5) and "train_penalty" not in plain
+    assert penalised["train_loss"] == pytest.approx(plain["train_loss"], rel=1e-6)
+
+
+def test_a_models_own_loss_that_is_not_finite_stops_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _with_penalty(monkeypatch, math.nan)
+    with pytest.raises(TrainingDiverged, match="loss became nan"):
+        train(build_config(tiny_config(train={"epochs": 1})), tmp_path / "run")
+    assert not (tmp_path / "run" / "best.pt").exists()
 
 
 def test_a_restart_in_turn_times_its_speed_from_its_own_start() -> None:
