@@ -98,6 +98,14 @@ class NTM(nn.Module):
                 f"shift_range {shift_range} shifts by up to {2 * shift_range + 1} rows, more than the "
                 f"{memory_rows} memory_rows; lower shift_range to at most {(memory_rows - 1) // 2}"
             )
+        if not (interpolation or shifting) and memory_init == "constant":
+            # every row starts the same, so content addressing weighs them all alike, every write adds
+            # the same to each, and they never come apart: the memory would hold one vector 128 times
+            raise ValueError(
+                "content addressing alone (interpolation and shifting false) cannot tell the rows of a "
+                "constant memory_init apart, so no write could ever make them differ; use memory_init "
+                "learned or random"
+            )
         self.rows, self.width = memory_rows, memory_width
         self.read_heads, self.write_heads = read_heads, write_heads
         self.shift_size = 2 * shift_range + 1
@@ -283,7 +291,7 @@ class NTM(nn.Module):
         erase, add = torch.sigmoid(erase_add[..., :m]), torch.tanh(erase_add[..., m:])
         # writes first, then reads see this step's memory (as the paper's Fig. 1 step)
         write_weights = self._address(memory, previous[:, r:], addressing[:, r:])
-        for head in range(w):  # heads write in order: a later head sees an earlier head's write
+        for head in range(w):  # addressed on the step's memory above; erase/add then apply in order
             memory = write(memory, write_weights[:, head], erase[:, head], add[:, head])
         read_weights = self._address(memory, previous[:, :r], addressing[:, :r])
         reads = read(memory, read_weights).flatten(1)  # (B, R·M)

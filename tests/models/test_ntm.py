@@ -76,7 +76,8 @@ def _model(**options) -> NTM:
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"interpolation": False, "shifting": False, "sharpening": False}, {"controller": "feedforward"},
+    [{}, {"interpolation": False, "shifting": False, "sharpening": False, "memory_init": "random"},
+     {"controller": "feedforward"},
      {"read_heads": 2, "write_heads": 2, "memory_init": "random"}],
 )  # fmt: skip
 def test_the_trace_holds_weightings_that_sum_to_one_per_head_and_step(options: dict) -> None:
@@ -131,6 +132,37 @@ def test_train_compile_compiles_the_step_function_not_the_loop_over_time(
     fast = train(build_config(raw), tmp_path / "compiled")
     assert compiled == ["step dynamic=True"]
     assert fast.test.metrics == plain.test.metrics
+
+
+def test_write_heads_apply_in_head_order_on_the_memory_the_step_found() -> None:
+    """Both write heads address the memory as the step found it; their erase and add then apply in
+    head order, the second to what the first left."""
+    model = _model(write_heads=2, memory_init="random").eval()
+    output = model(inputs=torch.randn(1, 1, 4), trace_memory=True)
+    w, e, a = (output.trace[name][0, 0] for name in ("write_weights", "erase", "add"))
+    start = model.memory_init.unsqueeze(0)
+    in_order = write(write(start, w[None, 0], e[None, 0], a[None, 0]), w[None, 1], e[None, 1], a[None, 1])
+    torch.testing.assert_close(output.trace["memory"][0, 0], in_order[0])
+    backwards = write(write(start, w[None, 1], e[None, 1], a[None, 1]), w[None, 0], e[None, 0], a[None, 0])
+    assert not torch.allclose(in_order, backwards)  # the order is a real choice, and this is the one made
+
+
+def test_content_addressing_alone_needs_rows_that_differ_from_the_start() -> None:
+    """With a constant start every row is alike, so content weights are uniform, every write adds the
+    same to each row and they never come apart: refused. With a random start the rows differ and the
+    weightings do not spread evenly."""
+    from memtool.build import create_model
+    from memtool.errors import UserError
+
+    content_only = {"input_size": 4, "output_size": 3, "memory_rows": 6, "memory_width": 5,
+                    "interpolation": False, "shifting": False, "sharpening": False}  # fmt: skip
+    with pytest.raises(UserError, match="cannot tell the rows of a constant memory_init apart"):
+        create_model("ntm", content_only)
+    model = create_model("ntm", {**content_only, "memory_init": "random"}).eval()
+    output = model(inputs=torch.randn(2, 5, 4), trace_memory=True)
+    memory = output.trace["memory"][:, -1]  # (B, rows, width)
+    assert (memory - memory[:, :1]).abs().amax() > 1e-3  # the rows differ
+    assert output.trace["write_weights"].std(-1).amin() > 1e-4  # no weighting is uniform
 
 
 def test_a_shift_wider_than_the_memory_is_one_line_naming_the_keys() -> None:
