@@ -83,6 +83,9 @@ def group_table(result: EvalResult, scoring: Scoring) -> Table:
     return groups
 
 
+SHADE_GLYPHS = " ·░▒▓█"  # low → high, where a terminal shows no colours
+
+
 def shade(weight: float, low: float = 0.0, high: float = 1.0) -> str:
     """White → deep blue as the weight goes low → high, so a glance finds where the model looked."""
     level = 0.0 if high <= low else max(0.0, min(1.0, (weight - low) / (high - low)))
@@ -125,12 +128,19 @@ class HeatmapPanel:
             if index + len(label) <= len(ticks):
                 ticks[index : index + len(label)] = list(label)
         yield Text(" " * (label_width + 1) + "".join(ticks), style="dim")
+        plain = console.color_system is None  # piped, or NO_COLOR: no backgrounds, so glyphs carry the shade
         for index, (label, row) in enumerate(zip(panel.rows, panel.values, strict=True)):
             line = Text(label.rjust(label_width) + " ", style="dim")
             for value, marked in zip(row, self._marks(index, row), strict=True):
                 style = "bold red on white" if marked else self._shade(value)
-                line.append("✗" if marked else " ", style=style)
+                line.append("✗" if marked else (self._glyph(value) if plain else " "), style=style)
             yield line
+
+    def _glyph(self, value: float) -> str:
+        """The shade as a character, light to dark, for output without colours."""
+        span = self.high - self.low
+        level = 0.0 if span <= 0 else max(0.0, min(1.0, (value - self.low) / span))
+        return SHADE_GLYPHS[min(int(level * len(SHADE_GLYPHS)), len(SHADE_GLYPHS) - 1)]
 
     def _shade(self, value: float) -> str:
         return shade(value, self.low, self.high)

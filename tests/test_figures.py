@@ -163,6 +163,24 @@ def test_a_heatmap_too_wide_for_the_terminal_is_drawn_one_cell_per_value() -> No
     assert "rgb(" in console.export_html() or "background" in console.export_html()  # shaded, not blank
 
 
+def test_a_wide_heatmap_piped_without_colours_keeps_its_shades_as_glyphs() -> None:
+    """Piped (or NO_COLOR), backgrounds are dropped; the one-cell-per-value form then draws each value
+    as a glyph from light to dark, not a blank."""
+    from rich.console import Console
+
+    from memtool.render import SHADE_GLYPHS, view_renderable
+    from memtool.views import Heatmap, HeatmapView
+
+    values = [[(t % 7) / 6 for t in range(113)]]
+    console = Console(record=True, width=140, color_system=None)
+    console.print(
+        view_renderable(HeatmapView("view", [Heatmap("w", ["row 0"], [str(t) for t in range(113)], values)]))
+    )
+    cells = next(line for line in console.export_text().splitlines() if line.startswith("row 0"))[6:]
+    assert cells[:7] == "".join(SHADE_GLYPHS[min(int(v * 6), 5)] for v in values[0][:7])
+    assert cells[0] == " " and cells[6] == "█" and len(set(cells)) == len(SHADE_GLYPHS)
+
+
 def frames_view() -> HeatmapView:
     from memtool.views import ImageStrip
 

@@ -112,6 +112,10 @@ def test_inspection_shows_inputs_outputs_weightings_and_memory_three_ways(tmp_pa
     view = json.loads(shown.stdout)
     read = next(p for p in view["panels"] if p["title"].startswith("read weighting"))
     assert len(read["columns"]) == 2 * 3 + 1  # every time step of a length-3 sequence
+    for name in ("write_weights", "read_weights"):  # every row's weight for scripts: (time, head, row)
+        weights = torch.tensor(view["facts"][name])
+        assert weights.shape == (2 * 3 + 1, 1, TINY["model"]["memory_rows"])
+        torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
     figure = tmp_path / "ntm.png"
     result = runner.invoke(app, ["inspect-memory", str(tmp_path / "run"), "--png", str(figure)])
     assert result.exit_code == 0, result.output

@@ -55,6 +55,12 @@ def inspect_sequence(
     ]
     notes = [f"{plural(int(wrong.sum()), 'wrong bit')} of {wrong.numel()}"]
     trace = output.trace
+    # --json's scripts get every row's weight, the rows the panels leave out included: (time, head, row)
+    facts = {
+        name: trace[name][0].float().cpu().tolist()
+        for name in ("write_weights", "read_weights")
+        if name in trace
+    }
     for kind in ("write", "read"):
         weights = trace.get(f"{kind}_weights")
         if weights is None:
@@ -105,4 +111,4 @@ def inspect_sequence(
                     (-1, 1),
                 )
             )
-    return HeatmapView(title=title, panels=panels, notes=notes)
+    return HeatmapView(title=title, panels=panels, notes=notes, facts=facts)
