@@ -53,8 +53,11 @@ class Event:
     last: int  # its last frame (inclusive)
 
     def phrase(self, rng: random.Random) -> str:
+        return self.worded(rng.choice(SYNONYMS[self.kind]))
+
+    def worded(self, verb: str) -> str:
+        """The event's phrase with this synonym of its verb."""
         article = "a" if self.kind == "appears" else "the"
-        verb = rng.choice(SYNONYMS[self.kind])
         words = f"{article} {self.colour} {self.shape} {verb}"
         return f"{words} {self.detail}" if self.detail else words
 

@@ -45,7 +45,7 @@ class ShapesParams(Strict):
     distractors: int = Field(0, ge=0, le=8)  # grey shapes standing still in every frame, never mentioned
     max_words: int = Field(40, ge=2, le=200)  # longer captions are cut here
     # random: events last random runs of frames (a colour change may take one frame of eight); equal: as
-    # even as the frames allow, where uniform attention coverage (the regularizer's τ = auto) is right
+    # even as the frames allow, nearer to where uniform coverage (the regularizer's τ = auto) is right
     event_lengths: Literal["random", "equal"] = "random"
 
     @model_validator(mode="before")

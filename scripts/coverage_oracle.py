@@ -1,0 +1,106 @@
+"""What the attention regularizer asks of a captioner that attends perfectly, on the synthetic videos.
+
+    python scripts/coverage_oracle.py configs/captioner_shapes.yaml [--set task.event_lengths=equal]
+        [--videos 2000]
+
+The regularizer pulls each frame's attention total, Σ_t α_t^i, towards τ (auto: the caption's words
+and <eos> ÷ the frames): uniform coverage. A captioner that attends perfectly looks, at each word, at
+the frames of the event that word describes. For the reference captions of ``--videos`` videos drawn
+as the config's task draws them (seeded), this scores such an "event oracle": every word of an event's
+phrase spreads its attention evenly over that event's frames; a connective ("then", "after that", ...)
+goes to the event it introduces or, in the second row, to the one before; <eos> goes to the last event
+or, in the other column, evenly over all frames. It prints the oracle's coverage error
+Σ_i |τ − Σ_t α_t^i| per caption (what ``eval`` reports as ``coverage_error``) and its penalty
+Σ_i (τ − Σ_t α_t^i)² per word. Where these are far from 0, uniform coverage is not what correct
+attention does, and the penalty pulls a captioner away from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+from pathlib import Path
+
+from memtool.config import load_config
+from memtool.errors import UserError
+from memtool.tasks.video.shapes import SYNONYMS, VideoSpec, plan_split
+
+
+def oracle_coverage(
+    spec: VideoSpec, caption: str, frames: int, connective_before: bool, eos_even: bool
+) -> list[float]:
+    """Each frame's attention total under the event oracle, for one reference caption of ``spec``."""
+    coverage = [0.0] * frames
+
+    def attend(event: int, weight: float = 1.0) -> None:
+        first, last = spec.events[event].first, spec.events[event].last
+        for frame in range(first, last + 1):
+            coverage[frame] += weight / (last - first + 1)
+
+    words = caption.split()
+    position = 0
+    for index, event in enumerate(spec.events):
+        if index:  # the connective in front of this event's phrase
+            connective = next(
+                c for c in SYNONYMS["then"] if words[position : position + len(c.split())] == c.split()
+            )
+            for _ in connective.split():
+                attend(index - 1 if connective_before else index)
+            position += len(connective.split())
+        phrase = next(  # the event's phrase with whichever synonym of its verb this caption drew
+            len(words)
+            for verb in SYNONYMS[event.kind]
+            for words in [event.worded(verb).split()]
+            if caption.split()[position : position + len(words)] == words
+        )
+        for _ in range(phrase):
+            attend(index)
+        position += phrase
+    if position != len(words):
+        raise ValueError(f"caption {caption!r} does not split into its {len(spec.events)} events' phrases")
+    if eos_even:
+        coverage = [c + 1 / frames for c in coverage]
+    else:
+        attend(len(spec.events) - 1)
+    return coverage
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--videos", type=int, default=2000)
+    args = parser.parse_args()
+    try:
+        config = load_config(args.config, overrides=args.overrides)
+    except UserError as error:
+        raise SystemExit(f"error: {error}") from None
+    if config.task.name != "shapes_captions":
+        raise SystemExit(f"error: {args.config}: a shapes_captions config is needed, not {config.task.name}")
+    p = config.task.params
+    rng = random.Random(config.seed)
+    specs = plan_split(
+        args.videos, p.frames, (p.min_events, p.max_events), p.max_objects, set(), False, rng,
+        p.event_lengths == "equal", tuple(p.colours), tuple(p.shapes),
+    )  # fmt: skip
+    print(f"{args.config} {' '.join(args.overrides)}: {args.videos} videos, {p.references} captions each")
+    print("| connectives go to | <eos> to the last event | <eos> spread over the frames |")
+    print("|---|---|---|")
+    for before in (False, True):
+        cells = []
+        for eos_even in (False, True):
+            errors, penalties = [], []
+            for spec in specs:
+                for caption in spec.captions(p.references, rng):
+                    coverage = oracle_coverage(spec, caption, p.frames, before, eos_even)
+                    tau = (len(caption.split()) + 1) / p.frames  # the words and <eos>, as τ = auto
+                    errors.append(sum(abs(tau - c) for c in coverage))
+                    penalties.append(sum((tau - c) ** 2 for c in coverage) / (len(caption.split()) + 1))
+            error, penalty = statistics.mean(errors), statistics.mean(penalties)
+            cells.append(f"coverage error {error:.2f}, penalty per word {penalty:.3f}")
+        print(f"| {'the event before' if before else 'the event they introduce'} | {' | '.join(cells)} |")
+
+
+if __name__ == "__main__":
+    main()
