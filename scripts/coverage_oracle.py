@@ -27,6 +27,14 @@ from memtool.errors import UserError
 from memtool.tasks.video.shapes import SYNONYMS, VideoSpec, plan_split
 
 
+def _matched(words: list[str], position: int, candidates: list[str] | tuple[str, ...], caption: str) -> int:
+    """How many words the candidate found at ``position`` takes."""
+    for candidate in candidates:
+        if words[position : position + len(candidate.split())] == candidate.split():
+            return len(candidate.split())
+    raise ValueError(f"caption {caption!r}: none of {list(candidates)} at word {position + 1}")
+
+
 def oracle_coverage(
     spec: VideoSpec, caption: str, frames: int, connective_before: bool, eos_even: bool
 ) -> list[float]:
@@ -42,21 +50,15 @@ def oracle_coverage(
     position = 0
     for index, event in enumerate(spec.events):
         if index:  # the connective in front of this event's phrase
-            connective = next(
-                c for c in SYNONYMS["then"] if words[position : position + len(c.split())] == c.split()
-            )
-            for _ in connective.split():
+            taken = _matched(words, position, SYNONYMS["then"], caption)
+            for _ in range(taken):
                 attend(index - 1 if connective_before else index)
-            position += len(connective.split())
-        phrase = next(  # the event's phrase with whichever synonym of its verb this caption drew
-            len(words)
-            for verb in SYNONYMS[event.kind]
-            for words in [event.worded(verb).split()]
-            if caption.split()[position : position + len(words)] == words
-        )
-        for _ in range(phrase):
+            position += taken
+        # the event's phrase, with whichever synonym of its verb this caption drew
+        taken = _matched(words, position, [event.worded(verb) for verb in SYNONYMS[event.kind]], caption)
+        for _ in range(taken):
             attend(index)
-        position += phrase
+        position += taken
     if position != len(words):
         raise ValueError(f"caption {caption!r} does not split into its {len(spec.events)} events' phrases")
     if eos_even:

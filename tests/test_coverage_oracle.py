@@ -1,0 +1,49 @@
+"""scripts/coverage_oracle.py's event oracle, on a caption worked out by hand."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from memtool.tasks.video.shapes import Event, VideoSpec
+
+
+@pytest.fixture(scope="module")
+def oracle() -> ModuleType:
+    path = Path(__file__).resolve().parent.parent / "scripts" / "coverage_oracle.py"
+    spec = importlib.util.spec_from_file_location("coverage_oracle", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# frames 0-1: a red square appears; frames 2-5: it moves left
+VIDEO = VideoSpec(
+    [Event("appears", 0, "red", "square", None, 0, 1), Event("moves", 0, "red", "square", "left", 2, 5)]
+)
+CAPTION = "a red square shows up and then the red square slides left"  # 5 + 2 + 5 words
+
+
+def test_each_word_looks_at_its_own_events_frames(oracle: ModuleType) -> None:
+    coverage = oracle.oracle_coverage(VIDEO, CAPTION, 6, connective_before=False, eos_even=False)
+    # 5 words over frames 0-1; 2 connective + 5 words + <eos> = 8 over frames 2-5
+    assert coverage == pytest.approx([2.5, 2.5, 2, 2, 2, 2])
+
+
+def test_connectives_may_go_back_and_eos_spread_evenly(oracle: ModuleType) -> None:
+    coverage = oracle.oracle_coverage(VIDEO, CAPTION, 6, connective_before=True, eos_even=True)
+    # 5 + 2 words over frames 0-1, 5 over frames 2-5, and 1/6 everywhere for <eos>
+    assert coverage == pytest.approx(
+        [3.5 + 1 / 6, 3.5 + 1 / 6, 1.25 + 1 / 6, 1.25 + 1 / 6, 1.25 + 1 / 6, 1.25 + 1 / 6]
+    )
+
+
+def test_a_caption_of_other_events_is_refused(oracle: ModuleType) -> None:
+    with pytest.raises(ValueError, match="none of"):
+        oracle.oracle_coverage(VIDEO, "a blue circle appears", 6, connective_before=False, eos_even=False)
