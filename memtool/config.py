@@ -32,7 +32,7 @@ from pydantic import (
 from memtool.errors import UserError
 from memtool.models.base import data_dims, start_modes
 from memtool.registry import MODELS, TASKS, load_all, load_imports
-from memtool.schema import Strict, refuse_silent_cast
+from memtool.schema import Seed, Strict, refuse_silent_cast
 
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adadelta": "Adadelta"}
 
@@ -184,7 +184,7 @@ class RunConfig:
 
 class _Top(Strict):
     imports: list[str] = Field(default_factory=list)  # modules or .py files that register models/tasks
-    seed: int = 0
+    seed: Seed = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     model: dict[str, Any]
     task: dict[str, Any]

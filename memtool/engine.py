@@ -470,12 +470,14 @@ class Trainer(Selection):
         """One step's task loss, the task's counts and the model's own (auxiliary) losses into the state's
         window; a loss that is not finite, of either kind, stops training (``when``: the step's epoch and
         number)."""
-        loss_value = numbers[0] + sum(numbers[1 + len(counts) :])  # what the step minimised
+        own = dict(zip(aux, numbers[1 + len(counts) :], strict=True))
+        loss_value = numbers[0] + sum(own.values())  # what the step minimised
         if not math.isfinite(loss_value):
             last = self.files.last
             where = f"last good state: {last}" if last.exists() else "no checkpoint had been written yet"
+            name, value = _broken_loss(numbers[0], own, loss_value)
             raise TrainingDiverged(
-                f"loss became {loss_value} at restart {state.restart}, epoch {when[0] + 1}, "
+                f"{name} became {value} at restart {state.restart}, epoch {when[0] + 1}, "
                 f"step {when[1]}; stopped without saving it ({where}). "
                 "Try a lower train.lr, train.clip_norm or train.clip_value."
             )
@@ -483,7 +485,7 @@ class Trainer(Selection):
         state.window_examples += size
         for name, value in zip(counts, numbers[1 : 1 + len(counts)], strict=True):
             state.window_sums[name] = state.window_sums.get(name, 0.0) + value
-        for name, value in zip(aux, numbers[1 + len(counts) :], strict=True):
+        for name, value in own.items():
             state.window_aux[name] = state.window_aux.get(name, 0.0) + value * size  # batch means
 
     def _end_epoch(
@@ -512,6 +514,14 @@ class Trainer(Selection):
             model.set_mode(None)
             reason = "validation loss stopped falling" if plateau else f"after {phase.epochs} epoch(s)"
             self.observer.message(f"{ended} ended at epoch {state.epoch}: {reason}")
+
+
+def _broken_loss(task_loss: float, own: dict[str, float], total: float) -> tuple[str, float]:
+    """Which loss stopped training, for its message: the task's, else the first of the model's own."""
+    if not math.isfinite(task_loss):
+        return "loss", task_loss
+    broken = [(f"the model's {name} loss", value) for name, value in own.items() if not math.isfinite(value)]
+    return broken[0] if broken else ("loss", total)
 
 
 def trainer_for(config: RunConfig, run_dir: Path, observer: Observer | None = None) -> Trainer:

@@ -128,7 +128,7 @@ class HeatmapPanel:
             if index + len(label) <= len(ticks):
                 ticks[index : index + len(label)] = list(label)
         yield Text(" " * (label_width + 1) + "".join(ticks), style="dim")
-        plain = console.color_system is None  # piped, or NO_COLOR: no backgrounds, so glyphs carry the shade
+        plain = console.color_system is None or console.no_color  # piped or NO_COLOR: glyphs carry the shade
         for index, (label, row) in enumerate(zip(panel.rows, panel.values, strict=True)):
             line = Text(label.rjust(label_width) + " ", style="dim")
             for value, marked in zip(row, self._marks(index, row), strict=True):

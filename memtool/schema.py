@@ -5,9 +5,11 @@ from __future__ import annotations
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 SCALARS = (bool, int, float)
+# a run's or a data set's seed: what a generator takes, with room for the restarts' seed + r
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
 
 
 def scalar_kinds(annotation: Any) -> frozenset[type] | None:

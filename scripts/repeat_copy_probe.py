@@ -23,6 +23,7 @@ from torch import Tensor
 
 from memtool.build import restore
 from memtool.checkpoint import load_checkpoint
+from memtool.errors import UserError
 from memtool.tasks.algorithmic.repeat_copy import repeat_copy_sequences
 
 
@@ -61,7 +62,10 @@ def measure(model: Callable[[Tensor], Any], inputs: Tensor, targets: Tensor, rep
 
 
 def probe(run: Path, sizes: list[tuple[int, int]], sequences: int) -> list[str]:
-    config, task, model = restore(load_checkpoint(run / "best.pt" if run.is_dir() else run))
+    try:
+        config, task, model = restore(load_checkpoint(run / "best.pt" if run.is_dir() else run))
+    except UserError as error:
+        raise SystemExit(f"error: {error}") from None
     if config.task.name != "repeat_copy":
         raise SystemExit(f"error: {run}: a repeat_copy run is needed, this is {config.task.name}")
     bits, (mean, std) = config.task.params.bits, task.repeats_scale
@@ -89,12 +93,12 @@ def main() -> None:
     if args.sequences < 1:
         raise SystemExit("error: --sequences takes a whole number of at least 1")
     torch.set_num_threads(1)
+    rows = [line for run in args.runs for line in probe(run, args.sizes, args.sequences)]
     print(
         "| run | size | repeat-count input (σ) | wrong bits | wrong bits per repeat | end marker | should |"
     )
     print("|---|---|---|---:|---|---|---|")
-    for run in args.runs:
-        print("\n".join(probe(run, args.sizes, args.sequences)))
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":

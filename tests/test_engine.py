@@ -361,7 +361,7 @@ def test_a_models_own_loss_that_is_not_finite_stops_training(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _with_penalty(monkeypatch, math.nan)
-    with pytest.raises(TrainingDiverged, match="loss became nan"):
+    with pytest.raises(TrainingDiverged, match="the model's penalty loss became nan at restart 0"):
         train(build_config(tiny_config(train={"epochs": 1})), tmp_path / "run")
     assert not (tmp_path / "run" / "best.pt").exists()
 

@@ -179,6 +179,12 @@ def test_a_wide_heatmap_piped_without_colours_keeps_its_shades_as_glyphs() -> No
     cells = next(line for line in console.export_text().splitlines() if line.startswith("row 0"))[6:]
     assert cells[:7] == "".join(SHADE_GLYPHS[min(int(v * 6), 5)] for v in values[0][:7])
     assert cells[0] == " " and cells[6] == "█" and len(set(cells)) == len(SHADE_GLYPHS)
+    # NO_COLOR on a terminal that could show colours: the same glyphs
+    no_color = Console(record=True, width=140, color_system="truecolor", no_color=True)
+    no_color.print(
+        view_renderable(HeatmapView("view", [Heatmap("w", ["row 0"], [str(t) for t in range(113)], values)]))
+    )
+    assert next(line for line in no_color.export_text().splitlines() if line.startswith("row 0"))[6:] == cells
 
 
 def frames_view() -> HeatmapView:

@@ -98,13 +98,15 @@ class NTM(nn.Module):
                 f"shift_range {shift_range} shifts by up to {2 * shift_range + 1} rows, more than the "
                 f"{memory_rows} memory_rows; lower shift_range to at most {(memory_rows - 1) // 2}"
             )
-        if not (interpolation or shifting) and memory_init == "constant":
-            # every row starts the same, so content addressing weighs them all alike, every write adds
-            # the same to each, and they never come apart: the memory would hold one vector 128 times
+        if not interpolation and memory_init != "random":
+            # the constant start (and the learned one, which starts as it) has every row alike; without
+            # the gate's pull to the last weighting, which starts on row 0, every weighting is uniform
+            # (a shift or sharpening of a uniform one is uniform), each write adds the same to every row,
+            # and every row gets the same gradient: the memory holds one vector in every row, for good
             raise ValueError(
-                "content addressing alone (interpolation and shifting false) cannot tell the rows of a "
-                "constant memory_init apart, so no write could ever make them differ; use memory_init "
-                "learned or random"
+                f"interpolation false with memory_init {memory_init}: every row starts alike, so content "
+                "addressing weighs them all the same and no write or gradient can ever tell them apart "
+                "(the memory would hold one vector); train it with memory_init random"
             )
         self.rows, self.width = memory_rows, memory_width
         self.read_heads, self.write_heads = read_heads, write_heads

@@ -290,6 +290,12 @@ def part_rows(size: int, rank: int, world: int) -> slice:
     return slice(start, start + base + (1 if rank < extra else 0))
 
 
+def seeded_generator(seed: int) -> torch.Generator:
+    """A CPU generator for a seed derived from others (the epoch's, a split's): Python's integers have no
+    bound, a generator's seed has, so the seed is taken modulo 2**63 (any seed below that as it is)."""
+    return torch.Generator().manual_seed(seed % 2**63)
+
+
 def bucketed_rows(
     lengths: Tensor, batch_size: int, seed: int, start: int = 0, pool: int = 50
 ) -> Iterator[Tensor]:
@@ -297,7 +303,7 @@ def bucketed_rows(
     into pools of ``pool`` batches, each pool sorted by ``lengths`` and cut into batches, then the
     batches shuffled. Padding to a batch's longest example shrinks; the pools keep the epoch random.
     Only the last batch can be short, so an epoch has as many batches as ``shuffled_rows``'s."""
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeded_generator(seed)
     order = torch.randperm(len(lengths), generator=generator)
     keys = lengths.cpu()
     batches: list[Tensor] = []
@@ -310,6 +316,6 @@ def bucketed_rows(
 
 def shuffled_rows(rows: int, batch_size: int, seed: int, start: int = 0) -> Iterator[Tensor]:
     """Row indices of an epoch's batches: a seeded permutation cut into batches, from batch ``start``."""
-    order = torch.randperm(rows, generator=torch.Generator().manual_seed(seed))
+    order = torch.randperm(rows, generator=seeded_generator(seed))
     for first in range(start * batch_size, rows, batch_size):
         yield order[first : first + batch_size]

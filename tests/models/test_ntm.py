@@ -148,16 +148,19 @@ def test_write_heads_apply_in_head_order_on_the_memory_the_step_found() -> None:
 
 
 def test_content_addressing_alone_needs_rows_that_differ_from_the_start() -> None:
-    """With a constant start every row is alike, so content weights are uniform, every write adds the
-    same to each row and they never come apart: refused. With a random start the rows differ and the
-    weightings do not spread evenly."""
+    """With a constant (or learned, which starts constant) memory every row is alike, so without the
+    gate content weights are uniform, every write adds the same to each row and they never come apart:
+    refused. With a random start the rows differ and the weightings do not spread evenly."""
     from memtool.build import create_model
     from memtool.errors import UserError
 
     content_only = {"input_size": 4, "output_size": 3, "memory_rows": 6, "memory_width": 5,
                     "interpolation": False, "shifting": False, "sharpening": False}  # fmt: skip
-    with pytest.raises(UserError, match="cannot tell the rows of a constant memory_init apart"):
-        create_model("ntm", content_only)
+    for start in ("constant", "learned"):  # the learned start begins as the constant one
+        with pytest.raises(UserError, match=f"interpolation false with memory_init {start}: every row"):
+            create_model("ntm", {**content_only, "memory_init": start})
+    with pytest.raises(UserError, match="interpolation false with memory_init constant"):
+        create_model("ntm", {**content_only, "shifting": True})  # a shifted uniform weighting is uniform
     model = create_model("ntm", {**content_only, "memory_init": "random"}).eval()
     output = model(inputs=torch.randn(2, 5, 4), trace_memory=True)
     memory = output.trace["memory"][:, -1]  # (B, rows, width)

@@ -21,8 +21,17 @@ from torch import Tensor, nn
 
 from memtool.errors import UserError
 from memtool.models.base import ModelOutput
-from memtool.schema import Strict
-from memtool.tasks.base import Batch, EvalResult, FailRule, Metric, Scoring, Target, TaskDefaults
+from memtool.schema import Seed, Strict
+from memtool.tasks.base import (
+    Batch,
+    EvalResult,
+    FailRule,
+    Metric,
+    Scoring,
+    Target,
+    TaskDefaults,
+    seeded_generator,
+)
 from memtool.views import HeatmapView, InspectRequest
 
 Size = tuple[int, ...]
@@ -76,7 +85,7 @@ class SequenceData(Strict):
     sequences_per_epoch: int = Field(3200, ge=1, le=10_000_000)  # generated sequences between epoch ends
     valid_sequences: int = Field(64, ge=1, le=100_000)  # per validation size, a fixed seeded set
     test_sequences: int = Field(128, ge=1, le=100_000)  # per scored size
-    seed: int | None = None  # None: the run's seed
+    seed: Seed | None = None  # None: the run's seed
 
 
 def random_bits(count: int, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
@@ -177,7 +186,7 @@ class SequenceTask(TaskDefaults):
         """A split's sequences of one size: the same every time (seeded by split and size)."""
         count = self._count(split)
         offset = {"valid": 1, "test": 2, "train": 3}[split]
-        generator = torch.Generator().manual_seed((self.seed * 7 + offset) * 1_000_003 + size_seed(size))
+        generator = seeded_generator((self.seed * 7 + offset) * 1_000_003 + size_seed(size))
         return self.generate(count, size, generator)
 
     def _sizes(self, split: str) -> list[Size]:
@@ -206,7 +215,7 @@ class SequenceTask(TaskDefaults):
 
     def epoch_batches(self, batch_size: int, seed: int, start: int = 0, epoch: int = 0) -> Iterator[Batch]:
         for index in range(start, self.batches_per_epoch(batch_size)):
-            generator = torch.Generator().manual_seed(seed * 1_000_003 + index)
+            generator = seeded_generator(seed * 1_000_003 + index)
             seen = epoch * self.data.sequences_per_epoch + index * batch_size
             size = self.training_size(generator, self._reach(seen))
             inputs, targets = self.generate(batch_size, size, generator)

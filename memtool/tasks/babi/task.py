@@ -17,7 +17,7 @@ from memtool.cache import cached, content_digest
 from memtool.errors import UserError
 from memtool.models.base import ModelOutput
 from memtool.registry import register_task
-from memtool.schema import NoOptions, Strict
+from memtool.schema import NoOptions, Seed, Strict
 from memtool.tasks.babi import text as babi_text
 from memtool.tasks.babi.commands import DATA_COMMANDS
 from memtool.tasks.babi.generator import GENERATED_TASKS, TASK_NAMES, generate_split
@@ -31,6 +31,7 @@ from memtool.tasks.base import (
     Scoring,
     TaskDefaults,
     bucketed_rows,
+    seeded_generator,
     shuffled_rows,
 )
 from memtool.views import InspectRequest
@@ -67,7 +68,7 @@ class GeneratorParams(Strict):
     train_stories: int = Field(200, ge=1, le=MOST_STORIES)
     test_stories: int = Field(200, ge=1, le=MOST_STORIES)
     questions_per_story: PositiveInt = 5  # fewer questions: shorter stories, an easier task
-    seed: int | None = None  # None: data.seed, else the run's seed
+    seed: Seed | None = None  # None: data.seed, else the run's seed
 
 
 class BabiData(Strict):
@@ -81,7 +82,7 @@ class BabiData(Strict):
     generator: GeneratorParams = Field(default_factory=GeneratorParams)
     # the validation split's seed (and the generated stories', unless generator.seed says otherwise);
     # None: the run's seed. Restart r of a run is a run with seed + r and this set to the run's seed.
-    seed: int | None = None
+    seed: Seed | None = None
 
     @model_validator(mode="after")
     def _path_for_files(self) -> BabiData:
@@ -401,7 +402,7 @@ class BabiTask(TaskDefaults):
     def _validation_rows(self, split: Split, seed: int) -> tuple[Tensor, Tensor]:
         """Hold out a fraction of training questions, per bAbI task so every task is validated."""
         train_rows, valid_rows = [], []
-        generator = torch.Generator().manual_seed(seed)
+        generator = seeded_generator(seed)
         for task in self.task_numbers:
             rows = torch.nonzero(split.tasks == task).squeeze(1)
             held = int(len(rows) * self.data.validation_fraction)

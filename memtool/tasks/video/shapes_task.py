@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from memtool.cache import cached
 from memtool.errors import UserError
 from memtool.registry import register_task
-from memtool.schema import Strict
+from memtool.schema import Seed, Strict
 from memtool.tasks.video import data as video_data
 from memtool.tasks.video import shapes as shapes_generator
 from memtool.tasks.video.captioning import CaptionInspectOptions, CaptionTask
@@ -97,7 +97,7 @@ class ShapesData(Strict):
     train_videos: int = Field(2000, ge=1, le=200_000)
     valid_videos: int = Field(200, ge=1, le=20_000)
     test_videos: int = Field(200, ge=1, le=20_000)
-    seed: int | None = None  # None: the run's seed
+    seed: Seed | None = None  # None: the run's seed
     # held_out: every test video shows a held-out pair (composition); seen: none does, fresh videos of the
     # training distribution, so that errors of attention are not mixed with errors of composition
     # (`memtool eval RUN --set data.test_pairs=seen`)
