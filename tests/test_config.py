@@ -1,11 +1,14 @@
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from memtool.config import build_config, load_config
 from memtool.errors import UserError
 from tests.helpers import tiny_config
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
@@ -234,3 +237,23 @@ def test_imports_load_a_users_module_relative_to_the_config(tmp_path: Path, forg
     path.write_text(yaml.safe_dump({**tiny_config(), "imports": ["no_such_module_xyz"]}))
     with pytest.raises(UserError, match=r"imports: module 'no_such_module_xyz' cannot be imported"):
         load_config(path)
+
+
+@pytest.mark.parametrize("key", ["seed", "data.seed"])
+@pytest.mark.parametrize("value", ["-1", "4294967296"])
+def test_a_seed_outside_what_generators_take_is_one_line(key: str, value: str) -> None:
+    with pytest.raises(UserError, match=rf"{key}: Input should be"):
+        load_config(ROOT / "configs" / "ntm_copy.yaml", overrides=[f"{key}={value}"])
+
+
+def test_derived_seeds_of_any_size_seed_a_generator_and_small_ones_stay_as_they_were() -> None:
+    from memtool.tasks.base import seeded_generator
+
+    largest = (
+        (2**32 - 1 + 10) * 1_000_003 * 100_003 * 1_000_003
+    )  # the largest seed, restarts, epochs, batches
+    assert torch.randint(9, (3,), generator=seeded_generator(largest)).shape == (3,)
+    small = torch.Generator().manual_seed(12345)
+    torch.testing.assert_close(
+        torch.rand(4, generator=seeded_generator(12345)), torch.rand(4, generator=small)
+    )
