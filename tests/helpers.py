@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 import subprocess
 import sys
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 TINY_CONFIG: dict[str, Any] = {
@@ -86,3 +89,14 @@ def write_feature_videos(folder: Any, videos: int, frames: int = 3, seed: int = 
 def same_metrics(a: dict[str, float], b: dict[str, float]) -> bool:
     """Metrics equal key by key, NaN equal to NaN (a share with nothing to count is NaN in both runs)."""
     return a.keys() == b.keys() and all(a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]) for k in a)
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` as a module, for testing a script's arithmetic without running it."""
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # NamedTuple's annotations look their module up
+    spec.loader.exec_module(module)
+    return module

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from memtool.tasks.video.shapes import Event, VideoSpec
+from tests.helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def oracle() -> ModuleType:
-    path = Path(__file__).resolve().parent.parent / "scripts" / "coverage_oracle.py"
-    spec = importlib.util.spec_from_file_location("coverage_oracle", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("coverage_oracle")
 
 
 # frames 0-1: a red square appears; frames 2-5: it moves left

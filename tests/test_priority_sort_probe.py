@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
 
+from tests.helpers import load_script
+
 
 @pytest.fixture(scope="module")
 def probe() -> ModuleType:
-    path = Path(__file__).resolve().parent.parent / "scripts" / "priority_sort_probe.py"
-    spec = importlib.util.spec_from_file_location("priority_sort_probe", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # NamedTuple's annotations look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_script("priority_sort_probe")
 
 
 def test_nearest_gap_is_per_output_in_priority_order(probe: ModuleType) -> None:

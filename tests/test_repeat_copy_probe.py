@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import pytest
 import torch
 
 from memtool.tasks.algorithmic.repeat_copy import repeat_copy_sequences
+from tests.helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def probe() -> ModuleType:
-    path = Path(__file__).resolve().parent.parent / "scripts" / "repeat_copy_probe.py"
-    spec = importlib.util.spec_from_file_location("repeat_copy_probe", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # NamedTuple's annotations look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_script("repeat_copy_probe")
 
 
 def _answering(logits: torch.Tensor):

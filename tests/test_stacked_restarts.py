@@ -298,18 +298,24 @@ def test_ntm_replicas_in_one_pass_compute_what_each_ntm_computes(controller: str
             torch.testing.assert_close(stacked.get_parameter(name).grad[replica], parameter.grad, msg=name)
 
 
+NTM_COPY = {
+    "seed": 0,
+    "device": "cpu",
+    "model": {"name": "ntm", "controller_size": 16, "memory_rows": 8, "memory_width": 6},
+    "task": {"name": "copy", "bits": 4, "min_length": 1, "max_length": 5},
+    "data": {"sequences_per_epoch": 64, "valid_sequences": 16, "test_sequences": 16},
+    "eval": {"lengths": [5]},
+    "train": {"batch_size": 8, "epochs": 2, "lr": 0.003, "optimizer": "adam", "clip_norm": 5.0,
+              "clip_value": None, "threads": 1},
+}  # fmt: skip
+
+
 def test_ntm_restarts_stacked_end_where_ntm_restarts_in_turn_end(tmp_path: Path) -> None:
     """The NTM on copy, three restarts: each replica's batches have their own lengths at every step."""
-    config = {
-        "seed": 0,
-        "device": "cpu",
-        "model": {"name": "ntm", "controller_size": 16, "memory_rows": 8, "memory_width": 6},
-        "task": {"name": "copy", "bits": 4, "min_length": 1, "max_length": 5},
-        "data": {"sequences_per_epoch": 96, "valid_sequences": 16, "test_sequences": 16},
-        "eval": {"lengths": [5, 8]},
-        "train": {"batch_size": 8, "epochs": 2, "lr": 0.003, "optimizer": "adam", "clip_norm": 5.0,
-                  "clip_value": None, "restarts": 3, "threads": 1},
-    }  # fmt: skip
+    config = copy.deepcopy(NTM_COPY)
+    config["data"]["sequences_per_epoch"] = 96
+    config["eval"]["lengths"] = [5, 8]
+    config["train"]["restarts"] = 3
     in_turn = train(build_config(config), tmp_path / "in_turn")
     stacked_config = {**config, "train": {**config["train"], "stack_restarts": True}}
     stacked = train(build_config(stacked_config), tmp_path / "stacked")
@@ -323,16 +329,6 @@ def test_ntm_restarts_stacked_end_where_ntm_restarts_in_turn_end(tmp_path: Path)
     assert stacked.test.metrics["cost_bits"] == pytest.approx(in_turn.test.metrics["cost_bits"], rel=1e-4)
 
 
-NTM_COPY = {
-    "seed": 0,
-    "device": "cpu",
-    "model": {"name": "ntm", "controller_size": 16, "memory_rows": 8, "memory_width": 6},
-    "task": {"name": "copy", "bits": 4, "min_length": 1, "max_length": 5},
-    "data": {"sequences_per_epoch": 64, "valid_sequences": 16, "test_sequences": 16},
-    "eval": {"lengths": [5]},
-    "train": {"batch_size": 8, "epochs": 2, "lr": 0.003, "optimizer": "adam", "clip_norm": 5.0,
-              "clip_value": None, "threads": 1},
-}  # fmt: skip
 BABI = tiny_config(train=TRAIN, data={"generator": {"train_stories": 60, "test_stories": 10}})
 
 
