@@ -418,12 +418,12 @@ class Trainer(Selection):
             task_loss, counts = self.task.loss(output, part)
             loss = task_loss + sum(output.aux_losses.values()) if output.aux_losses else task_loss
         # the batch's numbers, summed over the processes' parts (the stop flag with them, so that every
-        # process stops after the same step), read from the device later
+        # process stops after the same step), read from the device later; train_loss is the task's loss
+        # alone, as valid_loss is, and the model's own losses come beside it
         numbers = self.ranks.sum(
             torch.stack(
                 [
-                    task_loss.detach()
-                    * share,  # train_loss: the task's, as valid_loss; the model's own beside
+                    task_loss.detach() * share,
                     *(count * (share > 0) for count in counts.values()),
                     *(aux.detach() * share for aux in output.aux_losses.values()),
                     torch.tensor(float(stop["stop"]), device=loss.device),
