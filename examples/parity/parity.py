@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from memtool.errors import UserError
 from memtool.models.base import ModelOutput
 from memtool.registry import register_model, register_task
-from memtool.schema import Strict
+from memtool.schema import Seed, Strict
 from memtool.tasks.base import Batch, EvalResult, FailRule, Metric, Scoring, TaskDefaults, shuffled_rows
 from memtool.views import Heatmap, HeatmapView, InspectRequest
 
@@ -72,7 +72,7 @@ class ParityData(Strict):
     train_examples: PositiveInt = 4000
     valid_examples: PositiveInt = 500
     test_examples: PositiveInt = 1000
-    seed: int | None = None  # None: the run's seed
+    seed: Seed | None = None  # None: the run's seed
 
 
 class ParityInspectOptions(Strict):
