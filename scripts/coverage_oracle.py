@@ -9,7 +9,8 @@ the frames of the event that word describes. For the reference captions of ``--v
 as the config's task draws them (seeded), this scores such an "event oracle": every word of an event's
 phrase spreads its attention evenly over that event's frames; a connective ("then", "after that", ...)
 goes to the event it introduces or, in the second row, to the one before; <eos> goes to the last event
-or, in the other column, evenly over all frames. It prints the oracle's coverage error
+or, in the other column, evenly over all frames. (A slideshow's caption has two words per event,
+"red square", and no connectives.) It prints the oracle's coverage error
 Σ_i |τ − Σ_t α_t^i| per caption (what ``eval`` reports as ``coverage_error``) and its penalty
 Σ_i (τ − Σ_t α_t^i)² per word. Where these are far from 0, uniform coverage is not what correct
 attention does, and the penalty pulls a captioner away from it.
@@ -49,6 +50,12 @@ def oracle_coverage(
     words = caption.split()
     position = 0
     for index, event in enumerate(spec.events):
+        if spec.slideshow:  # "red square": no connective, no verb
+            taken = _matched(words, position, [f"{event.colour} {event.shape}"], caption)
+            for _ in range(taken):
+                attend(index)
+            position += taken
+            continue
         if index:  # the connective in front of this event's phrase
             taken = _matched(words, position, SYNONYMS["then"], caption)
             for _ in range(taken):
@@ -84,7 +91,7 @@ def main() -> None:
     rng = random.Random(config.seed)
     specs = plan_split(
         args.videos, p.frames, (p.min_events, p.max_events), p.max_objects, set(), False, rng,
-        p.event_lengths == "equal", tuple(p.colours), tuple(p.shapes),
+        p.event_lengths == "equal", tuple(p.colours), tuple(p.shapes), p.layout == "slideshow",
     )  # fmt: skip
     print(f"{args.config} {' '.join(args.overrides)}: {args.videos} videos, {p.references} captions each")
     print("| connectives go to | <eos> to the last event | <eos> spread over the frames |")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from types import ModuleType
 
 import pytest
@@ -39,3 +40,19 @@ def test_connectives_may_go_back_and_eos_spread_evenly(oracle: ModuleType) -> No
 def test_a_caption_of_other_events_is_refused(oracle: ModuleType) -> None:
     with pytest.raises(ValueError, match="none of"):
         oracle.oracle_coverage(VIDEO, "a blue circle appears", 6, connective_before=False, eos_even=False)
+
+
+def test_on_an_even_slideshow_correct_attention_is_uniform_coverage(oracle: ModuleType) -> None:
+    """Two objects over four frames, "red square blue circle" and <eos>: τ = 5 / 4 on every frame."""
+    show = VideoSpec(
+        [Event("appears", 0, "red", "square", None, 0, 1), Event("appears", 1, "blue", "circle", None, 2, 3)],
+        slideshow=True,
+    )
+    caption = show.captions(3, random.Random(0))
+    assert caption == ["red square blue circle"]
+    even = oracle.oracle_coverage(show, caption[0], 4, connective_before=False, eos_even=True)
+    assert even == pytest.approx([5 / 4] * 4)
+    last = oracle.oracle_coverage(show, caption[0], 4, connective_before=False, eos_even=False)
+    assert last == pytest.approx([1, 1, 1.5, 1.5])
+    with pytest.raises(ValueError, match="none of"):
+        oracle.oracle_coverage(show, "blue circle red square", 4, connective_before=False, eos_even=True)

@@ -131,3 +131,26 @@ def test_no_two_objects_on_screen_are_ever_the_same_colour_and_shape() -> None:
             if event.kind == "disappears":
                 del shown[event.thing]
             assert len(set(shown.values())) == len(shown), spec.events
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_slideshow_shows_one_object_per_segment_above_a_progress_bar(seed: int) -> None:
+    rng = random.Random(seed)
+    spec = plan_video(8, 4, 2, rng, equal_events=True, slideshow=True)
+    assert [(event.first, event.last) for event in spec.events] == [(0, 1), (2, 3), (4, 5), (6, 7)]
+    assert all(event.kind == "appears" for event in spec.events)
+    for before, after in zip(spec.events, spec.events[1:], strict=False):
+        assert (before.colour, before.shape) != (after.colour, after.shape)
+    assert spec.captions(3, rng) == [" ".join(f"{e.colour} {e.shape}" for e in spec.events)]
+    video = render(spec, 8, 32, rng)
+    bar = (video[:, :, 31] == 1).all(1)  # (frames, columns): white in the bottom row
+    assert bar.sum(1).tolist() == [4 * (t + 1) for t in range(8)]
+    assert (video[:, :, 30:] > 0).any(1).sum((1, 2)).tolist() == bar.sum(1).tolist()  # no object there
+    for event in spec.events:
+        colours = {
+            tuple(round(v, 2) for v in pixel)
+            for t in (event.first, event.last)
+            for pixel in video[t, :, :30].flatten(1).T.tolist()
+            if any(pixel)
+        }
+        assert colours == {tuple(round(v, 2) for v in COLOURS[event.colour])}  # this object alone

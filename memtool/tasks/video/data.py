@@ -164,12 +164,14 @@ def generate_shapes(
     colours: tuple[str, ...] = tuple(COLOURS),
     shapes: tuple[str, ...] = SHAPES,
     distractors: int = 0,
+    slideshow: bool = False,
 ) -> tuple[list[Tensor], list[list[str]]]:
     """``count`` synthetic videos as uint8 (frames, 3, size, size) and their reference captions."""
     rng = random.Random(seed)
     specs = plan_split(
-        count, frames, events, max_objects, held_out, with_held_out, rng, equal_events, colours, shapes
-    )
+        count, frames, events, max_objects, held_out, with_held_out, rng, equal_events, colours, shapes,
+        slideshow,
+    )  # fmt: skip
     videos = [render(spec, frames, size, rng, noise, distractors) for spec in specs]
     videos = [(video * 255).round().to(torch.uint8) for video in videos]
     return videos, [spec.captions(references, rng) for spec in specs]

@@ -7,6 +7,12 @@ a decoder that looks at the wrong frames says a wrong word, and one that keeps l
 repeats itself. Each video has several reference captions (synonyms and connectives vary), as real
 captioning sets do.
 
+The ``slideshow`` layout is the diagnostic case for the attention regularizer: each event is a new object
+that replaces the one before, the caption names the objects in order ("red square green circle ..."),
+and a progress bar along the bottom row says how far into the clip a frame is. With segments of equal
+length every frame then deserves the same attention summed over the caption, which is what the
+regularizer's uniform target (τ = auto) asks.
+
 Held-out combinations make the test split need the frames, not memory of captions: some (colour, shape)
 pairs never occur in a training video and occur in every test video, so a model must compose a colour and
 a shape it has only seen apart.
@@ -68,9 +74,13 @@ class VideoSpec:
 
     events: list[Event]
     pairs: set[tuple[str, str]] = field(default_factory=set)  # every (colour, shape) it shows
+    slideshow: bool = False  # one object at a time, named in order (``plan_video``)
 
     def captions(self, count: int, rng: random.Random) -> list[str]:
-        """``count`` reference captions: the same events, with synonyms and connectives drawn by ``rng``."""
+        """``count`` reference captions: the same events, with synonyms and connectives drawn by ``rng``.
+        A slideshow's caption has no synonyms or connectives: it is its one reference."""
+        if self.slideshow:
+            return [" ".join(f"{event.colour} {event.shape}" for event in self.events)]
         captions: list[str] = []
         for _ in range(count * 4):
             parts = [self.events[0].phrase(rng)]
@@ -103,10 +113,21 @@ def plan_video(
     colours: tuple[str, ...] = tuple(COLOURS),
     equal_events: bool = False,
     shapes: tuple[str, ...] = SHAPES,
+    slideshow: bool = False,
 ) -> VideoSpec:
     """Draw a consistent sequence of events: an object appears before anything happens to it, a hidden
-    object cannot move, and at least one object is on screen after every event."""
+    object cannot move, and at least one object is on screen after every event. A ``slideshow`` shows one
+    object per segment, each unlike the one before, and nothing else happens."""
     segments = _segments(frames, events, rng, equal_events)
+    if slideshow:
+        spec = VideoSpec([], slideshow=True)
+        previous: tuple[str, str] | None = None
+        for thing, (first, last) in enumerate(segments):
+            colour, shape = rng.choice([(c, s) for c in colours for s in shapes if (c, s) != previous])
+            spec.events.append(Event("appears", thing, colour, shape, None, first, last))
+            spec.pairs.add((colour, shape))
+            previous = (colour, shape)
+        return spec
     state: dict[int, tuple[str, str]] = {}  # visible objects → (colour, shape)
     spec = VideoSpec([])
     for first, last in segments:
@@ -186,7 +207,8 @@ def render(
 ) -> Tensor:
     """The video as (frames, 3, size, size) floats in [0, 1]: black background, each visible object drawn
     in its colour; a moving object travels a quarter of the frame over its event's segment. Distractors
-    are grey shapes that stand still in every frame, under the objects, and no caption mentions."""
+    are grey shapes that stand still in every frame, under the objects, and no caption mentions. A
+    slideshow's object shows for its segment alone, above a white progress bar along the bottom row."""
     radius, step = max(1, size // 10), max(1, size // 4)
     video = torch.zeros(frames, 3, size, size)
     colour: dict[int, str] = {}
@@ -202,16 +224,24 @@ def render(
             moves.setdefault(event.thing, []).append((event.first, event.last, DIRECTIONS[event.detail]))
         elif event.kind == "disappears":
             hidden_from[event.thing] = event.first
+        if spec.slideshow:
+            hidden_from[event.thing] = event.last + 1
+    # a slideshow keeps its bottom rows for the progress bar, and its objects never share a frame
+    floor = 2 if spec.slideshow else 0
     positions: dict[int, tuple[float, float]] = {}
     for thing in colour:  # a start from which every planned move stays inside the frame
         path = [(0, 0)]
         for _, _, (dr, dc) in moves.get(thing, []):
             path.append((path[-1][0] + dr * step, path[-1][1] + dc * step))
         bounds = [
-            (radius - min(p[axis] for p in path), size - 1 - radius - max(p[axis] for p in path))
+            (
+                radius - min(p[axis] for p in path),
+                size - 1 - radius - max(p[axis] for p in path) - floor * (1 - axis),
+            )
             for axis in (0, 1)
         ]
-        positions[thing] = _free_position(positions.values(), bounds, 2 * radius + 2 + step, rng)
+        taken = () if spec.slideshow else positions.values()
+        positions[thing] = _free_position(taken, bounds, 2 * radius + 2 + step, rng)
     still: list[tuple[str, tuple[float, float]]] = []  # drawn only when asked: the default draws no more
     for _ in range(distractors):
         where = [*positions.values(), *(centre for _, centre in still)]
@@ -234,6 +264,8 @@ def render(
             mask = _mask(shape[thing], size, radius, (row, col))
             for channel, value in enumerate(COLOURS[now]):
                 video[t, channel][mask] = value
+        if spec.slideshow:
+            video[t, :, size - 1, : round((t + 1) * size / frames)] = 1.0
     if noise > 0:
         generator = torch.Generator().manual_seed(rng.randrange(2**31))
         video = (video + noise * torch.rand(video.shape, generator=generator)).clamp(0, 1)
@@ -251,6 +283,7 @@ def plan_split(
     equal_events: bool = False,
     colours: tuple[str, ...] = tuple(COLOURS),
     shapes: tuple[str, ...] = SHAPES,
+    slideshow: bool = False,
 ) -> list[VideoSpec]:
     """``count`` videos of ``events[0]``..``events[1]`` events of ``colours`` and ``shapes`` (the
     vocabulary's size): with ``with_held_out`` every one shows at least one held-out (colour, shape) pair,
@@ -264,7 +297,9 @@ def plan_split(
                 f"could not draw {count} videos {'with' if with_held_out else 'without'} the held-out pairs "
                 f"{sorted(held_out)}; hold out fewer pairs or allow more events"
             )
-        spec = plan_video(frames, rng.randint(*events), max_objects, rng, colours, equal_events, shapes)
+        spec = plan_video(
+            frames, rng.randint(*events), max_objects, rng, colours, equal_events, shapes, slideshow
+        )
         if bool(spec.pairs & held_out) == with_held_out:
             specs.append(spec)
     return specs

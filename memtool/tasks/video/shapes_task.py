@@ -47,6 +47,10 @@ class ShapesParams(Strict):
     # random: events last random runs of frames (a colour change may take one frame of eight); equal: as
     # even as the frames allow, nearer to where uniform coverage (the regularizer's τ = auto) is right
     event_lengths: Literal["random", "equal"] = "random"
+    # events: shapes appear, move, turn and disappear, told with synonyms and connectives; slideshow: one
+    # object per event, each replacing the last, named in order ("red square green circle"), a progress
+    # bar in the bottom row; with equal event lengths, uniform coverage is exactly the right attention
+    layout: Literal["events", "slideshow"] = "events"
 
     @model_validator(mode="before")
     @classmethod
@@ -171,6 +175,7 @@ class ShapesCaptionTask(CaptionTask):
                     colours=tuple(params.colours),
                     shapes=tuple(params.shapes),
                     distractors=params.distractors,
+                    slideshow=params.layout == "slideshow",
                 )
             except ValueError as error:  # the settings leave too few videos to draw from
                 raise UserError(f"task: {split} split: {error}") from None
