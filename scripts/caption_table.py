@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 from statistics import mean, stdev
 
 import yaml
+
+from memtool.errors import exit_for_user
 
 METRICS = (
     ("bleu1", "BLEU-1", 3),
@@ -69,7 +70,7 @@ def main() -> None:
     print("|---|---:|" + "---:|" * (len(METRICS) + 1))
     for run in args.runs:
         if not (run / "summary.json").is_file():
-            sys.exit(f"error: {run}: no summary.json (not a run directory, or the run has not finished)")
+            exit_for_user(f"{run}: no summary.json (not a run directory, or the run has not finished)")
         summary = json.loads((run / "summary.json").read_text())
         fresh = args.rescore or args.overrides
         metrics = rescore(run, args.overrides) if fresh else summary["test"]["metrics"]

@@ -24,7 +24,7 @@ import statistics
 from pathlib import Path
 
 from memtool.config import load_config
-from memtool.errors import UserError
+from memtool.errors import UserError, exit_for_user
 from memtool.tasks.video.shapes import SYNONYMS, VideoSpec, plan_split
 
 
@@ -84,9 +84,9 @@ def main() -> None:
     try:
         config = load_config(args.config, overrides=args.overrides)
     except UserError as error:
-        raise SystemExit(f"error: {error}") from None
+        exit_for_user(f"{error}")
     if config.task.name != "shapes_captions":
-        raise SystemExit(f"error: {args.config}: a shapes_captions config is needed, not {config.task.name}")
+        exit_for_user(f"{args.config}: a shapes_captions config is needed, not {config.task.name}")
     p = config.task.params
     rng = random.Random(config.seed)
     specs = plan_split(

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from statistics import median
 
 import yaml
+
+from memtool.errors import exit_for_user
 
 THRESHOLD = 0.1  # bits per sequence: the algorithmic tasks' target
 
@@ -105,7 +106,7 @@ def main() -> None:
     by_task: dict[str, list[dict]] = {}
     for run in args.runs:
         if not (run / "summary.json").is_file():
-            sys.exit(f"error: {run}: no summary.json (not a run directory, or the run has not finished)")
+            exit_for_user(f"{run}: no summary.json (not a run directory, or the run has not finished)")
         row = describe(run)
         by_task.setdefault(row["task"], []).append(row)
     for task, rows in by_task.items():

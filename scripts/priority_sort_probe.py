@@ -44,7 +44,7 @@ from torch import Tensor
 
 from memtool.build import restore
 from memtool.checkpoint import load_checkpoint
-from memtool.errors import UserError
+from memtool.errors import UserError, exit_for_user
 from memtool.figures import require_matplotlib, save_png
 from memtool.tasks.algorithmic.priority_sort import (
     PrioritySortParams,
@@ -145,9 +145,12 @@ class Answers(NamedTuple):
 @torch.no_grad()
 def probe(run: Path, split: str, sequences: int) -> tuple[list[Head], Answers]:
     """Each write head's figures, and the answers' wrong bits by priority gap."""
-    config, task, model = restore(load_checkpoint(run / "best.pt" if run.is_dir() else run))
+    try:
+        config, task, model = restore(load_checkpoint(run / "best.pt" if run.is_dir() else run))
+    except UserError as error:
+        exit_for_user(f"{error}")
     if config.task.name != "priority_sort" or config.model.name != "ntm":
-        raise SystemExit(
+        exit_for_user(
             f"{run}: an NTM on priority_sort is needed, this is {config.model.name} on {config.task.name}"
         )
     inputs, bits = config.task.params.inputs, config.task.params.bits
@@ -271,23 +274,21 @@ def main() -> None:
     args = parser.parse_args()
     if args.floor:
         if min(args.floor) < 1 or min(args.inputs) < 1 or args.lists < 1:
-            raise SystemExit("error: --floor, --inputs and --lists take whole numbers of at least 1")
+            exit_for_user("--floor, --inputs and --lists take whole numbers of at least 1")
         torch.set_num_threads(1)
         print_floor(args.floor, args.inputs, args.lists)
         return
     if not args.runs:
-        raise SystemExit(
-            "error: give one or more runs to probe, or --floor ROWS... to score the bucket strategy"
-        )
+        exit_for_user("give one or more runs to probe, or --floor ROWS... to score the bucket strategy")
     if args.gaps and min(args.gaps) < 1:
-        raise SystemExit(f"error: --gaps {min(args.gaps)}: a bucket strategy needs at least 1 row")
+        exit_for_user(f"--gaps {min(args.gaps)}: a bucket strategy needs at least 1 row")
     if args.png:
         if args.png.suffix.lower() != ".png":
-            raise SystemExit(f"error: --png {args.png}: the figure is a PNG; give a path ending in .png")
+            exit_for_user(f"--png {args.png}: the figure is a PNG; give a path ending in .png")
         try:
             require_matplotlib()
         except UserError as error:
-            raise SystemExit(f"error: {error}") from None
+            exit_for_user(f"{error}")
     torch.set_num_threads(1)
     print(
         "| run | write head | mean peak weight | rows it peaks on | correlation of priority and row "

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from memtool.build import restore
 from memtool.checkpoint import load_checkpoint
-from memtool.errors import UserError
+from memtool.errors import UserError, exit_for_user
 from memtool.tasks.algorithmic.repeat_copy import repeat_copy_sequences
 
 
@@ -65,9 +65,9 @@ def probe(run: Path, sizes: list[tuple[int, int]], sequences: int) -> list[str]:
     try:
         config, task, model = restore(load_checkpoint(run / "best.pt" if run.is_dir() else run))
     except UserError as error:
-        raise SystemExit(f"error: {error}") from None
+        exit_for_user(f"{error}")
     if config.task.name != "repeat_copy":
-        raise SystemExit(f"error: {run}: a repeat_copy run is needed, this is {config.task.name}")
+        exit_for_user(f"{run}: a repeat_copy run is needed, this is {config.task.name}")
     bits, (mean, std) = config.task.params.bits, task.repeats_scale
     trained = (config.task.params.max_repeats - mean) / std
     lines = []
@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=64)
     args = parser.parse_args()
     if args.sequences < 1:
-        raise SystemExit("error: --sequences takes a whole number of at least 1")
+        exit_for_user("--sequences takes a whole number of at least 1")
     torch.set_num_threads(1)
     rows = [line for run in args.runs for line in probe(run, args.sizes, args.sequences)]
     print(

@@ -66,12 +66,30 @@ def test_priority_sort_probe_reads_a_run(tmp_path: Path) -> None:
     assert one_row[0] == "perfect bucket strategy, 1 row (all runs' lists)" and float(one_row[1]) > 0
     assert many_rows[1] == "0.00"  # rows far narrower than any gap: nothing shared
     refused = script("priority_sort_probe.py", run, "--gaps", 0)
-    assert refused.returncode == 1 and "--gaps 0: a bucket strategy needs at least 1 row" in refused.stderr
+    assert refused.returncode == 2 and "--gaps 0: a bucket strategy needs at least 1 row" in refused.stderr
 
 
 def test_ntm_table_refuses_an_unfinished_run(tmp_path: Path) -> None:
     shown = script("ntm_table.py", tmp_path)
-    assert shown.returncode == 1 and "no summary.json" in shown.stderr
+    assert shown.returncode == 2 and "no summary.json" in shown.stderr
+
+
+@pytest.mark.parametrize("name", ["priority_sort_probe.py", "repeat_copy_probe.py"])
+def test_a_probe_refuses_a_corrupt_checkpoint_in_one_line(tmp_path: Path, name: str) -> None:
+    """Bad input to a script is what it is to the CLI: one line naming the file, exit code 2."""
+    corrupt = tmp_path / "best.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    shown = script(name, corrupt)
+    assert shown.returncode == 2, shown.stderr
+    assert shown.stderr.count("\n") == 1 and str(corrupt) in shown.stderr
+    assert "Traceback" not in shown.stderr
+
+
+def test_the_coverage_oracle_refuses_a_bad_setting_in_one_line() -> None:
+    shown = script(
+        "coverage_oracle.py", ROOT / "configs" / "captioner_shapes.yaml", "--set", "task.layout=film"
+    )
+    assert shown.returncode == 2 and "task.layout" in shown.stderr and "Traceback" not in shown.stderr
 
 
 def test_babi_table_reads_a_run_and_an_eval_file(tmp_path: Path) -> None:
