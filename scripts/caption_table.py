@@ -8,6 +8,8 @@ runs' ``summary.json`` (the test split of ``best.pt``), so docs/RESULTS.md is no
 ``memtool eval RUN`` prints; greedy decoding is deterministic, so only a changed metric changes).
 ``--set`` rescores on a changed test split, as ``memtool eval RUN --set`` does: ``--set
 data.test_pairs=seen`` scores fresh videos of the training distribution instead of the held-out pairs.
+``--reached bleu4=0.9`` adds a column: the first epoch whose validation BLEU-4 reached 0.9 (from the
+run's ``metrics.jsonl``; "–" where it never did), for how fast a setting learns.
 """
 
 from __future__ import annotations
@@ -51,6 +53,24 @@ def setting(run: Path) -> str:
     return f"soft attention, λ = {model.get('reg_lambda')}, τ = {model.get('reg_tau')}"
 
 
+def first_epoch(run: Path, metric: str, value: float) -> int | None:
+    """The first epoch whose ``valid_<metric>`` is at least ``value``, or None."""
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record.get(f"valid_{metric}", -math.inf) >= value:
+            return int(record["epoch"])
+    return None
+
+
+def reached_target(text: str) -> tuple[str, float]:
+    """``--reached`` as (metric, value): ``bleu4=0.9``."""
+    name, _, value = text.partition("=")
+    try:
+        return name, float(value)
+    except ValueError:
+        exit_for_user(f"--reached {text}: give METRIC=VALUE, e.g. bleu4=0.9")
+
+
 def rescore(run: Path, overrides: list[str]) -> dict[str, float]:
     from memtool.build import restore
     from memtool.checkpoint import load_checkpoint
@@ -64,28 +84,41 @@ def main() -> None:
     parser.add_argument("runs", type=Path, nargs="+", help="run directories")
     parser.add_argument("--rescore", action="store_true", help="score best.pt on test again")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE; rescores")
+    parser.add_argument("--reached", metavar="METRIC=VALUE", help="first epoch at this validation score")
     args = parser.parse_args()
+    target = reached_target(args.reached) if args.reached else None
+    columns = list(METRICS)
+    if target:
+        columns.append(("reached", f"first epoch with valid {target[0]} ≥ {target[1]:g}", 1))
     groups: dict[str, list[dict]] = {}
-    print("| run | seed | " + " | ".join(label for _, label, _ in METRICS) + " | train s |")
-    print("|---|---:|" + "---:|" * (len(METRICS) + 1))
+    print("| run | seed | " + " | ".join(label for _, label, _ in columns) + " | train s |")
+    print("|---|---:|" + "---:|" * (len(columns) + 1))
     for run in args.runs:
         if not (run / "summary.json").is_file():
             exit_for_user(f"{run}: no summary.json (not a run directory, or the run has not finished)")
         summary = json.loads((run / "summary.json").read_text())
         fresh = args.rescore or args.overrides
-        metrics = rescore(run, args.overrides) if fresh else summary["test"]["metrics"]
+        metrics = dict(rescore(run, args.overrides) if fresh else summary["test"]["metrics"])
+        if target:
+            epoch = first_epoch(run, *target)
+            metrics["reached"] = math.nan if epoch is None else float(epoch)
         groups.setdefault(setting(run), []).append(metrics)
-        cells = " | ".join(cell(metrics.get(name), digits) for name, _, digits in METRICS)
+        cells = " | ".join(cell(metrics.get(name), digits) for name, _, digits in columns)
         print(f"| {run.name} | {summary['seed']} | {cells} | {summary['train_seconds']:.0f} |")
     print()
-    print("| setting | runs | " + " | ".join(label for _, label, _ in METRICS) + " |")
-    print("|---|---:|" + "---:|" * len(METRICS))
+    print("| setting | runs | " + " | ".join(label for _, label, _ in columns) + " |")
+    print("|---|---:|" + "---:|" * len(columns))
     for name, runs in groups.items():
         cells = []
-        for metric, _, digits in METRICS:
+        for metric, _, digits in columns:
             values = [r[metric] for r in runs if present(r.get(metric))]
             spread = f" ± {stdev(values):.{digits}f}" if len(values) > 1 else ""
-            cells.append(f"{mean(values):.{digits}f}{spread}" if values else "–")
+            missing = (
+                f" ({len(runs) - len(values)} never)"
+                if metric == "reached" and len(values) < len(runs)
+                else ""
+            )
+            cells.append((f"{mean(values):.{digits}f}{spread}" if values else "–") + missing)
         print(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
 
 

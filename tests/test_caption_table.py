@@ -1,0 +1,29 @@
+"""scripts/caption_table.py's ``--reached``: the first epoch a run's validation score reached a value."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.helpers import load_script
+
+
+@pytest.fixture(scope="module")
+def table() -> ModuleType:
+    return load_script("caption_table")
+
+
+def test_the_first_epoch_at_a_validation_score(table: ModuleType, tmp_path: Path) -> None:
+    scores = [0.2, 0.95, 0.5, 0.97]  # reached at epoch 2, lost, reached again: the first counts
+    records = [{"epoch": epoch, "valid_bleu4": score} for epoch, score in enumerate(scores, 1)]
+    records.insert(1, {"epoch": 1, "train_loss": 1.0})  # a record without validation is skipped
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert table.first_epoch(tmp_path, "bleu4", 0.9) == 2
+    assert table.first_epoch(tmp_path, "bleu4", 0.99) is None
+    assert table.reached_target("bleu4=0.9") == ("bleu4", 0.9)
+    with pytest.raises(SystemExit) as stopped:
+        table.reached_target("bleu4")
+    assert stopped.value.code == 2
