@@ -91,6 +91,14 @@ class Ranks:
         torch.distributed.broadcast_object_list(box, src=0)
         return box[0]
 
+    def gather(self, value: Any) -> list[Any]:
+        """Every process's ``value`` (a picklable object), in rank order, in every process."""
+        if not self.distributed:
+            return [value]
+        values: list[Any] = [None] * self.world
+        torch.distributed.all_gather_object(values, value)
+        return values
+
     def barrier(self) -> None:
         if self.distributed:
             torch.distributed.barrier()

@@ -41,11 +41,18 @@ class Selection:
         self._read_steps(state)
         self._tick(state)
         speed = self._speed(state)
-        valid = self.task.evaluate(model, "valid", self.tc.eval_batch_size)
+        valid = self._evaluate(model, "valid")
         model.train()  # whatever mode the task's evaluation left it in
         self._tick(state)
         self._log_validation(model, state, valid, lr, batches_per_epoch, epoch_end, speed)
         return valid
+
+    def _evaluate(self, model: nn.Module, split: str) -> EvalResult:
+        """The task's scores on a split, each process scoring its part (one process: the whole)."""
+        part = self.task.evaluate_part(
+            model, split, self.tc.eval_batch_size, self.ranks.rank, self.ranks.world
+        )
+        return self.task.merge_evaluation(split, self.ranks.gather(part))
 
     @staticmethod
     def _speed(state: TrainState) -> float:
@@ -154,8 +161,8 @@ class Selection:
         self.ranks.barrier()  # its checkpoint is written
         path = self.files.restart_best(state.restart) if self.several else self.files.best
         model = model_from_checkpoint(load_checkpoint(path), self.device)
-        valid = self.task.evaluate(model, "valid", self.tc.eval_batch_size)
-        test = self.task.evaluate(model, "test", self.tc.eval_batch_size)
+        valid = self._evaluate(model, "valid")
+        test = self._evaluate(model, "test")
         state.scored[str(state.restart)] = {
             "best_valid": state.restart_best_score,
             "valid": asdict(valid),
@@ -179,8 +186,8 @@ class Selection:
         else:  # a run that finished before memtool scored each restart
             self.ranks.barrier()  # best.pt is written
             model = model_from_checkpoint(load_checkpoint(self.files.best), self.device)
-            valid = self.task.evaluate(model, "valid", self.tc.eval_batch_size)
-            test = self.task.evaluate(model, "test", self.tc.eval_batch_size)
+            valid = self._evaluate(model, "valid")
+            test = self._evaluate(model, "test")
         summary = Summary(
             run_dir=str(self.files.path),
             seed=self.config.seed,

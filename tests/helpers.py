@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import math
 import os
 import subprocess
 import sys
@@ -86,9 +87,13 @@ def write_feature_videos(folder: Any, videos: int, frames: int = 3, seed: int = 
     (folder / "captions.json").write_text(json.dumps({"videos": entries}, indent=1))
 
 
-def same_metrics(a: dict[str, float], b: dict[str, float]) -> bool:
-    """Metrics equal key by key, NaN equal to NaN (a share with nothing to count is NaN in both runs)."""
-    return a.keys() == b.keys() and all(a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]) for k in a)
+def same_metrics(a: dict[str, float], b: dict[str, float], rel: float = 0.0) -> bool:
+    """Metrics equal key by key (within ``rel``, relative), NaN equal to NaN (a share with nothing to
+    count is NaN in both runs)."""
+    return a.keys() == b.keys() and all(
+        a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]) or math.isclose(a[k], b[k], rel_tol=rel, abs_tol=rel)
+        for k in a
+    )
 
 
 def load_script(name: str) -> ModuleType:

@@ -92,6 +92,25 @@ def test_evaluation_reports_the_declared_metrics(name: str) -> None:
     assert math.isfinite(result.metrics[task.scoring.select.name])
 
 
+@pytest.mark.parametrize("name", sorted(SMOKE))
+@pytest.mark.parametrize("world", [2, 3, 40])
+def test_the_parts_of_an_evaluation_merge_into_the_whole(name: str, world: int) -> None:
+    """What evaluating under DDP rests on: N processes score their parts of a split, and the merged
+    result is the one process's (40 parts: most of them hold no example)."""
+    config = _config(name)
+    task = build_task(config)
+    torch.manual_seed(0)
+    model = create_model(config.model.name, model_arguments(config, task)).eval()
+    for split in ("valid", "test"):
+        whole = task.evaluate(model, split, 4)
+        parts = [task.evaluate_part(model, split, 4, rank, world) for rank in range(world)]
+        merged = task.merge_evaluation(split, parts)
+        assert same_metrics(merged.metrics, whole.metrics, rel=1e-5), (merged.metrics, whole.metrics)
+        assert merged.groups.keys() == whole.groups.keys()
+        for group, metrics in whole.groups.items():
+            assert same_metrics(merged.groups[group], metrics, rel=1e-5)
+
+
 class CrashAt(SilentObserver):
     """Dies like a SIGKILL would: abruptly, without the engine saving anything."""
 

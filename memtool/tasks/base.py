@@ -203,6 +203,17 @@ class Task(Protocol):
 
     def evaluate(self, model: nn.Module, split: str, batch_size: int) -> EvalResult: ...
 
+    def evaluate_part(self, model: nn.Module, split: str, batch_size: int, rank: int, world: int) -> Any:
+        """What ``evaluate`` needs from process ``rank``'s part of the split (``part_rows``) when ``world``
+        processes evaluate together: a picklable value on the host (per-example losses, generated
+        captions, sums), which ``merge_evaluation`` turns into the split's result."""
+        ...
+
+    def merge_evaluation(self, split: str, parts: list[Any]) -> EvalResult:
+        """The split's result from every process's ``evaluate_part``, in rank order: what ``evaluate``
+        gives in one process, within float noise."""
+        ...
+
     def evaluate_replicas(
         self, stacked: nn.Module, replica: Callable[[int], nn.Module], count: int, split: str, batch_size: int
     ) -> list[EvalResult]:
@@ -267,6 +278,15 @@ class TaskDefaults:
         counts = {name: torch.stack([found[name] for _, found in results]) for name in results[0][1]}
         return torch.stack([loss for loss, _ in results]), counts
 
+    def evaluate_part(self, model: nn.Module, split: str, batch_size: int, rank: int, world: int) -> Any:
+        """The whole split's ``evaluate``, in every process: a task whose evaluation can be split
+        overrides this and ``merge_evaluation`` (``ShardedEvaluation``), so each process scores a part."""
+        return self.evaluate(model, split, batch_size)  # type: ignore[attr-defined]
+
+    def merge_evaluation(self, split: str, parts: list[Any]) -> EvalResult:
+        """Every process scored the whole split (``evaluate_part`` above): the first one's result."""
+        return parts[0]
+
     def evaluate_replicas(
         self, stacked: nn.Module, replica: Callable[[int], nn.Module], count: int, split: str, batch_size: int
     ) -> list[EvalResult]:
@@ -281,6 +301,15 @@ class TaskDefaults:
         rows = part_rows(batch.size, rank, world)
         part = Batch({name: value[rows] for name, value in batch.inputs.items()}, batch.targets[rows])
         return part, part.size / max(batch.size, 1)
+
+
+class ShardedEvaluation:
+    """For a task whose evaluation splits into parts: ``evaluate`` is the merge of the one part that
+    is the whole split, so one process and N processes score with the same code."""
+
+    def evaluate(self, model: nn.Module, split: str, batch_size: int) -> EvalResult:
+        part = self.evaluate_part(model, split, batch_size, 0, 1)  # type: ignore[attr-defined]
+        return self.merge_evaluation(split, [part])  # type: ignore[attr-defined]
 
 
 def part_rows(size: int, rank: int, world: int) -> slice:

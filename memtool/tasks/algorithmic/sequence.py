@@ -28,8 +28,10 @@ from memtool.tasks.base import (
     FailRule,
     Metric,
     Scoring,
+    ShardedEvaluation,
     Target,
     TaskDefaults,
+    part_rows,
     seeded_generator,
 )
 from memtool.views import HeatmapView, InspectRequest
@@ -105,7 +107,7 @@ def size_seed(size: Size) -> int:
     return value
 
 
-class SequenceTask(TaskDefaults):
+class SequenceTask(ShardedEvaluation, TaskDefaults):
     """The shared machinery; a task declares its sizes, its generator and its channels."""
 
     Data = SequenceData
@@ -248,32 +250,49 @@ class SequenceTask(TaskDefaults):
         }
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, split: str, batch_size: int) -> EvalResult:
+    def evaluate_part(
+        self, model: nn.Module, split: str, batch_size: int, rank: int, world: int
+    ) -> dict[str, dict[str, float]]:
+        """Per size of the split: the cost and wrong bits summed over this process's sequences of its
+        fixed set, their count, and whether the size is a training one."""
         model.eval()
         device = next(model.parameters()).device
-        groups: dict[str, dict[str, float]] = {}
-        trained: list[str] = []
+        sums: dict[str, dict[str, float]] = {}
         for size in self._sizes(split):
             inputs, targets = self._fixed_set(split, size)
+            rows = part_rows(len(inputs), rank, world)
             cost = torch.zeros((), dtype=torch.float64, device=device)
             wrong = torch.zeros((), dtype=torch.float64, device=device)
-            for first in range(0, len(inputs), batch_size):
-                batch = Batch(
-                    {"inputs": inputs[first : first + batch_size]}, targets[first : first + batch_size]
-                ).to(device)
+            for first in range(rows.start, rows.stop, batch_size):
+                last = min(first + batch_size, rows.stop)
+                batch = Batch({"inputs": inputs[first:last]}, targets[first:last]).to(device)
                 logits = self._answer(model(**batch.inputs), batch)
                 bce = nn.functional.binary_cross_entropy_with_logits(logits, batch.targets, reduction="sum")
                 cost += bce.double()
                 wrong += ((logits > 0).float() != batch.targets).sum().double()
-            count, per_sequence = len(inputs), targets[0].numel()
-            name = self.size_name(size)
+            sums[self.size_name(size)] = {
+                "cost": cost.item(),
+                "wrong": wrong.item(),
+                "count": rows.stop - rows.start,
+                "per_sequence": targets[0].numel(),
+                "trained": self.trained(size),
+            }
+        return sums
+
+    def merge_evaluation(self, split: str, parts: list[dict[str, dict[str, float]]]) -> EvalResult:
+        groups: dict[str, dict[str, float]] = {}
+        trained: list[str] = []
+        for name, first in parts[0].items():
+            cost = sum(part[name]["cost"] for part in parts)
+            wrong = sum(part[name]["wrong"] for part in parts)
+            count = sum(part[name]["count"] for part in parts)
             groups[name] = {
-                "cost_bits": cost.item() / math.log(2) / count,
-                "bit_errors": wrong.item() / count,
-                "loss": cost.item() / (count * per_sequence),  # mean cross-entropy per bit, as in training
+                "cost_bits": cost / math.log(2) / count,
+                "bit_errors": wrong / count,
+                "loss": cost / (count * first["per_sequence"]),  # mean cross-entropy per bit, as in training
                 "examples": count,
             }
-            if self.trained(size):
+            if first["trained"]:
                 trained.append(name)
         chosen = [groups[name] for name in trained] or list(groups.values())
         total = sum(g["examples"] for g in chosen)

@@ -29,8 +29,10 @@ from memtool.tasks.base import (
     FailRule,
     Metric,
     Scoring,
+    ShardedEvaluation,
     TaskDefaults,
     bucketed_rows,
+    part_rows,
     seeded_generator,
     shuffled_rows,
 )
@@ -283,7 +285,7 @@ def batch_from_split(split: Split, rows: Tensor, trim: Sequence[int] | None = No
 
 
 @register_task("babi")
-class BabiTask(TaskDefaults):
+class BabiTask(ShardedEvaluation, TaskDefaults):
     """bAbI QA: stories, questions, single-token answers; error % per bAbI task (files or generated)."""
 
     Params = BabiParams
@@ -513,8 +515,20 @@ class BabiTask(TaskDefaults):
     def train_metrics(self, sums: dict[str, float], examples: int) -> dict[str, float]:
         return {"error": 100 * sums.get("wrong", 0.0) / max(examples, 1)}
 
-    def evaluate(self, model: nn.Module, split: str, batch_size: int) -> EvalResult:
-        return self._evaluate(model, split, batch_size, lambda inputs: model(**inputs).prediction[None])[0]
+    def evaluate_part(
+        self, model: nn.Module, split: str, batch_size: int, rank: int, world: int
+    ) -> tuple[Tensor, Tensor]:
+        """Each question's loss and whether it was answered wrong, for this process's rows."""
+        rows = part_rows(len(self.splits[split]), rank, world)
+        loss, wrong = self._answers(
+            model, split, rows, batch_size, lambda inputs: model(**inputs).prediction[None]
+        )
+        return loss[0], wrong[0]
+
+    def merge_evaluation(self, split: str, parts: list[tuple[Tensor, Tensor]]) -> EvalResult:
+        loss = torch.cat([part[0] for part in parts])
+        wrong = torch.cat([part[1] for part in parts])
+        return self._scores(self.splits[split], loss, wrong)
 
     def evaluate_replicas(
         self, stacked: nn.Module, replica: Callable[[int], nn.Module], count: int, split: str, batch_size: int
@@ -524,29 +538,29 @@ class BabiTask(TaskDefaults):
         def logits(inputs: dict[str, Tensor]) -> Tensor:
             return stacked.forward_replicas([inputs] * count, None).prediction  # evaluation draws no noise
 
-        return self._evaluate(stacked, split, batch_size, logits, count)
+        data = self.splits[split]
+        loss, wrong = self._answers(stacked, split, slice(0, len(data)), batch_size, logits, count)
+        return [self._scores(data, loss[index], wrong[index]) for index in range(count)]
 
     @torch.no_grad()
-    def _evaluate(
+    def _answers(
         self,
         model: nn.Module,
         split: str,
+        rows: slice,
         batch_size: int,
         predict: Callable[[dict[str, Tensor]], Tensor],
         count: int = 1,
-    ) -> list[EvalResult]:
-        """The split scored for each of the ``count`` predictions (count, batch, vocabulary) that
-        ``predict`` gives for a batch."""
-        data = self.splits[split]
-        if len(data) == 0:
-            empty = {"error": float("nan"), "loss": float("nan"), "examples": 0}
-            return [EvalResult(dict(empty), {}, SCORING.group_key) for _ in range(count)]
+    ) -> tuple[Tensor, Tensor]:
+        """For each of the ``count`` predictions (count, batch, vocabulary) that ``predict`` gives for a
+        batch: the loss of each question of ``rows`` and whether it was answered wrong, (count, rows)."""
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
-        losses, wrongs = [], []
-        for batch in self.batches(split, batch_size):
-            batch = batch.to(device)
+        losses = [torch.zeros(count, 0, device=device)]  # a part may hold no question
+        wrongs = [torch.zeros(count, 0, dtype=torch.bool, device=device)]
+        for start in range(rows.start, rows.stop, batch_size):
+            batch = self._batch(split, torch.arange(start, min(start + batch_size, rows.stop))).to(device)
             logits = predict(batch.inputs)
             targets = batch.targets.expand(count, -1)
             loss = nn.functional.cross_entropy(
@@ -557,12 +571,14 @@ class BabiTask(TaskDefaults):
             losses.append(loss.masked_fill(targets == 0, float("nan")))
             wrongs.append(logits.argmax(-1) != targets)
         model.train(was_training)
-        loss, wrong = torch.cat(losses, 1).double().cpu(), torch.cat(wrongs, 1).double().cpu()
-        return [self._scores(data, loss[index], wrong[index]) for index in range(count)]
+        return torch.cat(losses, 1).double().cpu(), torch.cat(wrongs, 1).double().cpu()
 
     @staticmethod
     def _scores(data: Split, loss: Tensor, wrong: Tensor) -> EvalResult:
         """Metrics and per-task groups from each question's loss and whether it was answered wrong."""
+        if len(data) == 0:
+            empty = {"error": float("nan"), "loss": float("nan"), "examples": 0}
+            return EvalResult(empty, {}, SCORING.group_key)
         tasks = data.tasks.cpu()
         groups = {}
         for task in sorted(set(tasks.tolist())):

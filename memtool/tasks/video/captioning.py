@@ -27,6 +27,7 @@ from memtool.tasks.base import (
     EvalResult,
     Metric,
     Scoring,
+    ShardedEvaluation,
     TaskDefaults,
     part_rows,
     shuffled_rows,
@@ -75,7 +76,7 @@ class CaptionInspectOptions(Strict):
     video: Path | None = Field(None, description="caption your own clip: a .npy shaped like the run's videos")
 
 
-class CaptionTask(TaskDefaults):
+class CaptionTask(ShardedEvaluation, TaskDefaults):
     """A video captioning task over tensorised splits; subclasses make the splits."""
 
     Eval = CaptionEval
@@ -171,10 +172,13 @@ class CaptionTask(TaskDefaults):
             yield self._batch(split, split.rows_of(videos.to(split.words.device)))
 
     def batches(self, split: str, batch_size: int) -> Iterator[Batch]:
-        data = self.splits[split]
-        for first in range(0, len(data.words), batch_size):
-            rows = torch.arange(first, min(first + batch_size, len(data.words)), device=data.words.device)
-            yield self._batch(data, rows)
+        return self._caption_batches(self.splits[split], slice(0, len(self.splits[split].words)), batch_size)
+
+    def _caption_batches(self, data: CaptionSplit, rows: slice, batch_size: int) -> Iterator[Batch]:
+        """The caption rows ``rows`` of a split in batches, in order."""
+        for first in range(rows.start, rows.stop, batch_size):
+            chosen = torch.arange(first, min(first + batch_size, rows.stop), device=data.words.device)
+            yield self._batch(data, chosen)
 
     def shard(self, batch: Batch, rank: int, world: int) -> tuple[Batch, float]:
         """A part of the batch's videos with all their captions (a video's frames stay on one process);
@@ -203,44 +207,67 @@ class CaptionTask(TaskDefaults):
     def train_metrics(self, sums: dict[str, float], examples: int) -> dict[str, float]:
         return {"word_accuracy": 100.0 * sums.get("right_words", 0.0) / max(sums.get("words", 0.0), 1.0)}
 
-    def captions(self, model: nn.Module, split: str, batch_size: int) -> tuple[list[str], Tensor, Tensor]:
-        """One generated caption per video of the split (tokenised text), its word ids and attention."""
-        data = self.splits[split]
+    def captions(
+        self, model: nn.Module, data: CaptionSplit, videos: slice, batch_size: int
+    ) -> tuple[list[str], Tensor, Tensor]:
+        """One generated caption per video of ``videos`` (tokenised text), its word ids and attention,
+        (videos, max_words + 1) and (videos, max_words + 1, K), on the host."""
         texts, ids, attention = [], [], []
         longest = self.evaluation.max_words + 1
-        for first in range(0, len(data), batch_size):
-            videos = torch.arange(first, min(first + batch_size, len(data)), device=data.frame_mask.device)
+        frames = data.frame_mask.shape[1]
+        device = data.frame_mask.device
+        ids.append(torch.zeros(0, longest, dtype=torch.long, device=device))  # a part may hold no video
+        attention.append(torch.zeros(0, longest, frames, device=device))
+        for first in range(videos.start, videos.stop, batch_size):
+            chosen = torch.arange(first, min(first + batch_size, videos.stop), device=device)
             words, alphas = model.generate(
-                data.float_frames(videos),
-                data.frame_mask[videos],
+                data.float_frames(chosen),
+                data.frame_mask[chosen],
                 self.evaluation.max_words,
                 self.evaluation.beam_size,
             )
             texts += [" ".join(self.vocabulary.decode(row)) for row in words.tolist()]
             ids.append(nn.functional.pad(words, (0, longest - words.shape[1]), value=PAD))
             attention.append(nn.functional.pad(alphas, (0, 0, 0, longest - alphas.shape[1])))
-        return texts, torch.cat(ids), torch.cat(attention)
+        return texts, torch.cat(ids).cpu(), torch.cat(attention).float().cpu()
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, split: str, batch_size: int) -> EvalResult:
+    def evaluate_part(
+        self, model: nn.Module, split: str, batch_size: int, rank: int, world: int
+    ) -> dict[str, Any]:
+        """This process's part of the split: the caption loss summed over its part of the reference
+        captions (teacher forcing), and the captions it generates for its part of the videos."""
         model.eval()
         data = self.splits[split]
-        if len(data) == 0:
-            return EvalResult({"loss": math.nan, "examples": 0, "cider": math.nan})
         total, words = 0.0, 0.0
-        for batch in self.batches(split, batch_size):
+        for batch in self._caption_batches(data, part_rows(len(data.words), rank, world), batch_size):
             loss, counts = self.loss(model(**batch.inputs), batch)
             total += loss.item() * counts["words"].item()
             words += counts["words"].item()
-        texts, ids, attention = self.captions(model, split, batch_size)
+        texts, ids, attention = self.captions(model, data, part_rows(len(data), rank, world), batch_size)
+        tau = regularizer_settings(model)[1]
+        return {"loss": total, "words": words, "texts": texts, "ids": ids, "attention": attention, "tau": tau}
+
+    def merge_evaluation(self, split: str, parts: list[dict[str, Any]]) -> EvalResult:
+        """The scores of every video's caption against its references: BLEU, ROUGE-L and CIDEr-D over
+        the whole split (CIDEr-D's document frequencies are the split's), repeats, coverage."""
+        data = self.splits[split]
+        if len(data) == 0:
+            return EvalResult({"loss": math.nan, "examples": 0, "cider": math.nan})
+        total = sum(part["loss"] for part in parts)
+        words = sum(part["words"] for part in parts)
+        texts = [text for part in parts for text in part["texts"]]
+        ids = torch.cat([part["ids"] for part in parts])
+        attention = torch.cat([part["attention"] for part in parts])
+        frame_mask = data.frame_mask.cpu()
         metrics = {"loss": total / max(words, 1.0), "examples": len(data)}
         metrics.update(caption_scores(texts, data.references))
         metrics["repeat_rate"] = repeat_rate(texts, data.references, self.synonyms)
-        peaks = attention_peaks(attention, data.frame_mask)
+        peaks = attention_peaks(attention, frame_mask)
         captions = [text.split() for text in texts]
         metrics.update(repeat_attention(captions, data.references, peaks, self.synonyms))
         written = ids != PAD  # each caption's words and its <eos>
-        _, error = attention_penalty(attention, data.frame_mask, written, regularizer_settings(model)[1])
+        _, error = attention_penalty(attention, frame_mask, written, parts[0]["tau"])
         metrics["coverage_error"] = error.mean().item()
         return EvalResult(metrics)
 
