@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from memtool.errors import exit_for_user
+
 # Sukhbaatar et al. 2015, Table 1 / Appendix A, "PE LS RN joint" (best of 10 runs), test error %.
 PAPER = {
     "1k": [
@@ -63,7 +65,12 @@ PAPER = {
 
 
 def per_task_errors(path: Path) -> dict[int, float]:
-    scores = json.loads((path if path.is_file() else path / "summary.json").read_text())
+    source = path if path.is_file() else path / "summary.json"
+    if not source.is_file():
+        exit_for_user(
+            f"{source}: no such file (give a finished run's directory or a `memtool eval --json` file)"
+        )
+    scores = json.loads(source.read_text())
     groups = scores["per_task"] if "per_task" in scores else scores["test"]["groups"]
     return {int(task): values["error"] for task, values in groups.items()}
 

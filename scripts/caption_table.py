@@ -9,7 +9,8 @@ runs' ``summary.json`` (the test split of ``best.pt``), so docs/RESULTS.md is no
 ``--set`` rescores on a changed test split, as ``memtool eval RUN --set`` does: ``--set
 data.test_pairs=seen`` scores fresh videos of the training distribution instead of the held-out pairs.
 ``--reached bleu4=0.9`` adds a column: the first epoch whose validation BLEU-4 reached 0.9 (from the
-run's ``metrics.jsonl``; "–" where it never did), for how fast a setting learns.
+run's ``metrics.jsonl``, the kept restart's records; at most the value for ``loss`` and ``repeat_rate``;
+"–" where it never did), for how fast a setting learns.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from statistics import mean, stdev
 
 import yaml
 
-from memtool.errors import exit_for_user
+from memtool.errors import UserError, exit_for_user
 
 METRICS = (
     ("bleu1", "BLEU-1", 3),
@@ -53,18 +54,34 @@ def setting(run: Path) -> str:
     return f"soft attention, λ = {model.get('reg_lambda')}, τ = {model.get('reg_tau')}"
 
 
-def first_epoch(run: Path, metric: str, value: float) -> int | None:
-    """The first epoch whose ``valid_<metric>`` is at least ``value``, or None."""
-    for line in (run / "metrics.jsonl").read_text().splitlines():
+# what a validation record holds per epoch, and whether higher is better
+LOGGED = {"bleu4": True, "cider": True, "loss": False, "repeat_rate": False}
+
+
+def first_epoch(run: Path, metric: str, value: float, restart: int = 0) -> float | None:
+    """The first epoch of ``restart`` whose ``valid_<metric>`` reached ``value`` (at least it, or at most
+    it for a loss or a rate), or None."""
+    better = LOGGED[metric]
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        exit_for_user(f"{path}: no such file (--reached reads a run's validation records)")
+    for line in path.read_text().splitlines():
         record = json.loads(line)
-        if record.get(f"valid_{metric}", -math.inf) >= value:
-            return int(record["epoch"])
+        found = record.get(f"valid_{metric}")
+        if record.get("restart", 0) != restart or found is None:
+            continue
+        if (found >= value) if better else (found <= value):
+            return float(record["epoch"])
     return None
 
 
 def reached_target(text: str) -> tuple[str, float]:
     """``--reached`` as (metric, value): ``bleu4=0.9``."""
     name, _, value = text.partition("=")
+    if name not in LOGGED:
+        exit_for_user(
+            f"--reached {text}: {name!r} is not logged at each validation ({', '.join(LOGGED)} are)"
+        )
     try:
         return name, float(value)
     except ValueError:
@@ -75,7 +92,10 @@ def rescore(run: Path, overrides: list[str]) -> dict[str, float]:
     from memtool.build import restore
     from memtool.checkpoint import load_checkpoint
 
-    config, task, model = restore(load_checkpoint(run / "best.pt"), overrides)
+    try:
+        config, task, model = restore(load_checkpoint(run / "best.pt"), overrides)
+    except UserError as error:
+        exit_for_user(f"{error}")
     return task.evaluate(model, "test", config.train.eval_batch_size).metrics
 
 
@@ -100,8 +120,8 @@ def main() -> None:
         fresh = args.rescore or args.overrides
         metrics = dict(rescore(run, args.overrides) if fresh else summary["test"]["metrics"])
         if target:
-            epoch = first_epoch(run, *target)
-            metrics["reached"] = math.nan if epoch is None else float(epoch)
+            epoch = first_epoch(run, *target, restart=summary.get("best_restart", 0))
+            metrics["reached"] = math.nan if epoch is None else epoch
         groups.setdefault(setting(run), []).append(metrics)
         cells = " | ".join(cell(metrics.get(name), digits) for name, _, digits in columns)
         print(f"| {run.name} | {summary['seed']} | {cells} | {summary['train_seconds']:.0f} |")

@@ -93,7 +93,8 @@ def main() -> None:
         args.videos, p.frames, (p.min_events, p.max_events), p.max_objects, set(), False, rng,
         p.event_lengths == "equal", tuple(p.colours), tuple(p.shapes), p.layout == "slideshow",
     )  # fmt: skip
-    print(f"{args.config} {' '.join(args.overrides)}: {args.videos} videos, {p.references} captions each")
+    references = 1 if p.layout == "slideshow" else p.references  # a slideshow has one wording
+    print(f"{args.config} {' '.join(args.overrides)}: {args.videos} videos, {references} captions each")
     print("| connectives go to | <eos> to the last event | <eos> spread over the frames |")
     print("|---|---|---|")
     for before in (False, True):

@@ -27,3 +27,20 @@ def test_the_first_epoch_at_a_validation_score(table: ModuleType, tmp_path: Path
     with pytest.raises(SystemExit) as stopped:
         table.reached_target("bleu4")
     assert stopped.value.code == 2
+
+
+def test_a_loss_is_reached_from_above_and_only_the_kept_restart_counts(
+    table: ModuleType, tmp_path: Path
+) -> None:
+    records = [
+        {"restart": 0, "epoch": 1, "valid_loss": 3.0},
+        {"restart": 0, "epoch": 2, "valid_loss": 1.0},
+        {"restart": 1, "epoch": 0.5, "valid_loss": None},  # an empty validation split logs null
+        {"restart": 1, "epoch": 1.5, "valid_loss": 0.5},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert table.first_epoch(tmp_path, "loss", 1.5) == 2
+    assert table.first_epoch(tmp_path, "loss", 1.5, restart=1) == 1.5
+    with pytest.raises(SystemExit) as stopped:
+        table.reached_target("bleu1=0.5")  # not logged at each validation
+    assert stopped.value.code == 2

@@ -279,12 +279,13 @@ class TaskDefaults:
         return torch.stack([loss for loss, _ in results]), counts
 
     def evaluate_part(self, model: nn.Module, split: str, batch_size: int, rank: int, world: int) -> Any:
-        """The whole split's ``evaluate``, in every process: a task whose evaluation can be split
-        overrides this and ``merge_evaluation`` (``ShardedEvaluation``), so each process scores a part."""
-        return self.evaluate(model, split, batch_size)  # type: ignore[attr-defined]
+        """The whole split's ``evaluate`` in the first process, nothing in the others: a task whose
+        evaluation can be split overrides this and ``merge_evaluation`` (``ShardedEvaluation``), so
+        that each process scores a part."""
+        return self.evaluate(model, split, batch_size) if rank == 0 else None  # type: ignore[attr-defined]
 
     def merge_evaluation(self, split: str, parts: list[Any]) -> EvalResult:
-        """Every process scored the whole split (``evaluate_part`` above): the first one's result."""
+        """The first process scored the whole split (``evaluate_part`` above): its result."""
         return parts[0]
 
     def evaluate_replicas(
@@ -308,8 +309,13 @@ class ShardedEvaluation:
     is the whole split, so one process and N processes score with the same code."""
 
     def evaluate(self, model: nn.Module, split: str, batch_size: int) -> EvalResult:
-        part = self.evaluate_part(model, split, batch_size, 0, 1)  # type: ignore[attr-defined]
-        return self.merge_evaluation(split, [part])  # type: ignore[attr-defined]
+        return self.merge_evaluation(split, [self.evaluate_part(model, split, batch_size, 0, 1)])
+
+    def evaluate_part(self, model: nn.Module, split: str, batch_size: int, rank: int, world: int) -> Any:
+        raise NotImplementedError(f"{type(self).__name__}: a ShardedEvaluation task defines evaluate_part")
+
+    def merge_evaluation(self, split: str, parts: list[Any]) -> EvalResult:
+        raise NotImplementedError(f"{type(self).__name__}: a ShardedEvaluation task defines merge_evaluation")
 
 
 def part_rows(size: int, rank: int, world: int) -> slice:

@@ -8,7 +8,15 @@ import random
 import pytest
 import torch
 
-from memtool.tasks.video.shapes import COLOURS, DIRECTIONS, SYNONYMS, plan_split, plan_video, render
+from memtool.tasks.video.shapes import (
+    COLOURS,
+    DIRECTIONS,
+    DISTRACTOR_GREY,
+    SYNONYMS,
+    plan_split,
+    plan_video,
+    render,
+)
 
 
 def _visible(video, colour: str) -> torch.Tensor:
@@ -154,3 +162,11 @@ def test_a_slideshow_shows_one_object_per_segment_above_a_progress_bar(seed: int
             if any(pixel)
         }
         assert colours == {tuple(round(v, 2) for v in COLOURS[event.colour])}  # this object alone
+
+
+def test_a_slideshows_distractors_stay_off_the_progress_bar() -> None:
+    for seed in range(30):
+        rng = random.Random(seed)
+        spec = plan_video(8, 8, 2, rng, equal_events=True, slideshow=True)
+        video = render(spec, 8, 32, rng, distractors=3)
+        assert not (video[:, :, 30:] == DISTRACTOR_GREY).any(), seed

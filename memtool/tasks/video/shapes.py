@@ -245,7 +245,7 @@ def render(
     still: list[tuple[str, tuple[float, float]]] = []  # drawn only when asked: the default draws no more
     for _ in range(distractors):
         where = [*positions.values(), *(centre for _, centre in still)]
-        bounds = [(radius, size - 1 - radius)] * 2
+        bounds = [(radius, size - 1 - radius - floor), (radius, size - 1 - radius)]
         still.append((rng.choice(SHAPES), _free_position(where, bounds, 2 * radius + 2, rng)))
     for distractor, centre in still:
         video[:, :, _mask(distractor, size, radius, centre)] = DISTRACTOR_GREY
