@@ -120,8 +120,10 @@ class NTM(nn.Module):
             self.controller: nn.Module = nn.LSTMCell(controller_input, controller_size)
         else:
             self.controller = nn.Sequential(nn.Linear(controller_input, controller_size), nn.Tanh())
-        # per head: key M, strength 1, gate 1, shift 2r+1, gamma 1; write heads also erase M and add M
+        # per head: key M, strength 1, gate 1, shift 2r+1 (offsets -r..r), gamma 1; write heads also
+        # erase M and add M
         self.addressing_size = memory_width + 3 + self.shift_size
+        self.shifts = slice(memory_width + 2, memory_width + 2 + self.shift_size)
         heads = read_heads + write_heads
         self.head_parameters = nn.Linear(
             controller_size, heads * self.addressing_size + write_heads * 2 * memory_width
@@ -132,9 +134,8 @@ class NTM(nn.Module):
             # local minimum copy can stay in
             with torch.no_grad():
                 biases = self.head_parameters.bias[: heads * self.addressing_size]
-                biases.view(heads, self.addressing_size)[:, memory_width + 3 + shift_range] += (
-                    forward_shift_bias
-                )
+                one_forward = self.shifts.start + shift_range + 1  # the shift weight of offset +1
+                biases.view(heads, self.addressing_size)[:, one_forward] += forward_shift_bias
         self.output = nn.Linear(controller_size + read_heads * memory_width, output_size)
         # Collier & Beel 2018: a small constant memory converges fastest; learned and random for comparison
         initial = torch.full((memory_rows, memory_width), 1e-6)
@@ -156,7 +157,7 @@ class NTM(nn.Module):
         key = parameters[..., :m]
         strength = nn.functional.softplus(parameters[..., m])
         gate = torch.sigmoid(parameters[..., m + 1])
-        shift_weights = torch.softmax(parameters[..., m + 2 : m + 2 + self.shift_size], -1)
+        shift_weights = torch.softmax(parameters[..., self.shifts], -1)
         gamma = 1 + nn.functional.softplus(parameters[..., -1])
         weights = content_weights(memory, key, strength)
         if self.interpolation:
