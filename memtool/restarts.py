@@ -97,6 +97,7 @@ class ParallelRestarts:
                 if trained_alone
                 else f"{path}: no run to resume; drop --resume to start one"
             )
+        created = not path.exists()
         self.files.claim()
         try:
             if not resume and (is_parallel_run(path) or self.files.last.exists()):
@@ -115,6 +116,13 @@ class ParallelRestarts:
             summary = self._merge(results, scoring, time.monotonic() - started)
             self.files.write_summary(summary.to_dict())
             return summary
+        except UserError:
+            # refused before any restart saved a step (bad data, say): leave nothing, as one process does
+            restarts = range(self.config.train.restarts)
+            if created and not any((restart_folder(path, r) / "last.pt").exists() for r in restarts):
+                self.files.release()
+                shutil.rmtree(path)
+            raise
         finally:
             self.files.release()
 

@@ -101,6 +101,19 @@ def test_refusals_are_one_line(tmp_path: Path) -> None:
     one_line_error(result, "--parallel-restarts", "--nproc")
 
 
+def test_a_run_its_workers_refuse_leaves_no_folder(tmp_path: Path) -> None:
+    """Bad data is found by the workers, after the run folder was made: it goes, as in one process, so
+    the corrected command needs no other --out."""
+    config = tmp_path / "tiny.yaml"
+    raw = tiny_config(data={"source": "files", "path": str(tmp_path / "missing")}, train={"restarts": 2})
+    config.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(
+        app, ["train", str(config), "--out", str(tmp_path / "run"), "--parallel-restarts", "2"]
+    )
+    one_line_error(result, "missing")
+    assert not (tmp_path / "run").exists()
+
+
 def test_ctrl_c_then_resume_ends_like_an_uninterrupted_run(tmp_path: Path) -> None:
     raw = tiny_config(
         data={"source": "generated", "generator": {"tasks": [1], "train_stories": 300, "test_stories": 10}},
