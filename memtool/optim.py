@@ -58,14 +58,27 @@ def clip_gradients(
         return
     norms = torch._foreach_norm(grads)
     if mode == "per_matrix_spectral":
-        # spectral ≤ Frobenius, so only matrices over the cap by Frobenius norm need the costlier norm
         norms = [
-            torch.linalg.matrix_norm(g, ord=2) if g.ndim == 2 and norm > max_norm else norm
+            spectral_if_over(g, norm, max_norm) if g.ndim == 2 else norm
             for g, norm in zip(grads, norms, strict=True)
         ]
     # every matrix's scale in three ops, not three per matrix: a step's ops are its cost on small models
     scales = (max_norm / (torch.stack(norms) + 1e-6)).clamp(max=1.0)
     torch._foreach_mul_(grads, list(scales.unbind()))
+
+
+def spectral_if_over(
+    matrix: torch.Tensor, norm: torch.Tensor, max_norm: float, sync_free: bool | None = None
+) -> torch.Tensor:
+    """The spectral norm of a (..., rows, columns) gradient where its Frobenius ``norm`` is over the cap,
+    else ``norm`` (spectral ≤ Frobenius: under the cap by Frobenius, it is under by spectral too). On
+    the host the comparison decides whether to compute the costlier norm at all; on a GPU reading the
+    comparison back would make the step wait for the device, so both are computed and ``where`` picks
+    (``sync_free`` chooses the path, by default from the device)."""
+    over = norm > max_norm
+    if sync_free if sync_free is not None else matrix.device.type != "cpu":
+        return torch.where(over, torch.linalg.matrix_norm(matrix, ord=2), norm)
+    return torch.linalg.matrix_norm(matrix, ord=2) if bool(over.any()) else norm
 
 
 def _clip_replicas(grads: list[torch.Tensor], max_norm: float, mode: str) -> None:
@@ -78,7 +91,7 @@ def _clip_replicas(grads: list[torch.Tensor], max_norm: float, mode: str) -> Non
         norms = [total] * len(grads)
     elif mode == "per_matrix_spectral":
         norms = [
-            torch.linalg.matrix_norm(g, ord=2) if g.ndim == 3 and bool((norm > max_norm).any()) else norm
+            spectral_if_over(g, norm, max_norm) if g.ndim == 3 else norm
             for g, norm in zip(grads, norms, strict=True)
         ]
     scales = (max_norm / (torch.stack(norms) + 1e-6)).clamp(max=1.0)  # (matrices, replicas)

@@ -11,7 +11,7 @@ from memtool.checkpoint import load_checkpoint
 from memtool.config import build_config, load_config
 from memtool.engine import train
 from memtool.errors import TrainingDiverged, UserError
-from memtool.optim import clip_gradients
+from memtool.optim import clip_gradients, spectral_if_over
 from memtool.render import TrainProgress
 from memtool.train_state import SilentObserver, TrainState
 from tests.helpers import tiny_config
@@ -246,6 +246,24 @@ def test_spectral_clipping_caps_the_largest_singular_value() -> None:
     clip_gradients([matrix], 2.0, "per_matrix_spectral")
     assert torch.linalg.matrix_norm(matrix.grad, ord=2).item() == pytest.approx(2.0, rel=1e-4)
     assert matrix.grad.norm().item() == pytest.approx(2.5, rel=1e-4)  # Frobenius would have given 2.0
+
+
+@pytest.mark.parametrize("replicas", [False, True])
+def test_the_spectral_norm_picked_without_reading_the_device_clips_as_the_host_path(replicas: bool) -> None:
+    """On a GPU the spectral clip must not wait for the device (``where``, no ``if``): the same scales,
+    with replicas over and under the cap in one stacked gradient too."""
+    generator = torch.Generator().manual_seed(0)
+    shape = (3, 5, 4) if replicas else (5, 4)
+    big, small = torch.randn(shape, generator=generator) * 10, torch.full(shape, 0.01)
+    mixed = torch.stack([big[0], small[0], big[1]]) if replicas else big
+    for grad in (big, small, mixed):
+        norm = torch.linalg.vector_norm(grad, dim=(-2, -1))
+        scales = [
+            (1.0 / spectral_if_over(grad, norm, 1.0, sync_free=free)).clamp(max=1.0) for free in (False, True)
+        ]
+        assert torch.allclose(*scales)
+    under = torch.linalg.vector_norm(small, dim=(-2, -1))
+    assert torch.equal(spectral_if_over(small, under, 1.0), under)  # under the cap: no SVD needed
 
 
 def test_a_tiny_model_learns_a_tiny_task_perfectly(tmp_path: Path) -> None:
