@@ -15,7 +15,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from memtool import jsonio
-from memtool.console import PROGRAM_VARIABLE, err, error_line, main_process, out, program, user_errors
+from memtool.console import (
+    PROGRAM_VARIABLE,
+    err,
+    error_line,
+    main_process,
+    out,
+    program,
+    stdout_is_devnull,
+    user_errors,
+)
 from memtool.errors import UserError
 
 app = typer.Typer(
@@ -460,6 +469,10 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; usage errors (unknown flag, bad value, missing argument) become one line, exit 2."""
     try:
         code = app(args=argv, standalone_mode=False)
+    except SystemExit as stop:  # rich's answer to a reader that closed the pipe (`memtool --help | head`)
+        if stop.code == 1 and stdout_is_devnull():
+            sys.exit(0)  # as when a command's output is cut short: what the reader wanted, it got
+        raise
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)

@@ -57,6 +57,16 @@ class _ClosableStdout(io.TextIOBase):
         return self._stream().isatty()
 
 
+def stdout_is_devnull() -> bool:
+    """Whether stdout now writes to /dev/null: where rich (and ``_ClosableStdout``) send it once the
+    reader of a pipe has gone."""
+    try:
+        here, null = os.fstat(sys.stdout.fileno()), os.stat(os.devnull)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False
+    return (here.st_dev, here.st_ino) == (null.st_dev, null.st_ino)
+
+
 # Piped output gets 120 columns rather than rich's 80, so tables and paths are not folded.
 out = Console(file=_ClosableStdout(), highlight=False, width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)

@@ -406,6 +406,17 @@ def test_closing_the_pipe_training_prints_into_does_not_kill_the_run(tmp_path: P
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 12
 
 
+@pytest.mark.parametrize("command", [["--help"], ["train", "--help"]])
+def test_help_cut_short_by_its_reader_is_no_failure(command: list[str]) -> None:
+    """``memtool --help | head -1``: the reader got what it wanted; the exit code says no error."""
+    process = memtool_process(*command)
+    assert process.stdout is not None and process.stdout.readline()
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+
+
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
 def test_training_in_a_terminal_prints_its_lines_and_ends(tmp_path: Path) -> None:
     """In a terminal the progress bar replaces sys.stdout with rich's proxy; the lines memtool prints
