@@ -59,6 +59,34 @@ def test_two_processes_take_the_steps_of_one_and_write_the_run_once(
     assert summary["steps"] == json.loads((one_process / "summary.json").read_text())["steps"]
 
 
+@pytest.mark.parametrize(
+    ("smoke", "quiet"),
+    [("memn2n-babi.yaml", "model.random_noise=0"), ("captioner-shapes_captions.yaml", "model.dropout=0")],
+)
+def test_two_processes_validate_as_one_on_the_families_that_gather_tensors_and_captions(
+    tmp_path: Path, smoke: str, quiet: str
+) -> None:
+    """Each process scores its part of the validation and test splits and the parts are gathered:
+    bAbI's per-question tensors, the captioner's generated captions and attention; the merged scores
+    are one process's (noise and dropout off, so the two runs train alike)."""
+    config = ROOT / "tests" / "smoke" / smoke
+    raw = yaml.safe_load(config.read_text())
+    section, _, setting = quiet.partition(".")
+    name, _, value = setting.partition("=")
+    raw[section][name] = float(value)
+    alone = train(build_config(raw), tmp_path / "one")
+    code, _, stderr = _two_processes(config, "--out", tmp_path / "two", "--set", quiet)
+    assert code == 0, stderr
+    together = json.loads((tmp_path / "two" / "summary.json").read_text())
+    for split, scores in (("valid", alone.valid.metrics), ("test", alone.test.metrics)):
+        for metric, value in scores.items():
+            got = together[split]["metrics"][metric]
+            if value != value:  # NaN (nothing to count), which summary.json stores as null
+                assert got is None, (split, metric)
+                continue
+            assert got == pytest.approx(value, rel=1e-4, abs=1e-6), (split, metric)
+
+
 def test_a_two_process_run_resumes_as_one_process_does(tmp_path: Path) -> None:
     raw = yaml.safe_load(NTM_COPY.read_text())
     alone = tmp_path / "alone"
