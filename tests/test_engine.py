@@ -407,14 +407,14 @@ def test_ctrl_c_while_scoring_stops_at_once_and_resume_scores(
 
     config = build_config(tiny_config(train={"epochs": 2, "restarts": 2, "stack_restarts": stacked}))
     whole = train(config, tmp_path / "whole")
-    evaluate = BabiTask.evaluate
+    evaluate_part = BabiTask.evaluate_part  # what the engine scores a split with, part by part
 
-    def ctrl_c_on_test(self, model, split, batch_size):  # type: ignore[no-untyped-def]
+    def ctrl_c_on_test(self, model, split, batch_size, rank, world):  # type: ignore[no-untyped-def]
         if split == "test":
             os.kill(os.getpid(), signal.SIGINT)  # the handler runs before the next bytecode
-        return evaluate(self, model, split, batch_size)
+        return evaluate_part(self, model, split, batch_size, rank, world)
 
-    monkeypatch.setattr(BabiTask, "evaluate", ctrl_c_on_test)
+    monkeypatch.setattr(BabiTask, "evaluate_part", ctrl_c_on_test)
     with pytest.raises(Interrupted):
         train(config, tmp_path / "stopped")
     monkeypatch.undo()
