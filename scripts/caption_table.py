@@ -48,10 +48,24 @@ def cell(value: float | None, digits: int) -> str:
 
 
 def setting(run: Path) -> str:
-    model = yaml.safe_load((run / "config.yaml").read_text())["model"]
-    if model.get("attention") == "mean":
-        return "mean pooling (no attention)"
-    return f"soft attention, λ = {model.get('reg_lambda')}, τ = {model.get('reg_tau')}"
+    """The row a run's scores are pooled into: its attention and regularizer, and what else sets it
+    apart (a slideshow, a temporal encoder), so that unlike runs are never averaged together."""
+    if not (run / "summary.json").is_file() or not (run / "config.yaml").is_file():
+        exit_for_user(f"{run}: no summary.json (not a run directory, or the run has not finished)")
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    model, task = config["model"], config.get("task", {})
+    if model.get("name") != "captioner":
+        exit_for_user(f"{run}: a captioner run is needed, this is {model.get('name')} on {task.get('name')}")
+    name = (
+        "mean pooling (no attention)"
+        if model.get("attention") == "mean"
+        else f"soft attention, λ = {model.get('reg_lambda')}, τ = {model.get('reg_tau')}"
+    )
+    if task.get("layout", "events") != "events":
+        name += f", {task['layout']}"
+    if model.get("temporal_encoder"):
+        name += ", BiLSTM over the frames"
+    return name
 
 
 # what a validation record holds per epoch, and whether higher is better
@@ -109,21 +123,26 @@ def main() -> None:
     target = reached_target(args.reached) if args.reached else None
     columns = list(METRICS)
     if target:
-        columns.append(("reached", f"first epoch with valid {target[0]} ≥ {target[1]:g}", 1))
+        sign = "≥" if LOGGED[target[0]] else "≤"
+        columns.append(("reached", f"first epoch with valid {target[0]} {sign} {target[1]:g}", 1))
+    settings = {run: setting(run) for run in args.runs}  # refuses a run of another model before printing
     groups: dict[str, list[dict]] = {}
     print("| run | seed | " + " | ".join(label for _, label, _ in columns) + " | train s |")
     print("|---|---:|" + "---:|" * (len(columns) + 1))
     for run in args.runs:
-        if not (run / "summary.json").is_file():
-            exit_for_user(f"{run}: no summary.json (not a run directory, or the run has not finished)")
         summary = json.loads((run / "summary.json").read_text())
         fresh = args.rescore or args.overrides
         metrics = dict(rescore(run, args.overrides) if fresh else summary["test"]["metrics"])
         if target:
             epoch = first_epoch(run, *target, restart=summary.get("best_restart", 0))
             metrics["reached"] = math.nan if epoch is None else epoch
-        groups.setdefault(setting(run), []).append(metrics)
-        cells = " | ".join(cell(metrics.get(name), digits) for name, _, digits in columns)
+        groups.setdefault(settings[run], []).append(metrics)
+        cells = " | ".join(
+            f"{metrics[name]:g}"
+            if name == "reached" and present(metrics[name])
+            else cell(metrics.get(name), digits)
+            for name, _, digits in columns
+        )  # an epoch as it is: 26, or 2.5 when validated mid-epoch
         print(f"| {run.name} | {summary['seed']} | {cells} | {summary['train_seconds']:.0f} |")
     print()
     print("| setting | runs | " + " | ".join(label for _, label, _ in columns) + " |")

@@ -81,6 +81,8 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--videos", type=int, default=2000)
     args = parser.parse_args()
+    if args.videos < 1:
+        exit_for_user(f"--videos {args.videos}: give a whole number of at least 1")
     try:
         config = load_config(args.config, overrides=args.overrides)
     except UserError as error:

@@ -44,3 +44,21 @@ def test_a_loss_is_reached_from_above_and_only_the_kept_restart_counts(
     with pytest.raises(SystemExit) as stopped:
         table.reached_target("bleu1=0.5")  # not logged at each validation
     assert stopped.value.code == 2
+
+
+def test_runs_of_another_layout_or_encoder_are_pooled_apart(table: ModuleType, tmp_path: Path) -> None:
+    def run(name: str, model: dict, task: dict) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "summary.json").write_text("{}")
+        (folder / "config.yaml").write_text(json.dumps({"model": model, "task": task}))  # JSON is YAML
+        return folder
+
+    soft = {"name": "captioner", "attention": "soft", "reg_lambda": 1.0, "reg_tau": "auto"}
+    plain = table.setting(run("plain", soft, {"name": "shapes_captions"}))
+    slideshow = table.setting(run("slide", soft, {"name": "shapes_captions", "layout": "slideshow"}))
+    encoded = table.setting(run("bi", {**soft, "temporal_encoder": True}, {"name": "shapes_captions"}))
+    assert len({plain, slideshow, encoded}) == 3 and plain == "soft attention, λ = 1.0, τ = auto"
+    with pytest.raises(SystemExit) as refused:
+        table.setting(run("babi", {"name": "memn2n"}, {"name": "babi"}))
+    assert refused.value.code == 2
