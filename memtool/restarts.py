@@ -120,8 +120,7 @@ class ParallelRestarts:
             # refused before any restart saved a step (bad data, say): leave nothing, as one process does
             restarts = range(self.config.train.restarts)
             if created and not any((restart_folder(path, r) / "last.pt").exists() for r in restarts):
-                self.files.release()
-                shutil.rmtree(path)
+                self.files.remove()
             raise
         finally:
             self.files.release()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +67,10 @@ class RunDirectory:
         self._lock = _lock(self.path / LOCK)
 
     def remove(self) -> None:
-        """Delete a folder this process made and filled only with memtool's own files."""
+        """Delete a folder this process made and filled only with memtool's own files (and folders: a
+        run of parallel restarts holds one per restart)."""
         self.release()
-        for path in self.path.iterdir():
-            path.unlink()
-        self.path.rmdir()
+        shutil.rmtree(self.path)
 
     def release(self) -> None:
         if self._lock is not None:
