@@ -24,7 +24,7 @@ import statistics
 from pathlib import Path
 
 from memtool.config import load_config
-from memtool.errors import UserError, exit_for_user
+from memtool.errors import exit_for_user, exiting_for_user
 from memtool.tasks.video.shapes import SYNONYMS, VideoSpec, plan_split
 
 
@@ -51,7 +51,7 @@ def oracle_coverage(
     position = 0
     for index, event in enumerate(spec.events):
         if spec.slideshow:  # "red square": no connective, no verb
-            taken = _matched(words, position, [f"{event.colour} {event.shape}"], caption)
+            taken = _matched(words, position, [event.name], caption)
             for _ in range(taken):
                 attend(index)
             position += taken
@@ -83,10 +83,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.videos < 1:
         exit_for_user(f"--videos {args.videos}: give a whole number of at least 1")
-    try:
+    with exiting_for_user():
         config = load_config(args.config, overrides=args.overrides)
-    except UserError as error:
-        exit_for_user(f"{error}")
     if config.task.name != "shapes_captions":
         exit_for_user(f"{args.config}: a shapes_captions config is needed, not {config.task.name}")
     p = config.task.params

@@ -61,10 +61,15 @@ class Event:
     def phrase(self, rng: random.Random) -> str:
         return self.worded(rng.choice(SYNONYMS[self.kind]))
 
+    @property
+    def name(self) -> str:
+        """The object as the event begins, "red square": a slideshow's whole phrase."""
+        return f"{self.colour} {self.shape}"
+
     def worded(self, verb: str) -> str:
         """The event's phrase with this synonym of its verb."""
         article = "a" if self.kind == "appears" else "the"
-        words = f"{article} {self.colour} {self.shape} {verb}"
+        words = f"{article} {self.name} {verb}"
         return f"{words} {self.detail}" if self.detail else words
 
 
@@ -80,7 +85,7 @@ class VideoSpec:
         """``count`` reference captions: the same events, with synonyms and connectives drawn by ``rng``.
         A slideshow's caption has no synonyms or connectives: it is its one reference."""
         if self.slideshow:
-            return [" ".join(f"{event.colour} {event.shape}" for event in self.events)]
+            return [" ".join(event.name for event in self.events)]
         captions: list[str] = []
         for _ in range(count * 4):
             parts = [self.events[0].phrase(rng)]
