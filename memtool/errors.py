@@ -1,6 +1,8 @@
 """The one exception type that means "the user asked for something we cannot do"."""
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 
@@ -20,3 +22,12 @@ def exit_for_user(message: str) -> NoReturn:
     """What the CLI does with a ``UserError``, for the scripts beside it: one line on stderr, exit code 2."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2)
+
+
+@contextmanager
+def exiting_for_user() -> Iterator[None]:
+    """A ``UserError`` raised inside becomes ``exit_for_user``'s one line and exit code 2."""
+    try:
+        yield
+    except UserError as error:
+        exit_for_user(str(error))

@@ -23,7 +23,7 @@ from statistics import mean, stdev
 
 import yaml
 
-from memtool.errors import UserError, exit_for_user
+from memtool.errors import exit_for_user, exiting_for_user
 
 METRICS = (
     ("bleu1", "BLEU-1", 3),
@@ -106,10 +106,8 @@ def rescore(run: Path, overrides: list[str]) -> dict[str, float]:
     from memtool.build import restore
     from memtool.checkpoint import load_checkpoint
 
-    try:
+    with exiting_for_user():
         config, task, model = restore(load_checkpoint(run / "best.pt"), overrides)
-    except UserError as error:
-        exit_for_user(f"{error}")
     return task.evaluate(model, "test", config.train.eval_batch_size).metrics
 
 
