@@ -22,6 +22,7 @@ import torch
 
 from memtool.build import build_task, create_model, model_arguments
 from memtool.config import load_config
+from memtool.errors import run_as_script
 from memtool.optim import build_optimizer
 from memtool.tasks.base import Batch, Task
 
@@ -127,4 +128,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_as_script(main)

@@ -28,6 +28,7 @@ from torch import nn
 from memtool.build import build_task, create_model, model_arguments, restore
 from memtool.checkpoint import load_checkpoint
 from memtool.config import load_config
+from memtool.errors import run_as_script
 from memtool.optim import build_optimizer
 from memtool.tasks.base import Task
 
@@ -131,4 +132,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_as_script(main)

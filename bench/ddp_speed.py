@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from memtool.errors import run_as_script
+
 ROOT = Path(__file__).resolve().parent.parent
 FAMILIES = {  # family → (config, training steps per figure, what drives a step's cost)
     "memn2n": ("configs/quickstart.yaml", 600, "per-op overhead (a small model, batch 32)"),
@@ -71,4 +73,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_as_script(main)

@@ -25,6 +25,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from memtool.build import build_task, create_model, model_arguments
 from memtool.config import load_config
+from memtool.errors import run_as_script
 from memtool.models.base import stack_replicas
 from memtool.tasks.base import Batch
 
@@ -226,4 +227,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_as_script(main)

@@ -27,6 +27,7 @@ from torch import nn
 
 from memtool.build import build_task, create_model, model_arguments
 from memtool.config import load_config
+from memtool.errors import run_as_script
 from memtool.models.memn2n import MemN2N, word_weights
 from memtool.optim import clip_gradients
 from memtool.tasks.base import Batch
@@ -171,4 +172,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_as_script(main)

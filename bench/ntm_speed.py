@@ -33,6 +33,7 @@ from torch import nn
 
 from memtool.build import build_task, create_model, model_arguments
 from memtool.config import load_config
+from memtool.errors import run_as_script
 from memtool.models.base import compile_model
 from memtool.optim import clip_gradients
 
@@ -186,4 +187,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_as_script(main)

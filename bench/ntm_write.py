@@ -26,6 +26,7 @@ from torch import Tensor, nn
 import memtool.models.ntm as ntm
 from memtool.build import build_task, create_model, model_arguments
 from memtool.config import load_config
+from memtool.errors import run_as_script
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {"copy": "ntm_copy.yaml", "priority_sort": "ntm_priority_sort.yaml"}
@@ -95,4 +96,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_as_script(main)

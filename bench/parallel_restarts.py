@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from memtool.errors import run_as_script
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "memn2n_babi_task1.yaml"
 
@@ -197,4 +199,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_as_script(main)

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from memtool.build import create_model
+from memtool.errors import run_as_script
 
 Step = Callable[[], None]
 
@@ -191,4 +192,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_as_script(main)

@@ -1,7 +1,8 @@
 """The one exception type that means "the user asked for something we cannot do"."""
 
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
@@ -31,3 +32,14 @@ def exiting_for_user() -> Iterator[None]:
         yield
     except UserError as error:
         exit_for_user(str(error))
+
+
+def run_as_script(main: Callable[[], None]) -> None:
+    """A script's ``main`` as the CLI runs a command: a ``UserError`` is one line and exit code 2, and a
+    reader that stops early (``| head``) ends the script quietly instead of in a BrokenPipeError."""
+    try:
+        with exiting_for_user():
+            main()
+            sys.stdout.flush()  # a pipe closed on the last lines fails here, inside the handler
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit, too

@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from memtool.errors import exit_for_user
+from memtool.errors import exit_for_user, run_as_script
 
 # Sukhbaatar et al. 2015, Table 1 / Appendix A, "PE LS RN joint" (best of 10 runs), test error %.
 PAPER = {
@@ -100,4 +100,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_as_script(main)

@@ -23,7 +23,7 @@ from statistics import mean, stdev
 
 import yaml
 
-from memtool.errors import exit_for_user, exiting_for_user
+from memtool.errors import exit_for_user, exiting_for_user, run_as_script
 
 METRICS = (
     ("bleu1", "BLEU-1", 3),
@@ -160,4 +160,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_as_script(main)

@@ -24,7 +24,7 @@ import statistics
 from pathlib import Path
 
 from memtool.config import load_config
-from memtool.errors import exit_for_user, exiting_for_user
+from memtool.errors import exit_for_user, exiting_for_user, run_as_script
 from memtool.tasks.video.shapes import SYNONYMS, VideoSpec, plan_split
 
 
@@ -113,4 +113,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_as_script(main)

@@ -23,7 +23,7 @@ from statistics import median
 
 import yaml
 
-from memtool.errors import exit_for_user
+from memtool.errors import exit_for_user, run_as_script
 
 THRESHOLD = 0.1  # bits per sequence: the algorithmic tasks' target
 
@@ -123,4 +123,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_as_script(main)

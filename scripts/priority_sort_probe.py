@@ -44,7 +44,7 @@ from torch import Tensor
 
 from memtool.build import restore
 from memtool.checkpoint import load_checkpoint
-from memtool.errors import exit_for_user, exiting_for_user
+from memtool.errors import exit_for_user, exiting_for_user, run_as_script
 from memtool.figures import require_matplotlib, save_png
 from memtool.tasks.algorithmic.priority_sort import (
     PrioritySortParams,
@@ -308,4 +308,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_as_script(main)

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from memtool.build import restore
 from memtool.checkpoint import load_checkpoint
-from memtool.errors import exit_for_user, exiting_for_user
+from memtool.errors import exit_for_user, exiting_for_user, run_as_script
 from memtool.tasks.algorithmic.repeat_copy import repeat_copy_sequences
 
 
@@ -100,4 +100,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_as_script(main)
