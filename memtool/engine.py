@@ -245,6 +245,12 @@ class Trainer(Selection):
                     f"metrics.jsonl: dropped {dropped} unreadable line(s), e.g. a line torn by a kill; "
                     "the checkpoint holds the run's state"
                 )
+        if self.ranks.distributed:
+            backend = "NCCL" if self.device.type == "cuda" else "gloo"
+            self.observer.message(
+                f"data-parallel over {self.ranks.world} processes (torchrun, {backend}): each reads its "
+                f"shard of every batch of {self.tc.batch_size}"
+            )
         try:
             with graceful_interrupt() as stop:
                 model, optimizer, state = self._train_restarts(state, saved, stop)
@@ -313,12 +319,6 @@ class Trainer(Selection):
         trainee = self.ranks.wrap(model, self.device)  # what the step calls: DDP under torchrun
         if saved is not None:
             self._say_where_it_resumes(state)
-        if self.ranks.distributed:
-            backend = "NCCL" if self.device.type == "cuda" else "gloo"
-            self.observer.message(
-                f"data-parallel over {self.ranks.world} processes (torchrun, {backend}): each reads its "
-                f"shard of every batch of {self.tc.batch_size}"
-            )
         if not self._finished(state):  # resumed with only scoring left: no header over no epochs
             self.observer.started(self.config, self.task, model, self.device, saved is not None)
         return self._train_loop(trainee, model, optimizer, state, stop)

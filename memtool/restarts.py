@@ -277,6 +277,7 @@ def summary_from_dict(written: dict[str, Any], scoring: Any) -> Summary:
         steps=written["steps"],
         target=written.get("target"),
         restarts=restart_scores(written.get("restarts", []), select),
+        ddp_processes=written.get("ddp_processes", 1),
     )
 
 

@@ -200,6 +200,7 @@ class Selection:
             steps=state.step,
             target=self._target_summary(state),
             restarts=state.scored,
+            ddp_processes=self.ranks.world,
         )
         if write:
             self.files.write_summary(summary.to_dict())

@@ -73,6 +73,7 @@ class Summary:
     steps: int
     target: dict[str, Any] | None = None  # the task's target and when each restart reached it
     restarts: dict[str, dict[str, Any]] = field(default_factory=dict)  # TrainState.scored
+    ddp_processes: int = 1  # the data-parallel processes (torchrun) of the command that finished it
 
     def to_dict(self) -> dict[str, Any]:
         """summary.json: the selection metric's best value under ``best_valid_<metric>``."""
@@ -85,6 +86,7 @@ class Summary:
             "valid": vars(self.valid),
             "train_seconds": self.train_seconds,
             "steps": self.steps,
+            "ddp_processes": self.ddp_processes,
             **({"target": self.target} if self.target is not None else {}),
             "restarts": [
                 {

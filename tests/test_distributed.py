@@ -56,7 +56,9 @@ def test_two_processes_take_the_steps_of_one_and_write_the_run_once(
         assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-5)  # summed over processes
         assert got["valid_cost_bits"] == pytest.approx(want["valid_cost_bits"], rel=1e-5)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["steps"] == json.loads((one_process / "summary.json").read_text())["steps"]
+    one = json.loads((one_process / "summary.json").read_text())
+    assert summary["steps"] == one["steps"]
+    assert (summary["ddp_processes"], one["ddp_processes"]) == (2, 1)
 
 
 @pytest.mark.parametrize(
@@ -104,6 +106,16 @@ def test_a_two_process_run_resumes_as_one_process_does(tmp_path: Path) -> None:
     code, _, stderr = _two_processes(NTM_COPY, "--out", run)  # a refusal of the main process alone
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and "already holds a run" in lines[0], stderr
+
+
+def test_restarts_in_turn_under_two_processes_say_so_once(tmp_path: Path) -> None:
+    settings = ["--set", "train.restarts=2", "--set", "train.stack_restarts=false"]
+    code, stdout, stderr = _two_processes(NTM_COPY, "--out", tmp_path / "run", *settings)
+    assert code == 0, stderr
+    assert stdout.count("data-parallel over 2 processes") == 1
+    assert stdout.count("restart 2 of 2") == 1
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert [entry["seed"] for entry in summary["restarts"]] == [0, 1] and summary["ddp_processes"] == 2
 
 
 def test_bad_data_under_two_processes_is_one_error_line(tmp_path: Path) -> None:
