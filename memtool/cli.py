@@ -152,7 +152,7 @@ def train(
         arguments = [str(config), "--out", str(run_dir), *[a for o in overrides or [] for a in ("--set", o)]]
         arguments += [*(["--seed", str(seed)] if seed is not None else [])]
         arguments += [*(["--device", device.value] if device else []), *(["--resume"] if resume else [])]
-        code = launch(arguments, processes, run_config.device)
+        code = launch(arguments, processes, run_config.device, run_dir)
         if code:
             raise typer.Exit(code)
         return

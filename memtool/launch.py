@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import time
+from pathlib import Path
 
 from memtool.errors import UserError
+from memtool.run_dir import RunDirectory
 
 
-def launch(arguments: list[str], processes: int, device: str) -> int:
+def launch(arguments: list[str], processes: int, device: str, run_dir: Path) -> int:
     """Run ``memtool train ARGUMENTS`` in ``processes`` processes; returns the exit code to leave with:
     the first process's (it prints the run's errors and results), else the first failing one's."""
+    started = time.time()
     os.environ.setdefault("LOGLEVEL", "CRITICAL")  # torchrun's own notes; the workers say what went wrong
     import torch
     from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -39,5 +44,10 @@ def launch(arguments: list[str], processes: int, device: str) -> int:
         chosen += [code for _, code in sorted(codes.items()) if code > 0]
         return chosen[0] if chosen else 1
     except SignalException:
+        # once training runs, the first process saves and says so; stopped before that, it says nothing
+        last = RunDirectory(run_dir).last
+        if not last.exists() or last.stat().st_mtime < started:
+            kept = f"{last} is as it was" if last.exists() else "nothing was saved"
+            print(f"interrupted while the processes started; {kept}", file=sys.stderr)
         return 130
     return 0

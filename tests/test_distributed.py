@@ -125,3 +125,32 @@ def test_bad_data_under_two_processes_is_one_error_line(tmp_path: Path) -> None:
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), stderr
     assert "data.features" in lines[0] and "not found" in lines[0]
+
+
+@pytest.mark.parametrize("saves", [False, True])
+def test_ctrl_c_while_the_processes_start_is_said_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], saves: bool
+) -> None:
+    """torchrun raises SignalException in the launcher on Ctrl-C. A process that was training has saved
+    and said so (a fresh last.pt); one stopped while starting said nothing, so the launcher says it."""
+    import signal
+
+    import torch.distributed.run
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    from memtool.launch import launch
+
+    run = tmp_path / "run"
+
+    def interrupted(arguments: object) -> None:
+        if saves:
+            run.mkdir()
+            (run / "last.pt").write_bytes(b"saved by the first process as it stopped")
+        raise SignalException("Process got signal: 2", signal.SIGINT)
+
+    monkeypatch.setattr(torch.distributed.run, "run", interrupted)
+    for variable in ("OMP_NUM_THREADS", "LOGLEVEL"):  # launch sets them if unset: not in this process
+        monkeypatch.setenv(variable, "1")
+    assert launch([str(NTM_COPY), "--out", str(run)], 2, "cpu", run) == 130
+    said = capsys.readouterr().err
+    assert said == ("" if saves else "interrupted while the processes started; nothing was saved\n")
