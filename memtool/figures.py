@@ -121,10 +121,15 @@ def _draw_strip(figure: Figure, axes: Axes, strip: ImageStrip) -> None:
     the heatmaps below (an invisible colour bar takes the heatmaps' colour-bar room)."""
     import numpy as np
     from matplotlib.cm import ScalarMappable
+    from matplotlib.patches import Rectangle
 
     for index, image in enumerate(strip.images):
         pixels = np.clip(np.array(image, dtype=float), 0, 1)
         axes.imshow(pixels, extent=(index - 0.45, index + 0.45, 0.45, -0.45), interpolation="nearest")
+        # an outline, so that white at a picture's edge (the slideshow's progress bar) stays on the page
+        axes.add_patch(
+            Rectangle((index - 0.45, -0.45), 0.9, 0.9, fill=False, edgecolor="0.55", linewidth=0.8)
+        )
     axes.set_xlim(-0.5, len(strip.images) - 0.5)
     axes.set_ylim(0.5, -0.5)
     axes.set_aspect("auto")
