@@ -201,14 +201,27 @@ class ImageStripPanel:
             labels = [str(index + 1) for index in range(shown)]  # "frame 12" does not fit: "12"
         yield Text(" ".join(label[:size].ljust(size) for label in labels), style="dim")
         pictures = [thumbnail(image, size) for image in strip.images[:shown]]
+        plain = console.color_system is None or console.no_color  # piped or NO_COLOR: glyphs carry the light
         for row in range(0, size, 2):
             line = Text()
             for index, picture in enumerate(pictures):
                 if index:
                     line.append(" ")
                 for top, bottom in zip(picture[row], picture[row + 1], strict=True):
-                    line.append("▀", style=Style(color=Color.from_rgb(*top), bgcolor=Color.from_rgb(*bottom)))
+                    if plain:
+                        line.append(self.brightness_glyph(max(*top, *bottom)))
+                    else:
+                        line.append(
+                            "▀", style=Style(color=Color.from_rgb(*top), bgcolor=Color.from_rgb(*bottom))
+                        )
             yield line
+
+    RAMP = " .:-=+*#%@"  # dark to bright
+
+    @classmethod
+    def brightness_glyph(cls, value: int) -> str:
+        """A glyph for a pixel pair's brightest channel (0-255): pure red is as bright as white."""
+        return cls.RAMP[round(value / 255 * (len(cls.RAMP) - 1))]
 
 
 @view_renderable.register

@@ -226,6 +226,24 @@ def test_a_picture_strip_is_drawn_in_the_terminal_in_its_colours() -> None:
     assert thumbnail([[[0.2, 0.4, 1.0]]], 2) == [[(51, 102, 255)] * 2] * 2
 
 
+def test_a_picture_strip_without_colour_is_drawn_in_glyphs_of_brightness() -> None:
+    """Piped or under NO_COLOR the ▀ cells would all look alike: the pictures become brightness glyphs."""
+    from rich.console import Console
+
+    from memtool.render import view_renderable
+
+    console = Console(record=True, width=100, no_color=True)
+    console.print(view_renderable(frames_view()))
+    lines = console.export_text().splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("frame 1"))) + 1
+    pictures = lines[start : start + 6]  # 12 pixel rows, two a line
+    assert "▀" not in "".join(pictures)
+    black = "".join(line[:12] for line in pictures)  # two pictures of 12 columns, a blank between
+    red = "".join(line[13:25] for line in pictures)
+    assert not black.strip()  # the black frame: blanks
+    assert red.count("@") >= 4 and set(red) <= {" ", "@"}  # the red dot, as bright as can be drawn
+
+
 def test_a_run_with_one_validation_still_shows_its_training_point() -> None:
     """A dashed line through one point draws nothing: the lone training value gets a marker."""
     one = records(0, 1.0, switch_at=None)[:1]
