@@ -10,7 +10,10 @@ runs' ``summary.json`` (the test split of ``best.pt``), so docs/RESULTS.md is no
 data.test_pairs=seen`` scores fresh videos of the training distribution instead of the held-out pairs.
 ``--reached bleu4=0.9`` adds a column: the first epoch whose validation BLEU-4 reached 0.9 (from the
 run's ``metrics.jsonl``, the kept restart's records; at most the value for ``loss`` and ``repeat_rate``;
-"–" where it never did), for how fast a setting learns.
+"–" where it never did), for how fast a setting learns. ``--paired`` compares two settings seed by seed:
+per metric the mean difference (the first run's setting minus the other), in how many seeds it is
+higher and lower, the paired t and two p values (Student's t; an exact sign-flip test, which assumes
+nothing about the differences' distribution).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from statistics import mean, stdev
 import yaml
 
 from memtool.errors import exit_for_user, exiting_for_user, run_as_script
+from memtool.stats import paired
 
 METRICS = (
     ("bleu1", "BLEU-1", 3),
@@ -117,6 +121,7 @@ def main() -> None:
     parser.add_argument("--rescore", action="store_true", help="score best.pt on test again")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE; rescores")
     parser.add_argument("--reached", metavar="METRIC=VALUE", help="first epoch at this validation score")
+    parser.add_argument("--paired", action="store_true", help="compare two settings seed by seed")
     args = parser.parse_args()
     target = reached_target(args.reached) if args.reached else None
     columns = list(METRICS)
@@ -124,6 +129,8 @@ def main() -> None:
         sign = "≥" if LOGGED[target[0]] else "≤"
         columns.append(("reached", f"first epoch with valid {target[0]} {sign} {target[1]:g}", 1))
     settings = {run: setting(run) for run in args.runs}  # refuses a run of another model before printing
+    if args.paired and len(set(settings.values())) != 2:
+        exit_for_user(f"--paired compares two settings; these runs have {len(set(settings.values()))}")
     groups: dict[str, list[dict]] = {}
     print("| run | seed | " + " | ".join(label for _, label, _ in columns) + " | train s |")
     print("|---|---:|" + "---:|" * (len(columns) + 1))
@@ -134,7 +141,7 @@ def main() -> None:
         if target:
             epoch = first_epoch(run, *target, restart=summary.get("best_restart", 0))
             metrics["reached"] = math.nan if epoch is None else epoch
-        groups.setdefault(settings[run], []).append(metrics)
+        groups.setdefault(settings[run], []).append({**metrics, "seed": summary["seed"]})
         cells = " | ".join(
             f"{metrics[name]:g}"
             if name == "reached" and present(metrics[name])
@@ -157,6 +164,28 @@ def main() -> None:
             )
             cells.append((f"{mean(values):.{digits}f}{spread}" if values else "–") + missing)
         print(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
+    if args.paired:
+        print_paired(*groups.items(), columns)
+
+
+def print_paired(first: tuple[str, list[dict]], second: tuple[str, list[dict]], columns: list) -> None:
+    """Per metric, ``first − second`` over the seeds both settings have a value for."""
+    print()
+    print(f"{first[0]} − {second[0]}, paired by seed:")
+    print()
+    print("| metric | seeds | mean difference | higher in | lower in | paired t | p (t) | p (sign flip) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for metric, label, digits in columns:
+        ours = {r["seed"]: r[metric] for r in first[1] if present(r.get(metric))}
+        theirs = {r["seed"]: r[metric] for r in second[1] if present(r.get(metric))}
+        seeds = sorted(ours.keys() & theirs.keys())
+        if not seeds:
+            continue
+        found = paired([ours[s] for s in seeds], [theirs[s] for s in seeds])
+        print(
+            f"| {label} | {found.seeds} | {found.mean_difference:+.{digits + 1}f} | {found.higher} | "
+            f"{found.lower} | {found.t:.2f} | {found.p_t:.3f} | {found.p_sign_flip:.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -62,3 +62,14 @@ def test_runs_of_another_layout_or_encoder_are_pooled_apart(table: ModuleType, t
     with pytest.raises(SystemExit) as refused:
         table.setting(run("babi", {"name": "memn2n"}, {"name": "babi"}))
     assert refused.value.code == 2
+
+
+def test_two_settings_are_compared_seed_by_seed(
+    table: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    penalised = [{"seed": s, "bleu4": v} for s, v in ((0, 0.9), (1, 0.8), (2, 0.7), (9, 0.1))]
+    plain = [{"seed": s, "bleu4": v} for s, v in ((2, 0.6), (1, 0.9), (0, 0.8))]  # seed 9 has no pair
+    table.print_paired(("λ = 1", penalised), ("λ = 0", plain), [("bleu4", "BLEU-4", 3)])
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    # differences by seed: +0.1, −0.1, +0.1
+    assert row.startswith("| BLEU-4 | 3 | +0.0333 | 2 | 1 | 0.58 |"), row

@@ -1,0 +1,95 @@
+"""Paired comparisons of two settings over seeds, for the results tables: is a difference more than the
+spread between seeds? Pure Python, so that the table scripts need nothing beyond memtool."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from statistics import mean, stdev
+
+EXACT_SEEDS = 16  # up to 2^16 sign patterns are enumerated; more are sampled
+
+
+@dataclass(frozen=True)
+class Paired:
+    """``first − second`` per seed, summarised."""
+
+    seeds: int
+    mean_difference: float
+    higher: int  # seeds where the first setting's value is higher
+    lower: int
+    t: float  # paired t statistic (NaN under two seeds or with no spread)
+    p_t: float  # two-sided, Student's t with seeds − 1 degrees of freedom
+    p_sign_flip: float  # two-sided, exact: every seed's difference equally likely either sign
+
+
+def paired(first: list[float], second: list[float]) -> Paired:
+    differences = [a - b for a, b in zip(first, second, strict=True)]
+    n = len(differences)
+    average = mean(differences) if differences else math.nan
+    spread = stdev(differences) if n > 1 else math.nan
+    t = average / (spread / math.sqrt(n)) if n > 1 and spread > 0 else math.nan
+    return Paired(
+        seeds=n,
+        mean_difference=average,
+        higher=sum(d > 0 for d in differences),
+        lower=sum(d < 0 for d in differences),
+        t=t,
+        p_t=student_t_two_sided(t, n - 1) if not math.isnan(t) else math.nan,
+        p_sign_flip=sign_flip_p(differences),
+    )
+
+
+def sign_flip_p(differences: list[float]) -> float:
+    """The share of sign patterns whose mean is at least as far from 0 as the observed one: no
+    assumption about the differences' distribution; exact up to ``EXACT_SEEDS`` seeds, sampled beyond."""
+    if not differences:
+        return math.nan
+    observed = abs(sum(differences)) - 1e-12 * sum(abs(d) for d in differences)  # ties count as hits
+    n = len(differences)
+    if n <= EXACT_SEEDS:
+        patterns = range(2**n)
+        signs = ([1 if pattern >> i & 1 else -1 for i in range(n)] for pattern in patterns)
+        total = 2**n
+    else:
+        draws = random.Random(0)
+        total = 2**EXACT_SEEDS
+        signs = ([draws.choice((1, -1)) for _ in range(n)] for _ in range(total))
+    hits = sum(abs(sum(s * d for s, d in zip(sign, differences, strict=True))) >= observed for sign in signs)
+    return hits / total if n <= EXACT_SEEDS else (hits + 1) / (total + 1)  # sampled: never claim 0
+
+
+def student_t_two_sided(t: float, degrees: int) -> float:
+    """P(|T| ≥ |t|) for Student's t with ``degrees`` degrees of freedom: I_x(ν/2, 1/2), x = ν/(ν+t²)."""
+    return regularized_beta(degrees / (degrees + t * t), degrees / 2, 0.5)
+
+
+def regularized_beta(x: float, a: float, b: float) -> float:
+    """I_x(a, b) by its continued fraction (modified Lentz), on the side where it converges fast."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    if x > (a + 1) / (a + b + 2):
+        return 1.0 - regularized_beta(1.0 - x, b, a)
+    front = math.exp(
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    result = d
+    for m in range(1, 300):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            result *= c * d
+        if abs(c * d - 1.0) < 1e-14:
+            break
+    return front * result / a
