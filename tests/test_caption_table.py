@@ -72,4 +72,4 @@ def test_two_settings_are_compared_seed_by_seed(
     table.print_paired(("λ = 1", penalised), ("λ = 0", plain), [("bleu4", "BLEU-4", 3)])
     row = capsys.readouterr().out.strip().splitlines()[-1]
     # differences by seed: +0.1, −0.1, +0.1
-    assert row.startswith("| BLEU-4 | 3 | +0.0333 | 2 | 1 | 0.58 |"), row
+    assert row == "| BLEU-4 | 3 | +0.0333 | 2 | 1 | 0.50 | 0.667 | 1.000 |", row
