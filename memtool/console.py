@@ -101,13 +101,18 @@ def import_torch_shielded() -> None:
 
 
 def user_errors(command: Any) -> Any:
-    """Turn a UserError into one red line on stderr and exit code 2; divergence into exit code 1."""
+    """Turn a UserError into one red line on stderr and exit code 2; divergence into exit code 1; Ctrl-C
+    before a run can save (imports, data preparation) into "interrupted" and exit code 130."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        import_torch_shielded()
         try:
+            import_torch_shielded()
             return command(*args, **kwargs)
+        except KeyboardInterrupt:  # before training saves anything; typer would exit 130 without a word
+            if "RANK" not in os.environ:  # under `--nproc`, the launcher says it once for every process
+                err.print("interrupted")
+            raise typer.Exit(130) from None
         except UserError as error:
             if main_process():  # under torchrun every process meets the error; the first says it
                 error_line(str(error))

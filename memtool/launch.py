@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
 from memtool.errors import UserError
@@ -17,8 +16,10 @@ from memtool.run_dir import RunDirectory
 
 def launch(arguments: list[str], processes: int, device: str, run_dir: Path) -> int:
     """Run ``memtool train ARGUMENTS`` in ``processes`` processes; returns the exit code to leave with:
-    the first process's (it prints the run's errors and results), else the first failing one's."""
-    started = time.time()
+    the first process's (it prints the run's errors and results), else the first failing one's.
+    ``run_dir`` is the run's folder (``--out``), to tell after a Ctrl-C whether the run saved."""
+    last = RunDirectory(run_dir).last
+    before = _file_version(last)
     os.environ.setdefault("LOGLEVEL", "CRITICAL")  # torchrun's own notes; the workers say what went wrong
     import torch
     from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -44,10 +45,20 @@ def launch(arguments: list[str], processes: int, device: str, run_dir: Path) -> 
         chosen += [code for _, code in sorted(codes.items()) if code > 0]
         return chosen[0] if chosen else 1
     except SignalException:
-        # once training runs, the first process saves and says so; stopped before that, it says nothing
-        last = RunDirectory(run_dir).last
-        if not last.exists() or last.stat().st_mtime < started:
-            kept = f"{last} is as it was" if last.exists() else "nothing was saved"
+        # once training runs, the first process saves (a new last.pt) and says so; stopped before, it
+        # says nothing
+        if _file_version(last) == before:
+            kept = f"{last} is as it was" if before else "nothing was saved"
             print(f"interrupted while the processes started; {kept}", file=sys.stderr)
         return 130
     return 0
+
+
+def _file_version(path: Path) -> tuple[int, int] | None:
+    """Which write of ``path`` is there, if any: an atomic write replaces the file, so its inode changes
+    (and its modification time), whatever the clocks say."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return None
+    return status.st_ino, status.st_mtime_ns

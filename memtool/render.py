@@ -86,6 +86,12 @@ def group_table(result: EvalResult, scoring: Scoring) -> Table:
 SHADE_GLYPHS = " ·░▒▓█"  # low → high, where a terminal shows no colours
 
 
+def shade_glyph(level: float) -> str:
+    """A level in [0, 1] as one of ``SHADE_GLYPHS``."""
+    level = max(0.0, min(1.0, level))
+    return SHADE_GLYPHS[min(int(level * len(SHADE_GLYPHS)), len(SHADE_GLYPHS) - 1)]
+
+
 def shade(weight: float, low: float = 0.0, high: float = 1.0) -> str:
     """White → deep blue as the weight goes low → high, so a glance finds where the model looked."""
     level = 0.0 if high <= low else max(0.0, min(1.0, (weight - low) / (high - low)))
@@ -139,8 +145,7 @@ class HeatmapPanel:
     def _glyph(self, value: float) -> str:
         """The shade as a character, light to dark, for output without colours."""
         span = self.high - self.low
-        level = 0.0 if span <= 0 else max(0.0, min(1.0, (value - self.low) / span))
-        return SHADE_GLYPHS[min(int(level * len(SHADE_GLYPHS)), len(SHADE_GLYPHS) - 1)]
+        return shade_glyph(0.0 if span <= 0 else (value - self.low) / span)
 
     def _shade(self, value: float) -> str:
         return shade(value, self.low, self.high)
@@ -208,20 +213,13 @@ class ImageStripPanel:
                 if index:
                     line.append(" ")
                 for top, bottom in zip(picture[row], picture[row + 1], strict=True):
-                    if plain:
-                        line.append(self.brightness_glyph(max(*top, *bottom)))
+                    if plain:  # the brighter pixel's brightest channel: pure red is as bright as white
+                        line.append(shade_glyph(max(*top, *bottom) / 255))
                     else:
                         line.append(
                             "▀", style=Style(color=Color.from_rgb(*top), bgcolor=Color.from_rgb(*bottom))
                         )
             yield line
-
-    RAMP = " .:-=+*#%@"  # dark to bright
-
-    @classmethod
-    def brightness_glyph(cls, value: int) -> str:
-        """A glyph for a pixel pair's brightest channel (0-255): pure red is as bright as white."""
-        return cls.RAMP[round(value / 255 * (len(cls.RAMP) - 1))]
 
 
 @view_renderable.register

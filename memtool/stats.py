@@ -8,7 +8,8 @@ import random
 from dataclasses import dataclass
 from statistics import mean, stdev
 
-EXACT_SEEDS = 16  # up to 2^16 sign patterns are enumerated; more are sampled
+EXACT_SEEDS = 16  # up to 2^16 sign patterns are enumerated; with more seeds they are sampled
+SAMPLED_PATTERNS = 2**16
 
 
 @dataclass(frozen=True)
@@ -19,17 +20,22 @@ class Paired:
     mean_difference: float
     higher: int  # seeds where the first setting's value is higher
     lower: int
-    t: float  # paired t statistic (NaN under two seeds or with no spread)
+    t: float  # paired t statistic (NaN with fewer than two seeds, or differences all alike)
     p_t: float  # two-sided, Student's t with seeds − 1 degrees of freedom
-    p_sign_flip: float  # two-sided, exact: every seed's difference equally likely either sign
+    # two-sided: every seed's difference equally likely either sign; never below 2^(1 − seeds), so three
+    # seeds cannot reach 0.05 however large the difference (five: 0.0625, six: 0.031)
+    p_sign_flip: float
 
 
 def paired(first: list[float], second: list[float]) -> Paired:
+    """``first[i] − second[i]``, where i is a seed both settings were trained with."""
     differences = [a - b for a, b in zip(first, second, strict=True)]
     n = len(differences)
     average = mean(differences) if differences else math.nan
     spread = stdev(differences) if n > 1 else math.nan
-    t = average / (spread / math.sqrt(n)) if n > 1 and spread > 0 else math.nan
+    # differences alike up to rounding (0.9 − 0.8 and 0.3 − 0.2) have no spread to measure against
+    alike = n > 1 and spread <= 1e-9 * max(abs(d) for d in differences)
+    t = average / (spread / math.sqrt(n)) if n > 1 and not alike else math.nan
     return Paired(
         seeds=n,
         mean_difference=average,
@@ -49,13 +55,13 @@ def sign_flip_p(differences: list[float]) -> float:
     observed = abs(sum(differences)) - 1e-12 * sum(abs(d) for d in differences)  # ties count as hits
     n = len(differences)
     if n <= EXACT_SEEDS:
-        patterns = range(2**n)
-        signs = ([1 if pattern >> i & 1 else -1 for i in range(n)] for pattern in patterns)
         total = 2**n
+        signs = ([1 if pattern >> i & 1 else -1 for i in range(n)] for pattern in range(total))
     else:
         draws = random.Random(0)
-        total = 2**EXACT_SEEDS
-        signs = ([draws.choice((1, -1)) for _ in range(n)] for _ in range(total))
+        total = SAMPLED_PATTERNS
+        patterns = (draws.getrandbits(n) for _ in range(total))
+        signs = ([1 if pattern >> i & 1 else -1 for i in range(n)] for pattern in patterns)
     hits = sum(abs(sum(s * d for s, d in zip(sign, differences, strict=True))) >= observed for sign in signs)
     return hits / total if n <= EXACT_SEEDS else (hits + 1) / (total + 1)  # sampled: never claim 0
 
@@ -66,7 +72,8 @@ def student_t_two_sided(t: float, degrees: int) -> float:
 
 
 def regularized_beta(x: float, a: float, b: float) -> float:
-    """I_x(a, b) by its continued fraction (modified Lentz), on the side where it converges fast."""
+    """I_x(a, b) by its continued fraction (modified Lentz), on the side where it converges fast: in a few
+    dozen terms for the degrees of freedom a results table has (the 300-term cap is never reached)."""
     if x <= 0:
         return 0.0
     if x >= 1:

@@ -12,8 +12,9 @@ data.test_pairs=seen`` scores fresh videos of the training distribution instead 
 run's ``metrics.jsonl``, the kept restart's records; at most the value for ``loss`` and ``repeat_rate``;
 "–" where it never did), for how fast a setting learns. ``--paired`` compares two settings seed by seed:
 per metric the mean difference (the first run's setting minus the other), in how many seeds it is
-higher and lower, the paired t and two p values (Student's t; an exact sign-flip test, which assumes
-nothing about the differences' distribution).
+higher and lower, the paired t and two p values (Student's t; a sign-flip test, which assumes nothing
+about the differences' distribution: exact up to 16 seeds, sampled beyond, and never below 2^(1 − seeds),
+so three seeds cannot show p < 0.05 however large the difference).
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ import yaml
 from memtool.errors import exit_for_user, exiting_for_user, run_as_script
 from memtool.stats import paired
 
-METRICS = (
+Column = tuple[str, str, int]  # metric, label, digits
+Scores = dict[str, float]  # a run's test metrics and its seed
+
+METRICS: tuple[Column, ...] = (
     ("bleu1", "BLEU-1", 3),
     ("bleu4", "BLEU-4", 3),
     ("rouge_l", "ROUGE-L", 3),
@@ -130,8 +134,9 @@ def main() -> None:
         columns.append(("reached", f"first epoch with valid {target[0]} {sign} {target[1]:g}", 1))
     settings = {run: setting(run) for run in args.runs}  # refuses a run of another model before printing
     if args.paired and len(set(settings.values())) != 2:
-        exit_for_user(f"--paired compares two settings; these runs have {len(set(settings.values()))}")
-    groups: dict[str, list[dict]] = {}
+        found = "; ".join(sorted(set(settings.values())))
+        exit_for_user(f"--paired compares two settings; these runs' settings are: {found}")
+    groups: dict[str, list[Scores]] = {}
     print("| run | seed | " + " | ".join(label for _, label, _ in columns) + " | train s |")
     print("|---|---:|" + "---:|" * (len(columns) + 1))
     for run in args.runs:
@@ -168,8 +173,18 @@ def main() -> None:
         print_paired(*groups.items(), columns)
 
 
-def print_paired(first: tuple[str, list[dict]], second: tuple[str, list[dict]], columns: list) -> None:
+def print_paired(
+    first: tuple[str, list[Scores]], second: tuple[str, list[Scores]], columns: list[Column]
+) -> None:
     """Per metric, ``first − second`` over the seeds both settings have a value for."""
+    for name, runs in (first, second):
+        seeds = [r["seed"] for r in runs]
+        if len(set(seeds)) < len(seeds):
+            again = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+            exit_for_user(f"--paired: {name}: seed {again[0]} appears in more than one run")
+    shared = {r["seed"] for r in first[1]} & {r["seed"] for r in second[1]}
+    if not shared:
+        exit_for_user(f"--paired: {first[0]} and {second[0]} have no seed in common")
     print()
     print(f"{first[0]} − {second[0]}, paired by seed:")
     print()
@@ -182,9 +197,11 @@ def print_paired(first: tuple[str, list[dict]], second: tuple[str, list[dict]], 
         if not seeds:
             continue
         found = paired([ours[s] for s in seeds], [theirs[s] for s in seeds])
+        rounded = round(found.mean_difference, digits + 1)
+        difference = f"{rounded:+.{digits + 1}f}" if rounded else f"{0:.{digits + 1}f}"  # no "-0.0000"
         print(
-            f"| {label} | {found.seeds} | {found.mean_difference:+.{digits + 1}f} | {found.higher} | "
-            f"{found.lower} | {found.t:.2f} | {found.p_t:.3f} | {found.p_sign_flip:.3f} |"
+            f"| {label} | {found.seeds} | {difference} | {found.higher} | {found.lower} | "
+            f"{cell(found.t, 2)} | {cell(found.p_t, 3)} | {cell(found.p_sign_flip, 3)} |"
         )
 
 

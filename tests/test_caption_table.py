@@ -73,3 +73,25 @@ def test_two_settings_are_compared_seed_by_seed(
     row = capsys.readouterr().out.strip().splitlines()[-1]
     # differences by seed: +0.1, −0.1, +0.1
     assert row == "| BLEU-4 | 3 | +0.0333 | 2 | 1 | 0.50 | 0.667 | 1.000 |", row
+
+
+def test_a_paired_comparison_refuses_what_it_cannot_pair(table: ModuleType) -> None:
+    column = [("bleu4", "BLEU-4", 3)]
+    twice = [{"seed": 0, "bleu4": 0.5}, {"seed": 0, "bleu4": 0.9}]  # a run given twice, say
+    for first, second in (
+        (("λ = 1", twice), ("λ = 0", [{"seed": 0, "bleu4": 0.4}])),
+        (("λ = 1", [{"seed": 0, "bleu4": 0.5}]), ("λ = 0", [{"seed": 1, "bleu4": 0.4}])),  # no shared seed
+    ):
+        with pytest.raises(SystemExit) as stopped:
+            table.print_paired(first, second, column)
+        assert stopped.value.code == 2
+
+
+def test_a_paired_row_without_spread_shows_dashes_not_nan(
+    table: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    alike = [{"seed": s, "bleu4": v} for s, v in ((0, 0.9), (1, 0.8), (2, 0.3))]
+    lower = [{"seed": s, "bleu4": v} for s, v in ((0, 0.8), (1, 0.7), (2, 0.2))]  # 0.1 less, up to rounding
+    table.print_paired(("λ = 1", alike), ("λ = 0", lower), [("bleu4", "BLEU-4", 3)])
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    assert row == "| BLEU-4 | 3 | +0.1000 | 3 | 0 | – | – | 0.250 |", row

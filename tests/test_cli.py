@@ -294,6 +294,26 @@ def test_usage_errors_are_one_line_with_exit_2(capsys: pytest.CaptureFixture[str
         assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], lines
 
 
+def test_ctrl_c_before_a_run_can_save_is_one_line_and_exit_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Ctrl-C while the data are prepared (the engine's own handler not yet installed): typer would
+    turn the KeyboardInterrupt into a silent exit 130."""
+    import memtool.engine
+    from memtool.cli import main
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(memtool.engine, "train", interrupted)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config()))
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", str(config), "--out", str(tmp_path / "run")])
+    assert stopped.value.code == 130
+    assert [line for line in capsys.readouterr().err.splitlines() if line.strip()] == ["interrupted"]
+
+
 def test_eval_refuses_to_change_what_the_model_was_trained_with(trained_run: Path) -> None:
     _one_line_error(
         invoke("eval", trained_run, "--set", "model.hops=5"), "--set model.hops", "fixed by the trained"

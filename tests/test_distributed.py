@@ -127,12 +127,17 @@ def test_bad_data_under_two_processes_is_one_error_line(tmp_path: Path) -> None:
     assert "data.features" in lines[0] and "not found" in lines[0]
 
 
-@pytest.mark.parametrize("saves", [False, True])
+@pytest.mark.parametrize(("resumed", "saves"), [(False, False), (False, True), (True, False), (True, True)])
 def test_ctrl_c_while_the_processes_start_is_said_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], saves: bool
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    resumed: bool,
+    saves: bool,
 ) -> None:
     """torchrun raises SignalException in the launcher on Ctrl-C. A process that was training has saved
-    and said so (a fresh last.pt); one stopped while starting said nothing, so the launcher says it."""
+    and said so (a new last.pt); one stopped while starting said nothing, so the launcher says it."""
+    import os
     import signal
 
     import torch.distributed.run
@@ -141,11 +146,15 @@ def test_ctrl_c_while_the_processes_start_is_said_once(
     from memtool.launch import launch
 
     run = tmp_path / "run"
+    if resumed:
+        run.mkdir()
+        (run / "last.pt").write_bytes(b"saved by an earlier command")
 
     def interrupted(arguments: object) -> None:
-        if saves:
-            run.mkdir()
-            (run / "last.pt").write_bytes(b"saved by the first process as it stopped")
+        if saves:  # as the checkpoint's atomic write does: a new file renamed over the old one
+            run.mkdir(exist_ok=True)
+            (run / "last.pt.tmp").write_bytes(b"saved by the first process as it stopped")
+            os.replace(run / "last.pt.tmp", run / "last.pt")
         raise SignalException("Process got signal: 2", signal.SIGINT)
 
     monkeypatch.setattr(torch.distributed.run, "run", interrupted)
@@ -153,4 +162,5 @@ def test_ctrl_c_while_the_processes_start_is_said_once(
         monkeypatch.setenv(variable, "1")
     assert launch([str(NTM_COPY), "--out", str(run)], 2, "cpu", run) == 130
     said = capsys.readouterr().err
-    assert said == ("" if saves else "interrupted while the processes started; nothing was saved\n")
+    kept = f"{run / 'last.pt'} is as it was" if resumed else "nothing was saved"
+    assert said == ("" if saves else f"interrupted while the processes started; {kept}\n")

@@ -232,7 +232,8 @@ def test_a_picture_strip_without_colour_is_drawn_in_glyphs_of_brightness() -> No
 
     from memtool.render import view_renderable
 
-    console = Console(record=True, width=100, no_color=True)
+    # a colour terminal with NO_COLOR set, not only a pipe (which has no colour system either)
+    console = Console(record=True, width=100, no_color=True, force_terminal=True, color_system="truecolor")
     console.print(view_renderable(frames_view()))
     lines = console.export_text().splitlines()
     start = lines.index(next(line for line in lines if line.startswith("frame 1"))) + 1
@@ -241,7 +242,7 @@ def test_a_picture_strip_without_colour_is_drawn_in_glyphs_of_brightness() -> No
     black = "".join(line[:12] for line in pictures)  # two pictures of 12 columns, a blank between
     red = "".join(line[13:25] for line in pictures)
     assert not black.strip()  # the black frame: blanks
-    assert red.count("@") >= 4 and set(red) <= {" ", "@"}  # the red dot, as bright as can be drawn
+    assert red.count("█") >= 4 and set(red) <= {" ", "█"}  # the red dot, as bright as can be drawn
 
 
 def test_a_run_with_one_validation_still_shows_its_training_point() -> None:

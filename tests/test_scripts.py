@@ -40,3 +40,16 @@ def test_a_user_error_is_one_line_and_exit_code_2() -> None:
     assert out == b"| a table |\n"
     assert child.returncode == 2
     assert err == b"error: runs/x: no summary.json\n"
+
+
+def test_a_broken_pipe_that_is_not_stdout_stays_an_error() -> None:
+    child = run_child("    print('| a table |')\n    raise BrokenPipeError(32, 'a subprocess went away')")
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 1 and out == b"| a table |\n"
+    assert b"BrokenPipeError" in err
+
+
+def test_ctrl_c_is_one_line_and_exit_code_130() -> None:
+    child = run_child("    raise KeyboardInterrupt")
+    _, err = child.communicate(timeout=60)
+    assert (child.returncode, err) == (130, b"interrupted\n")

@@ -43,3 +43,5 @@ def test_a_paired_comparison_of_two_settings() -> None:
     assert found.t == pytest.approx(0.75 / (math.sqrt(1.0833333) / 2), rel=1e-5)
     assert found.p_sign_flip == pytest.approx(6 / 16)  # |±0.5 ± 1 ± 0.5 ± 2| ≥ 3 in 3 patterns a side
     assert math.isnan(paired([1.0], [0.0]).t)
+    alike = paired([0.9, 0.8, 0.7, 0.3], [0.8, 0.7, 0.6, 0.2])  # 0.1 each, up to rounding: no spread
+    assert math.isnan(alike.t) and math.isnan(alike.p_t) and alike.p_sign_flip == pytest.approx(2 / 16)
