@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from memtool.errors import exit_for_user, run_as_script
+from memtool.run_files import distinct, finished_run, require_task
 
 # Sukhbaatar et al. 2015, Table 1 / Appendix A, "PE LS RN joint" (best of 10 runs), test error %.
 PAPER = {
@@ -65,12 +66,17 @@ PAPER = {
 
 
 def per_task_errors(path: Path) -> dict[int, float]:
-    source = path if path.is_file() else path / "summary.json"
-    if not source.is_file():
+    if path.is_dir():
+        scores, config = finished_run(path)
+        require_task(path, config, ("babi",), "a bAbI run")
+    elif path.is_file():
+        scores = json.loads(path.read_text())
+        if "per_task" not in scores:
+            exit_for_user(f"{path}: not the output of `memtool eval --json` on a bAbI run (no per_task)")
+    else:
         exit_for_user(
-            f"{source}: no such file (give a finished run's directory or a `memtool eval --json` file)"
+            f"{path}: no such file (give a finished run's directory or a `memtool eval --json` file)"
         )
-    scores = json.loads(source.read_text())
     groups = scores["per_task"] if "per_task" in scores else scores["test"]["groups"]
     return {int(task): values["error"] for task, values in groups.items()}
 
@@ -81,7 +87,7 @@ def main() -> None:
     parser.add_argument("--paper", choices=sorted(PAPER), required=True)
     parser.add_argument("--names", help="comma-separated column names (default: the paths' names)")
     args = parser.parse_args()
-    columns = [per_task_errors(path) for path in args.runs]
+    columns = [per_task_errors(path) for path in distinct(args.runs)]
     names = args.names.split(",") if args.names else [path.stem for path in args.runs]
     paper = dict(enumerate(PAPER[args.paper], 1))
     tasks = sorted(set.intersection(*(set(column) for column in columns)))

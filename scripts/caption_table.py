@@ -25,9 +25,8 @@ import math
 from pathlib import Path
 from statistics import mean, stdev
 
-import yaml
-
 from memtool.errors import exit_for_user, exiting_for_user, run_as_script
+from memtool.run_files import distinct, finished_run
 from memtool.stats import paired
 
 Column = tuple[str, str, int]  # metric, label, digits
@@ -56,11 +55,9 @@ def cell(value: float | None, digits: int) -> str:
 
 
 def setting(run: Path) -> str:
-    """The row a run's scores are pooled into: its attention and regularizer, and what else sets it
-    apart (a slideshow, a temporal encoder), so that unlike runs are never averaged together."""
-    if not (run / "summary.json").is_file() or not (run / "config.yaml").is_file():
-        exit_for_user(f"{run}: no summary.json (not a run directory, or the run has not finished)")
-    config = yaml.safe_load((run / "config.yaml").read_text())
+    """The name of the row a run's scores are pooled into: its attention and regularizer, and what else
+    sets it apart at a glance (a slideshow, a temporal encoder); ``labels`` adds any other difference."""
+    _, config = finished_run(run)
     model, task = config["model"], config.get("task", {})
     if model.get("name") != "captioner":
         exit_for_user(f"{run}: a captioner run is needed, this is {model.get('name')} on {task.get('name')}")
@@ -74,6 +71,52 @@ def setting(run: Path) -> str:
     if model.get("temporal_encoder"):
         name += ", BiLSTM over the frames"
     return name
+
+
+# what may differ between runs pooled into one row: the seed, and how a run was executed
+NOT_THE_SETTING = (
+    "seed",
+    "device",
+    "data.seed",
+    "train.threads",
+    "train.compile",
+    "train.eval_batch_size",
+    "train.checkpoint_every_steps",
+    "train.checkpoint_every_seconds",
+    "train.tensorboard",
+)
+MOST_KEYS_SHOWN = 3
+
+
+def flat(config: dict, prefix: str = "") -> dict[str, str]:
+    """``{"task.frames": "8", ...}``: every leaf of a config."""
+    found: dict[str, str] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            found.update(flat(value, f"{prefix}{key}."))
+        else:
+            found[f"{prefix}{key}"] = json.dumps(value)
+    return found
+
+
+def labels(runs: list[Path]) -> dict[Path, str]:
+    """Each run's row label: runs with the same ``setting`` and the same config but for
+    ``NOT_THE_SETTING`` share one; runs whose configs differ otherwise are never pooled, and their
+    label names the keys that differ (``task.frames=12``), so that unlike runs are never averaged."""
+    named = {run: setting(run) for run in runs}
+    configs = {
+        run: {k: v for k, v in flat(finished_run(run)[1]).items() if k not in NOT_THE_SETTING} for run in runs
+    }
+    found: dict[Path, str] = {}
+    for name in dict.fromkeys(named.values()):
+        members = [run for run in runs if named[run] == name]
+        keys = {key for run in members for key in configs[run]}
+        differing = sorted(key for key in keys if len({configs[run].get(key) for run in members}) > 1)
+        for run in members:
+            shown = [f"{key}={configs[run].get(key, '–')}" for key in differing[:MOST_KEYS_SHOWN]]
+            more = ", …" if len(differing) > MOST_KEYS_SHOWN else ""
+            found[run] = f"{name} ({', '.join(shown)}{more})" if differing else name
+    return found
 
 
 # what a validation record holds per epoch, and whether higher is better
@@ -132,15 +175,15 @@ def main() -> None:
     if target:
         sign = "≥" if LOGGED[target[0]] else "≤"
         columns.append(("reached", f"first epoch with valid {target[0]} {sign} {target[1]:g}", 1))
-    settings = {run: setting(run) for run in args.runs}  # refuses a run of another model before printing
+    runs = distinct(args.runs)
+    settings = labels(runs)  # refuses a run of another model before anything is printed
     if args.paired and len(set(settings.values())) != 2:
         found = "; ".join(sorted(set(settings.values())))
         exit_for_user(f"--paired compares two settings; these runs' settings are: {found}")
     groups: dict[str, list[Scores]] = {}
-    print("| run | seed | " + " | ".join(label for _, label, _ in columns) + " | train s |")
-    print("|---|---:|" + "---:|" * (len(columns) + 1))
-    for run in args.runs:
-        summary = json.loads((run / "summary.json").read_text())
+    rows = []
+    for run in runs:
+        summary, _ = finished_run(run)
         fresh = args.rescore or args.overrides
         metrics = dict(rescore(run, args.overrides) if fresh else summary["test"]["metrics"])
         if target:
@@ -153,40 +196,49 @@ def main() -> None:
             else cell(metrics.get(name), digits)
             for name, _, digits in columns
         )  # an epoch as it is: 26, or 2.5 when validated mid-epoch
-        print(f"| {run.name} | {summary['seed']} | {cells} | {summary['train_seconds']:.0f} |")
+        rows.append(f"| {run.name} | {summary['seed']} | {cells} | {summary['train_seconds']:.0f} |")
+    if args.paired:
+        check_pairs(*groups.items())  # before printing: a refusal leaves stdout empty
+    print("| run | seed | " + " | ".join(label for _, label, _ in columns) + " | train s |")
+    print("|---|---:|" + "---:|" * (len(columns) + 1))
+    print("\n".join(rows))
     print()
     print("| setting | runs | " + " | ".join(label for _, label, _ in columns) + " |")
     print("|---|---:|" + "---:|" * len(columns))
-    for name, runs in groups.items():
+    for name, scores in groups.items():
         cells = []
         for metric, _, digits in columns:
-            values = [r[metric] for r in runs if present(r.get(metric))]
+            values = [r[metric] for r in scores if present(r.get(metric))]
             spread = f" ± {stdev(values):.{digits}f}" if len(values) > 1 else ""
             missing = (
-                f" ({len(runs) - len(values)} never)"
-                if metric == "reached" and len(values) < len(runs)
+                f" ({len(scores) - len(values)} never)"
+                if metric == "reached" and len(values) < len(scores)
                 else ""
             )
             cells.append((f"{mean(values):.{digits}f}{spread}" if values else "–") + missing)
-        print(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
+        print(f"| {name} | {len(scores)} | " + " | ".join(cells) + " |")
     if args.paired:
         print_paired(*groups.items(), columns)
+
+
+def check_pairs(first: tuple[str, list[Scores]], second: tuple[str, list[Scores]]) -> None:
+    """Refuse what cannot be paired: a seed twice in one setting, or no seed in both."""
+    for name, runs in (first, second):
+        seeds = [r["seed"] for r in runs]
+        if len(set(seeds)) < len(seeds):
+            again = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+            exit_for_user(f"--paired: {name}: seed {again[0]} appears in more than one run")
+    if not {r["seed"] for r in first[1]} & {r["seed"] for r in second[1]}:
+        exit_for_user(f"--paired: {first[0]} and {second[0]} have no seed in common")
 
 
 def print_paired(
     first: tuple[str, list[Scores]], second: tuple[str, list[Scores]], columns: list[Column]
 ) -> None:
     """Per metric, ``first − second`` over the seeds both settings have a value for."""
-    for name, runs in (first, second):
-        seeds = [r["seed"] for r in runs]
-        if len(set(seeds)) < len(seeds):
-            again = sorted({seed for seed in seeds if seeds.count(seed) > 1})
-            exit_for_user(f"--paired: {name}: seed {again[0]} appears in more than one run")
-    shared = {r["seed"] for r in first[1]} & {r["seed"] for r in second[1]}
-    if not shared:
-        exit_for_user(f"--paired: {first[0]} and {second[0]} have no seed in common")
+    check_pairs(first, second)
     print()
-    print(f"{first[0]} − {second[0]}, paired by seed:")
+    print(f"[{first[0]}] − [{second[0]}], paired by seed; p values two-sided:")
     print()
     print("| metric | seeds | mean difference | higher in | lower in | paired t | p (t) | p (sign flip) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")

@@ -21,16 +21,16 @@ import json
 from pathlib import Path
 from statistics import median
 
-import yaml
-
-from memtool.errors import exit_for_user, run_as_script
+from memtool.errors import run_as_script
+from memtool.run_files import distinct, finished_run, require_task
 
 THRESHOLD = 0.1  # bits per sequence: the algorithmic tasks' target
+ALGORITHMIC_TASKS = ("copy", "repeat_copy", "associative_recall", "priority_sort")
 
 
 def describe(run: Path) -> dict:
-    summary = json.loads((run / "summary.json").read_text())
-    config = yaml.safe_load((run / "config.yaml").read_text())
+    summary, config = finished_run(run)
+    require_task(run, config, ALGORITHMIC_TASKS, "an NTM or LSTM run on an algorithmic task")
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     speeds = [r["examples_per_second"] for r in records if r.get("examples_per_second")]
     batch = config["train"]["batch_size"]
@@ -104,9 +104,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     by_task: dict[str, list[dict]] = {}
-    for run in args.runs:
-        if not (run / "summary.json").is_file():
-            exit_for_user(f"{run}: no summary.json (not a run directory, or the run has not finished)")
+    for run in distinct(args.runs):
         row = describe(run)
         by_task.setdefault(row["task"], []).append(row)
     for task, rows in by_task.items():

@@ -64,6 +64,25 @@ def test_runs_of_another_layout_or_encoder_are_pooled_apart(table: ModuleType, t
     assert refused.value.code == 2
 
 
+def test_runs_that_differ_in_anything_but_seed_and_execution_are_labelled_apart(
+    table: ModuleType, tmp_path: Path
+) -> None:
+    def run(name: str, seed: int, frames: int, threads: int) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "summary.json").write_text("{}")
+        model = {"name": "captioner", "attention": "soft", "reg_lambda": 1.0, "reg_tau": "auto"}
+        config = {"seed": seed, "model": model, "task": {"frames": frames}, "train": {"threads": threads}}
+        (folder / "config.yaml").write_text(json.dumps(config))
+        return folder
+
+    runs = [run("a", 0, 8, 1), run("b", 1, 8, 2), run("c", 2, 12, 1)]
+    found = table.labels(runs)
+    assert found[runs[0]] == found[runs[1]] == "soft attention, λ = 1.0, τ = auto (task.frames=8)"
+    assert found[runs[2]] == "soft attention, λ = 1.0, τ = auto (task.frames=12)"
+    assert table.labels(runs[:2])[runs[0]] == "soft attention, λ = 1.0, τ = auto"  # alike: no keys named
+
+
 def test_two_settings_are_compared_seed_by_seed(
     table: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:

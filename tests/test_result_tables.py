@@ -107,6 +107,13 @@ def test_babi_table_reads_a_run_and_an_eval_file(tmp_path: Path) -> None:
         assert rows[task][:2] == [f"{error:.1f}", f"{error:.1f}"]  # the run and its eval agree
     assert rows["2"][:2] == ["–", "–"]
     assert rows["**mean error (2 tasks)**"][2] == "**1.4**"  # the paper's tasks 1 and 6: 0.0 and 2.8
+    for refused, fragment in (
+        (script("ntm_table.py", run), "an NTM or LSTM run on an algorithmic task is needed"),
+        (script("babi_table.py", "--paper", "1k", run, run), "given twice"),
+        (script("babi_table.py", "--paper", "1k", tmp_path / "nowhere"), "no such file"),
+    ):
+        assert refused.returncode == 2 and fragment in refused.stderr, refused.stderr
+        assert refused.stdout == "" and "Traceback" not in refused.stderr
 
 
 def test_caption_table_reads_and_rescores_a_run(tmp_path: Path) -> None:
