@@ -22,7 +22,7 @@ import torch
 
 from memtool.build import build_task, create_model, model_arguments
 from memtool.config import load_config
-from memtool.errors import run_as_script
+from memtool.errors import UserError, run_as_script
 from memtool.optim import build_optimizer
 from memtool.tasks.base import Batch, Task
 
@@ -70,6 +70,12 @@ def training_steps(
     return run
 
 
+def require_babi(data: str) -> None:
+    """Refuse a ``--data`` folder without the bAbI tasks, in the scripts' own terms."""
+    if not Path(data, "qa1_single-supporting-fact_train.txt").is_file():
+        raise UserError(f"--data {data}: no bAbI tasks there (get them with `memtool data download babi`)")
+
+
 def best_seconds(run: Callable[[], None], rounds: int) -> float:
     """The fastest of ``rounds`` calls of ``run``, after one to warm up (allocator, first-call costs)."""
     run()
@@ -82,7 +88,7 @@ def best_seconds(run: Callable[[], None], rounds: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "babi" / "en"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(

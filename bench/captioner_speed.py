@@ -87,12 +87,15 @@ def decoding_model(run: str | None) -> tuple[Task, nn.Module, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", help="a trained captioner run (or checkpoint) to decode with")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="fewer steps, videos and rounds: about a minute")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    task, model, eval_batch = decoding_model(
+        args.run
+    )  # first: a bad --run is refused before minutes of timing
     steps, videos, rounds = (2, 32, 1) if args.quick else (6, 200, 3)
     batch_size = 64
     print(f"{args.threads} threads, best of {rounds} round(s)")
@@ -107,7 +110,6 @@ def main() -> None:
             f"   {videos_rate / baseline:5.2f}× λ = 0's"
         )
 
-    task, model, eval_batch = decoding_model(args.run)
     videos = min(videos, len(task.splits["valid"]))
     which = (
         f"trained {args.run}" if args.run else "untrained model: captions run to max_words, the slowest case"

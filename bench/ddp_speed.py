@@ -46,7 +46,7 @@ def training_speed(config: str, steps: int, processes: int, threads: int, out: P
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--family", choices=sorted(FAMILIES), action="append", help="default: all three")
     parser.add_argument("--steps-scale", type=float, default=1.0, help="more or fewer steps per figure")
     parser.add_argument("--quick", action="store_true", help="a tenth of the steps: about a minute")

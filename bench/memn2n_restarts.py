@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from batch_scaling import require_babi  # bench/ is on the path when run as a script
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
@@ -96,7 +97,7 @@ def stack(batches: list[Batch]) -> tuple[dict[str, Tensor], Tensor]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     local = ROOT / "data" / "babi" / "en"
     default = local if local.is_dir() else ROOT.parent / "shared" / "data" / "babi" / "en"
     parser.add_argument("--data", default=str(default))
@@ -112,6 +113,7 @@ def main() -> None:
         help="pair the replicas' batches by size rank (the best case of a shared length schedule)",
     )
     args = parser.parse_args()
+    require_babi(args.data)
     torch.set_num_threads(args.threads)
     steps = min(args.steps, 5) if args.quick else args.steps
     overrides = [f"data.path={args.data}", "model.random_noise=0", f"data.length_buckets={args.buckets}"]

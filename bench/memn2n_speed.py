@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from batch_scaling import require_babi  # bench/ is on the path when run as a script
 from torch import nn
 
 from memtool.build import build_task, create_model, model_arguments
@@ -82,7 +83,7 @@ def time_steps(model: MemN2N, batches: list[Batch], task, repeats: int = 1) -> f
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     local = ROOT / "data" / "babi" / "en"
     default = local if local.is_dir() else ROOT.parent / "shared" / "data" / "babi" / "en"
     parser.add_argument(
@@ -96,6 +97,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="100 steps, 1 round: a rough figure in seconds")
     args = parser.parse_args()
+    require_babi(args.data)
     torch.set_num_threads(args.threads)
     if args.quick:
         args.steps, args.rounds = min(args.steps, 100), 1

@@ -121,7 +121,7 @@ def rmsprop(model: nn.Module) -> torch.optim.Optimizer:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="about a minute in all (3 s per figure)")
     parser.add_argument("--seconds", type=float, default=None, help="timed seconds per figure (default 15)")
     parser.add_argument("--compile", action="store_true", help="also time memtool with train.compile")

@@ -69,7 +69,7 @@ def speed(model: nn.Module, batches: list[tuple[Tensor, Tensor]], seconds: float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per round and form")
     parser.add_argument("--rounds", type=int, default=3)

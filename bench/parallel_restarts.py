@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from batch_scaling import require_babi  # bench/ is on the path when run as a script
+
 from memtool.errors import run_as_script
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,7 +101,7 @@ def _errors(summary: dict) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "babi" / "en"))
     parser.add_argument("--restarts", type=int, default=10)
     parser.add_argument("--processes", type=int, default=2)
@@ -107,8 +109,7 @@ def main() -> None:
     parser.add_argument("--public", default=os.environ.get("MEMN2N_PUBLIC"), help="nmhkahn/MemN2N-pytorch")
     parser.add_argument("--quick", action="store_true", help="2 restarts of 10 epochs: about a minute")
     args = parser.parse_args()
-    if not Path(args.data, "qa1_single-supporting-fact_train.txt").is_file():
-        sys.exit(f"no bAbI task 1 under {args.data}: memtool data download babi, or pass --data")
+    require_babi(args.data)
     restarts = 2 if args.quick else args.restarts
     data = f"data.path={Path(args.data).resolve()}"
     short = ["train.epochs=10", "train.start_phase.epochs=3"] if args.quick else []  # every form alike

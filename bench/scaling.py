@@ -153,7 +153,7 @@ SWEEPS: dict[str, list[tuple[str, Callable[..., Any], list[tuple[int, int]]]]] =
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--family", choices=[*SWEEPS, "all"], default="all")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default="cpu")

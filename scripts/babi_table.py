@@ -82,7 +82,7 @@ def per_task_errors(path: Path) -> dict[int, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", type=Path, nargs="+", help="run directories or `memtool eval --json` files")
     parser.add_argument("--paper", choices=sorted(PAPER), required=True)
     parser.add_argument("--names", help="comma-separated column names (default: the paths' names)")

@@ -163,7 +163,7 @@ def rescore(run: Path, overrides: list[str]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", type=Path, nargs="+", help="run directories")
     parser.add_argument("--rescore", action="store_true", help="score best.pt on test again")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE; rescores")

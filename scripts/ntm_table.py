@@ -97,7 +97,7 @@ def budget_table(rows: list[dict], budgets: list[int]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", type=Path, nargs="+", help="run directories")
     parser.add_argument(
         "--after", type=int, nargs="+", default=[], metavar="SEQUENCES", help="validation at these budgets"

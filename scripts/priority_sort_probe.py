@@ -252,7 +252,7 @@ def print_floor(rows: list[int], inputs: list[int], lists: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="*", type=Path)
     parser.add_argument("--split", default="valid")
     parser.add_argument("--sequences", type=int, default=64)

@@ -83,7 +83,7 @@ def probe(run: Path, sizes: list[tuple[int, int]], sequences: int) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--sizes", nargs="+", type=size, default=[(10, 10), (10, 14), (10, 20), (20, 10)])
     parser.add_argument("--sequences", type=int, default=64)

@@ -22,7 +22,10 @@ def run_child(body: str) -> subprocess.Popen:
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: f"{path.parent.name}/{path.stem}")
 def test_every_script_ends_through_run_as_script(script: Path) -> None:
-    assert script.read_text().rstrip().endswith('if __name__ == "__main__":\n    run_as_script(main)')
+    text = script.read_text()
+    assert text.rstrip().endswith('if __name__ == "__main__":\n    run_as_script(main)')
+    # --help describes the script with its docstring's first paragraph, not a line cut mid-sentence
+    assert 'argparse.ArgumentParser(description=__doc__.split("\\n\\n")[0])' in text
 
 
 def test_a_reader_that_stops_early_ends_the_script_quietly() -> None:
