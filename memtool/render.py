@@ -92,9 +92,24 @@ def shade_glyph(level: float) -> str:
     return SHADE_GLYPHS[min(int(level * len(SHADE_GLYPHS)), len(SHADE_GLYPHS) - 1)]
 
 
-def shade(weight: float, low: float = 0.0, high: float = 1.0) -> str:
+# a 16-colour terminal's own shades, light → dark, each with an ink that reads on it: rich would map the
+# RGB ramp's middle to grey with the RGB ramp's white ink on it
+SIXTEEN_COLOUR_SHADES = (
+    "black on bright_white",
+    "black on white",
+    "black on bright_cyan",
+    "bright_white on bright_blue",
+    "bright_white on blue",
+)
+
+
+def shade(weight: float, low: float = 0.0, high: float = 1.0, sixteen_colours: bool = False) -> str:
     """White → deep blue as the weight goes low → high, so a glance finds where the model looked."""
     level = 0.0 if high <= low else max(0.0, min(1.0, (weight - low) / (high - low)))
+    if sixteen_colours:
+        return SIXTEEN_COLOUR_SHADES[
+            min(int(level * len(SIXTEEN_COLOUR_SHADES)), len(SIXTEEN_COLOUR_SHADES) - 1)
+        ]
     red = int(255 - 200 * level)
     green = int(255 - 150 * level)
     ink = "white" if level > 0.5 else "black"
@@ -124,8 +139,9 @@ class HeatmapPanel:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         panel = self.panel
         label_width = max((len(label) for label in panel.rows), default=0)
+        sixteen = console.color_system in ("standard", "windows")  # rich names the system
         if label_width + 4 + self.CELL * len(panel.columns) <= options.max_width:
-            yield self._table()
+            yield self._table(sixteen)
             return
         yield Text(f"{panel.title} (one cell per value, dark = high; the numbers: --json)", style="italic")
         ticks = [" "] * len(panel.columns)
@@ -138,7 +154,7 @@ class HeatmapPanel:
         for index, (label, row) in enumerate(zip(panel.rows, panel.values, strict=True)):
             line = Text(label.rjust(label_width) + " ", style="dim")
             for value, marked in zip(row, self._marks(index, row), strict=True):
-                style = "bold red on white" if marked else self._shade(value)
+                style = "bold red on white" if marked else self._shade(value, sixteen)
                 line.append("✗" if marked else (self._glyph(value) if plain else " "), style=style)
             yield line
 
@@ -147,10 +163,10 @@ class HeatmapPanel:
         span = self.high - self.low
         return shade_glyph(0.0 if span <= 0 else (value - self.low) / span)
 
-    def _shade(self, value: float) -> str:
-        return shade(value, self.low, self.high)
+    def _shade(self, value: float, sixteen_colours: bool) -> str:
+        return shade(value, self.low, self.high, sixteen_colours)
 
-    def _table(self) -> Table:
+    def _table(self, sixteen_colours: bool) -> Table:
         panel = self.panel
         table = Table(title=panel.title, header_style="bold")
         table.add_column("", style="dim")
@@ -158,7 +174,10 @@ class HeatmapPanel:
             table.add_column(column, justify="right")
         for index, (label, row) in enumerate(zip(panel.rows, panel.values, strict=True)):
             cells = [
-                Text(f"{v:.2f}{'✗' if marked else ''}", style="bold red" if marked else self._shade(v))
+                Text(
+                    f"{v:.2f}{'✗' if marked else ''}",
+                    style="bold red" if marked else self._shade(v, sixteen_colours),
+                )
                 for v, marked in zip(row, self._marks(index, row), strict=True)
             ]
             table.add_row(label, *cells)

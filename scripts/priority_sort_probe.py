@@ -286,14 +286,14 @@ def main() -> None:
         with exiting_for_user():
             require_matplotlib()
     torch.set_num_threads(1)
+    probed = [(run, *probe(run, args.split, args.sequences)) for run in args.runs]  # refusals come first
     print(
         "| run | write head | mean peak weight | rows it peaks on | correlation of priority and row "
         "| η² of priority by row (shuffled) |"
     )
     print("|---|---:|---:|---:|---:|---:|")
     panels, answers = [], []
-    for run in args.runs:
-        heads, answered = probe(run, args.split, args.sequences)
+    for run, heads, answered in probed:
         answers.append((run.name, answered))
         for h in heads:
             print(

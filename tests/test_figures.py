@@ -226,6 +226,22 @@ def test_a_picture_strip_is_drawn_in_the_terminal_in_its_colours() -> None:
     assert thumbnail([[[0.2, 0.4, 1.0]]], 2) == [[(51, 102, 255)] * 2] * 2
 
 
+def test_a_sixteen_colour_terminal_gets_shades_whose_ink_reads() -> None:
+    """rich maps the RGB ramp's middle to a grey, with the ramp's white ink on it: invisible numbers."""
+    from rich.console import Console
+
+    from memtool.render import view_renderable
+
+    console = Console(record=True, width=100, force_terminal=True, color_system="standard")
+    values = [[step / 10 for step in range(11)]]
+    console.print(
+        view_renderable(HeatmapView("weights", [Heatmap("w", ["row"], [str(i) for i in range(11)], values)]))
+    )
+    shown = console.export_text(styles=True)
+    assert "\x1b[37;47m" not in shown and "\x1b[97;47m" not in shown  # white on white
+    assert "\x1b[30;107m" in shown and "\x1b[97;44m" in shown  # black on bright white, white on blue
+
+
 def test_a_picture_strip_without_colour_is_drawn_in_glyphs_of_brightness() -> None:
     """Piped or under NO_COLOR the ▀ cells would all look alike: the pictures become brightness glyphs."""
     from rich.console import Console
