@@ -16,6 +16,7 @@ from rich.table import Table
 
 from memtool import jsonio
 from memtool.console import (
+    LAUNCHED_VARIABLE,
     PROGRAM_VARIABLE,
     err,
     error_line,
@@ -152,7 +153,7 @@ def train(
         arguments = [str(config), "--out", str(run_dir), *[a for o in overrides or [] for a in ("--set", o)]]
         arguments += [*(["--seed", str(seed)] if seed is not None else [])]
         arguments += [*(["--device", device.value] if device else []), *(["--resume"] if resume else [])]
-        code = launch(arguments, processes, run_config.device, run_dir)
+        code = launch(arguments, processes, run_config.device, run_dir, resume_hint(run_dir, processes, 1))
         if code:
             raise typer.Exit(code)
         return
@@ -165,13 +166,10 @@ def train(
         else:
             summary = run_training(run_config, run_dir, resume=resume, observer=observer)
     except Interrupted as stopped:
-        if not main_process():
+        if not main_process() or os.environ.get(LAUNCHED_VARIABLE):  # `--nproc`'s launcher says it
             raise typer.Exit(130) from None
-        # the run's own resolved config carries every --set, so this command resumes it as it was
-        hint = f"{program()} train {run_dir / 'config.yaml'} --out {run_dir} --resume"
         world = int(os.environ.get("WORLD_SIZE", "1"))  # under torchrun: resume with as many processes
-        hint += f" --nproc {world}" if world > 1 else ""
-        hint += f" --parallel-restarts {parallel_restarts}" if parallel_restarts > 1 else ""
+        hint = resume_hint(run_dir, world, parallel_restarts)
         err.print(f"[yellow]{escape(str(stopped))}[/] · continue with: {escape(hint)}", soft_wrap=True)
         raise typer.Exit(130) from None
     finally:
@@ -463,6 +461,14 @@ def data(
         command.run(options, report)
     finally:
         report.close()
+
+
+def resume_hint(run_dir: Path, processes: int, parallel_restarts: int) -> str:
+    """The command that resumes an interrupted run as it was: the run's own resolved config carries
+    every --set."""
+    hint = f"{program()} train {run_dir / 'config.yaml'} --out {run_dir} --resume"
+    hint += f" --nproc {processes}" if processes > 1 else ""
+    return hint + (f" --parallel-restarts {parallel_restarts}" if parallel_restarts > 1 else "")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -110,7 +110,7 @@ def user_errors(command: Any) -> Any:
             import_torch_shielded()
             return command(*args, **kwargs)
         except KeyboardInterrupt:  # before training saves anything; typer would exit 130 without a word
-            if "RANK" not in os.environ:  # under `--nproc`, the launcher says it once for every process
+            if "RANK" not in os.environ:  # under torchrun, the launcher says it once for every process
                 err.print("interrupted")
             raise typer.Exit(130) from None
         except UserError as error:
@@ -130,6 +130,8 @@ def user_errors(command: Any) -> Any:
 
 
 PROGRAM_VARIABLE = "MEMTOOL_PROGRAM"
+# set by `memtool train --nproc N` for the processes it starts: their launcher reports an interruption
+LAUNCHED_VARIABLE = "MEMTOOL_LAUNCHED"
 
 
 def main_process() -> bool:

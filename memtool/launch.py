@@ -10,16 +10,16 @@ import os
 import sys
 from pathlib import Path
 
+from memtool.console import LAUNCHED_VARIABLE
 from memtool.errors import UserError
 from memtool.run_dir import RunDirectory
 
 
-def launch(arguments: list[str], processes: int, device: str, run_dir: Path) -> int:
+def launch(arguments: list[str], processes: int, device: str, run_dir: Path, resume_hint: str) -> int:
     """Run ``memtool train ARGUMENTS`` in ``processes`` processes; returns the exit code to leave with:
-    the first process's (it prints the run's errors and results), else the first failing one's.
-    ``run_dir`` is the run's folder (``--out``), to tell after a Ctrl-C whether the run saved."""
-    last = RunDirectory(run_dir).last
-    before = _file_version(last)
+    the first process's (it prints the run's errors and results), else the first failing one's. An
+    interruption is reported here, once: ``run_dir`` (``--out``) says whether anything was saved, and
+    ``resume_hint`` is the command that continues the run."""
     os.environ.setdefault("LOGLEVEL", "CRITICAL")  # torchrun's own notes; the workers say what went wrong
     import torch
     from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -33,6 +33,7 @@ def launch(arguments: list[str], processes: int, device: str, run_dir: Path) -> 
         raise UserError(f"--nproc {processes}: this machine has {torch.cuda.device_count()} GPU(s)")
     # each process gets its share of the cores, not torchrun's silent default of one thread
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+    os.environ[LAUNCHED_VARIABLE] = "1"  # the processes leave the interruption's report to this one
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     command = ["--standalone", f"--nproc-per-node={processes}", "--module", "memtool", "train", *arguments]
     try:
@@ -43,22 +44,19 @@ def launch(arguments: list[str], processes: int, device: str, run_dir: Path) -> 
         codes = {rank: failure.exitcode for rank, failure in error.failures.items()}
         chosen = [codes[0]] if codes.get(0, 0) > 0 else []
         chosen += [code for _, code in sorted(codes.items()) if code > 0]
-        return chosen[0] if chosen else 1
-    except SignalException:
-        # once training runs, the first process saves (a new last.pt) and says so; stopped before, it
-        # says nothing
-        if _file_version(last) == before:
-            kept = f"{last} is as it was" if before else "nothing was saved"
-            print(f"interrupted while the processes started; {kept}", file=sys.stderr)
+        code = chosen[0] if chosen else 1
+        if code == 130:  # the processes were stopped (SIGTERM) and saved
+            _say_interrupted(run_dir, resume_hint)
+        return code
+    except SignalException:  # Ctrl-C: torchrun stops the processes, which save if they were training
+        _say_interrupted(run_dir, resume_hint)
         return 130
     return 0
 
 
-def _file_version(path: Path) -> tuple[int, int] | None:
-    """Which write of ``path`` is there, if any: an atomic write replaces the file, so its inode changes
-    (and its modification time), whatever the clocks say."""
-    try:
-        status = path.stat()
-    except FileNotFoundError:
-        return None
-    return status.st_ino, status.st_mtime_ns
+def _say_interrupted(run_dir: Path, resume_hint: str) -> None:
+    last = RunDirectory(run_dir).last
+    if last.exists():  # written atomically: whichever save it is, the run resumes from it
+        print(f"interrupted: the last saved state is {last} · continue with: {resume_hint}", file=sys.stderr)
+    else:
+        print("interrupted before anything was saved", file=sys.stderr)

@@ -5,6 +5,7 @@ reports bad input as one line."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -127,40 +128,39 @@ def test_bad_data_under_two_processes_is_one_error_line(tmp_path: Path) -> None:
     assert "data.features" in lines[0] and "not found" in lines[0]
 
 
-@pytest.mark.parametrize(("resumed", "saves"), [(False, False), (False, True), (True, False), (True, True)])
-def test_ctrl_c_while_the_processes_start_is_said_once(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    resumed: bool,
-    saves: bool,
+@pytest.mark.parametrize("saved", [False, True])
+def test_ctrl_c_under_nproc_is_reported_once_by_the_launcher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], saved: bool
 ) -> None:
-    """torchrun raises SignalException in the launcher on Ctrl-C. A process that was training has saved
-    and said so (a new last.pt); one stopped while starting said nothing, so the launcher says it."""
-    import os
+    """torchrun raises SignalException in the launcher on Ctrl-C and stops the processes, which save if
+    they were training and say nothing (MEMTOOL_LAUNCHED): the launcher reports it, with the command
+    that resumes the run when there is a saved state, whichever save it was."""
     import signal
 
     import torch.distributed.run
     from torch.distributed.elastic.multiprocessing.api import SignalException
 
+    from memtool.console import LAUNCHED_VARIABLE
     from memtool.launch import launch
 
     run = tmp_path / "run"
-    if resumed:
-        run.mkdir()
-        (run / "last.pt").write_bytes(b"saved by an earlier command")
+    told: dict[str, str | None] = {}
 
     def interrupted(arguments: object) -> None:
-        if saves:  # as the checkpoint's atomic write does: a new file renamed over the old one
-            run.mkdir(exist_ok=True)
-            (run / "last.pt.tmp").write_bytes(b"saved by the first process as it stopped")
-            os.replace(run / "last.pt.tmp", run / "last.pt")
+        told["launched"] = os.environ.get(LAUNCHED_VARIABLE)  # what the processes would inherit
+        if saved:
+            run.mkdir()
+            (run / "last.pt").write_bytes(b"saved by the first process as it stopped")
         raise SignalException("Process got signal: 2", signal.SIGINT)
 
     monkeypatch.setattr(torch.distributed.run, "run", interrupted)
-    for variable in ("OMP_NUM_THREADS", "LOGLEVEL"):  # launch sets them if unset: not in this process
-        monkeypatch.setenv(variable, "1")
-    assert launch([str(NTM_COPY), "--out", str(run)], 2, "cpu", run) == 130
+    for variable in ("OMP_NUM_THREADS", "LOGLEVEL", LAUNCHED_VARIABLE):  # launch sets them: not here
+        monkeypatch.setenv(variable, "")
+    hint = f"memtool train {run / 'config.yaml'} --out {run} --resume --nproc 2"
+    assert launch([str(NTM_COPY), "--out", str(run)], 2, "cpu", run, hint) == 130
+    assert told["launched"] == "1"
     said = capsys.readouterr().err
-    kept = f"{run / 'last.pt'} is as it was" if resumed else "nothing was saved"
-    assert said == ("" if saves else f"interrupted while the processes started; {kept}\n")
+    if saved:
+        assert said == f"interrupted: the last saved state is {run / 'last.pt'} · continue with: {hint}\n"
+    else:
+        assert said == "interrupted before anything was saved\n"
