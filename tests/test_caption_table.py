@@ -114,3 +114,35 @@ def test_a_paired_row_without_spread_shows_dashes_not_nan(
     table.print_paired(("λ = 1", alike), ("λ = 0", lower), [("bleu4", "BLEU-4", 3)])
     row = capsys.readouterr().out.strip().splitlines()[-1]
     assert row == "| BLEU-4 | 3 | +0.1000 | 3 | 0 | – | – | 0.250 |", row
+
+
+def test_rescored_metrics_are_cached_until_the_checkpoint_or_the_overrides_change(
+    table: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    import memtool.build
+    import memtool.checkpoint
+
+    scored: list[list[str]] = []
+
+    def restore(checkpoint: object, overrides: list[str]) -> tuple:
+        class Task:
+            def evaluate(self, model: object, split: str, batch_size: int) -> SimpleNamespace:
+                scored.append(overrides)
+                return SimpleNamespace(metrics={"bleu4": 0.1 * len(scored)})
+
+        return SimpleNamespace(train=SimpleNamespace(eval_batch_size=8)), Task(), None
+
+    monkeypatch.setattr(memtool.checkpoint, "load_checkpoint", lambda path: {})
+    monkeypatch.setattr(memtool.build, "restore", restore)
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    run.mkdir()
+    (run / "best.pt").write_bytes(b"a checkpoint")
+    seen = ["data.test_pairs=seen"]
+    first = table.rescore(run, seen, cache)
+    assert table.rescore(run, seen, cache) == first and len(scored) == 1  # read back
+    assert table.rescore(run, ["data.test_videos=10"], cache) != first  # other overrides: scored
+    (run / "best.pt").write_bytes(b"a later, better checkpoint")
+    assert table.rescore(run, seen, cache) != first and len(scored) == 3  # a new best.pt: scored again
+    assert table.rescore(run, seen) != first and len(scored) == 4  # without a cache: always scored
