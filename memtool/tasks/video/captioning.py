@@ -416,7 +416,8 @@ def frame_name(frame: int | None) -> str:
 
 def frame_strip(frames: Tensor, labels: list[str]) -> ImageStrip:
     """A video's (K, 3, H, W) frames in [0, 1] as the picture strip above its attention grid."""
-    pictures = frames.permute(0, 2, 3, 1).clamp(0, 1).mul(1000).round().div(1000)
+    # in float64: a float32 0.2 prints as 0.20000000298023224 in --json, four times the characters
+    pictures = frames.permute(0, 2, 3, 1).double().clamp(0, 1).mul(1000).round().div(1000)
     return ImageStrip("the frames", labels, pictures.cpu().tolist())
 
 
