@@ -126,7 +126,7 @@ class HeatmapPanel:
     """One heatmap: a table of shaded values when it fits the terminal, else one shaded cell per value
     (the numbers are in ``--json``), so a 113-step weighting still reads as a picture."""
 
-    CELL = 6  # characters a value takes in the full table ("0.83✗" and borders)
+    VALUE = 5  # characters a value takes in the full table: "0.83✗"
 
     def __init__(self, panel: Heatmap) -> None:
         self.panel = panel
@@ -140,9 +140,17 @@ class HeatmapPanel:
         panel = self.panel
         label_width = max((len(label) for label in panel.rows), default=0)
         sixteen = console.color_system in ("standard", "windows")  # rich names the system
-        if label_width + 4 + self.CELL * len(panel.columns) <= options.max_width:
-            yield self._table(sixteen)
-            return
+        # each column as wide as its header or a value, plus rich's padding (2) and border (1): a table
+        # squeezed below that cuts its numbers to "0.…"; headers "frame 1" … "frame 8" shrink to 1 … 8
+        # first (the title names them), and where even that does not fit, the values become cells
+        short, word = short_headers(panel.columns)
+        for headers, title in ((panel.columns, panel.title), (short, f"{panel.title} · columns: {word}")):
+            if (
+                label_width + 4 + sum(max(len(header), self.VALUE) + 3 for header in headers)
+                <= options.max_width
+            ):
+                yield self._table(sixteen, headers, title)
+                return
         yield Text(f"{panel.title} (one cell per value, dark = high; the numbers: --json)", style="italic")
         ticks = [" "] * len(panel.columns)
         for index in range(0, len(panel.columns), 5):  # a column label every 5 cells, where it fits
@@ -166,12 +174,12 @@ class HeatmapPanel:
     def _shade(self, value: float, sixteen_colours: bool) -> str:
         return shade(value, self.low, self.high, sixteen_colours)
 
-    def _table(self, sixteen_colours: bool) -> Table:
+    def _table(self, sixteen_colours: bool, headers: list[str], title: str) -> Table:
         panel = self.panel
-        table = Table(title=panel.title, header_style="bold")
+        table = Table(title=title, header_style="bold")
         table.add_column("", style="dim")
-        for column in panel.columns:
-            table.add_column(column, justify="right")
+        for header in headers:
+            table.add_column(header, justify="right")
         for index, (label, row) in enumerate(zip(panel.rows, panel.values, strict=True)):
             cells = [
                 Text(
@@ -182,6 +190,15 @@ class HeatmapPanel:
             ]
             table.add_row(label, *cells)
         return table
+
+
+def short_headers(columns: list[str]) -> tuple[list[str], str]:
+    """Column headers without the word they share ("frame 1" … → "1" …, and "frame"); as they are
+    where they share none."""
+    first = columns[0].rpartition(" ")[0] if columns else ""
+    if first and all(column.startswith(first + " ") for column in columns):
+        return [column[len(first) + 1 :] for column in columns], first
+    return columns, "as labelled"
 
 
 def thumbnail(image: list[list[list[float]]], size: int) -> list[list[tuple[int, int, int]]]:

@@ -275,3 +275,22 @@ def test_a_share_with_nothing_to_count_shows_as_a_dash_not_nan() -> None:
 
     assert number(float("nan")) == "–" and _cell(float("nan")).strip() == "–"
     assert number(0.5) == "0.50" and _cell(12.34).strip() == "12.3"
+
+
+def test_a_table_too_wide_for_the_terminal_shortens_its_headers_before_it_gives_up_its_numbers() -> None:
+    """rich squeezes a table wider than the terminal until its numbers read "0.…"."""
+    from rich.console import Console
+
+    from memtool.render import view_renderable
+
+    frames = [f"frame {i}" for i in range(1, 9)]
+    view = HeatmapView("video", [Heatmap("attention", ["white", "triangle"], frames, [[0.57] * 8] * 2)])
+    shown = {}
+    for width in (100, 80, 40):
+        console = Console(record=True, width=width, color_system=None)
+        console.print(view_renderable(view))
+        shown[width] = console.export_text()
+        assert "…" not in shown[width], width
+    assert "frame 8" in shown[100] and "0.57" in shown[100]
+    assert "attention · columns: frame" in shown[80] and "frame 8" not in shown[80] and "0.57" in shown[80]
+    assert "one cell per value" in shown[40]  # not even "1" … "8" fit: cells, the numbers in --json
