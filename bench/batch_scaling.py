@@ -70,9 +70,13 @@ def training_steps(
     return run
 
 
+def has_babi(data: str) -> bool:
+    return Path(data, "qa1_single-supporting-fact_train.txt").is_file()
+
+
 def require_babi(data: str) -> None:
     """Refuse a ``--data`` folder without the bAbI tasks, in the scripts' own terms."""
-    if not Path(data, "qa1_single-supporting-fact_train.txt").is_file():
+    if not has_babi(data):
         raise UserError(f"--data {data}: no bAbI tasks there (get them with `memtool data download babi`)")
 
 
@@ -107,7 +111,7 @@ def main() -> None:
     for name in CONFIGS:
         overrides = []
         if name.startswith("memn2n_babi"):
-            if not Path(args.data, "qa1_single-supporting-fact_train.txt").is_file():
+            if not has_babi(args.data):
                 print(
                     f"{name:<30} skipped: no bAbI under {args.data} (memtool data download babi, or --data)"
                 )

@@ -93,9 +93,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer steps, videos and rounds: about a minute")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    task, model, eval_batch = decoding_model(
-        args.run
-    )  # first: a bad --run is refused before minutes of timing
+    # first: a bad --run is refused before minutes of timing
+    task, model, eval_batch = decoding_model(args.run)
     steps, videos, rounds = (2, 32, 1) if args.quick else (6, 200, 3)
     batch_size = 64
     print(f"{args.threads} threads, best of {rounds} round(s)")

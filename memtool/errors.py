@@ -3,8 +3,8 @@
 import os
 import select
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from typing import NoReturn
 
 
@@ -28,24 +28,16 @@ def exit_for_user(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
-@contextmanager
-def exiting_for_user() -> Iterator[None]:
-    """A ``UserError`` raised inside becomes ``exit_for_user``'s one line and exit code 2."""
-    try:
-        yield
-    except UserError as error:
-        exit_for_user(str(error))
-
-
 def run_as_script(main: Callable[[], None]) -> None:
     """A script's ``main`` as the CLI runs a command: a ``UserError`` is one line and exit code 2, Ctrl-C
     is "interrupted" and exit code 130, and a reader of stdout that stops early (``| head``) ends the
     script quietly instead of in a BrokenPipeError (what it had left to print, or to write after printing,
     is skipped). A broken pipe elsewhere (a subprocess, a socket) stays an error."""
     try:
-        with exiting_for_user():
-            main()
-            sys.stdout.flush()  # a pipe closed on the last lines fails here, inside the handler
+        main()
+        sys.stdout.flush()  # a pipe closed on the last lines fails here, inside the handler
+    except UserError as error:
+        exit_for_user(str(error))
     except BrokenPipeError:
         if not stdout_reader_gone():
             raise

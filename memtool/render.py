@@ -86,10 +86,14 @@ def group_table(result: EvalResult, scoring: Scoring) -> Table:
 SHADE_GLYPHS = " ·░▒▓█"  # low → high, where a terminal shows no colours
 
 
+def step_of(steps: tuple[str, ...] | str, level: float) -> str:
+    """The step of an even light → dark scale that a level in [0, 1] falls on."""
+    return steps[min(int(max(0.0, min(1.0, level)) * len(steps)), len(steps) - 1)]
+
+
 def shade_glyph(level: float) -> str:
     """A level in [0, 1] as one of ``SHADE_GLYPHS``."""
-    level = max(0.0, min(1.0, level))
-    return SHADE_GLYPHS[min(int(level * len(SHADE_GLYPHS)), len(SHADE_GLYPHS) - 1)]
+    return step_of(SHADE_GLYPHS, level)
 
 
 # a 16-colour terminal's own shades, light → dark, each with an ink that reads on it: rich would map the
@@ -107,9 +111,7 @@ def shade(weight: float, low: float = 0.0, high: float = 1.0, sixteen_colours: b
     """White → deep blue as the weight goes low → high, so a glance finds where the model looked."""
     level = 0.0 if high <= low else max(0.0, min(1.0, (weight - low) / (high - low)))
     if sixteen_colours:
-        return SIXTEEN_COLOUR_SHADES[
-            min(int(level * len(SIXTEEN_COLOUR_SHADES)), len(SIXTEEN_COLOUR_SHADES) - 1)
-        ]
+        return step_of(SIXTEEN_COLOUR_SHADES, level)
     red = int(255 - 200 * level)
     green = int(255 - 150 * level)
     ink = "white" if level > 0.5 else "black"
@@ -143,8 +145,11 @@ class HeatmapPanel:
         # each column as wide as its header or a value, plus rich's padding (2) and border (1): a table
         # squeezed below that cuts its numbers to "0.…"; headers "frame 1" … "frame 8" shrink to 1 … 8
         # first (the title names them), and where even that does not fit, the values become cells
+        tables = [(panel.columns, panel.title)]
         short, word = short_headers(panel.columns)
-        for headers, title in ((panel.columns, panel.title), (short, f"{panel.title} · columns: {word}")):
+        if word is not None:
+            tables.append((short, f"{panel.title} · columns: {word}"))
+        for headers, title in tables:
             if (
                 label_width + 4 + sum(max(len(header), self.VALUE) + 3 for header in headers)
                 <= options.max_width
@@ -192,13 +197,13 @@ class HeatmapPanel:
         return table
 
 
-def short_headers(columns: list[str]) -> tuple[list[str], str]:
-    """Column headers without the word they share ("frame 1" … → "1" …, and "frame"); as they are
-    where they share none."""
+def short_headers(columns: list[str]) -> tuple[list[str], str | None]:
+    """Column headers without the word they share ("frame 1" … → "1" …, and "frame"); as they are,
+    and None, where they share none."""
     first = columns[0].rpartition(" ")[0] if columns else ""
     if first and all(column.startswith(first + " ") for column in columns):
         return [column[len(first) + 1 :] for column in columns], first
-    return columns, "as labelled"
+    return columns, None
 
 
 def thumbnail(image: list[list[list[float]]], size: int) -> list[list[tuple[int, int, int]]]:

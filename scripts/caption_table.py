@@ -27,7 +27,7 @@ import math
 from pathlib import Path
 from statistics import mean, stdev
 
-from memtool.errors import exit_for_user, exiting_for_user, run_as_script
+from memtool.errors import exit_for_user, run_as_script
 from memtool.run_files import distinct, finished_run
 from memtool.stats import paired
 
@@ -56,10 +56,9 @@ def cell(value: float | None, digits: int) -> str:
     return f"{value:.{digits}f}" if present(value) else "–"
 
 
-def setting(run: Path) -> str:
+def setting(run: Path, config: dict) -> str:
     """The name of the row a run's scores are pooled into: its attention and regularizer, and what else
     sets it apart at a glance (a slideshow, a temporal encoder); ``labels`` adds any other difference."""
-    _, config = finished_run(run)
     model, task = config["model"], config.get("task", {})
     if model.get("name") != "captioner":
         exit_for_user(f"{run}: a captioner run is needed, this is {model.get('name')} on {task.get('name')}")
@@ -101,21 +100,22 @@ def flat(config: dict, prefix: str = "") -> dict[str, str]:
     return found
 
 
-def labels(runs: list[Path]) -> dict[Path, str]:
-    """Each run's row label: runs with the same ``setting`` and the same config but for
+def labels(configs: dict[Path, dict]) -> dict[Path, str]:
+    """Each run's row label, from its config: runs with the same ``setting`` and the same config but for
     ``NOT_THE_SETTING`` share one; runs whose configs differ otherwise are never pooled, and their
     label names the keys that differ (``task.frames=12``), so that unlike runs are never averaged."""
-    named = {run: setting(run) for run in runs}
-    configs = {
-        run: {k: v for k, v in flat(finished_run(run)[1]).items() if k not in NOT_THE_SETTING} for run in runs
+    named = {run: setting(run, config) for run, config in configs.items()}
+    leaves = {
+        run: {k: v for k, v in flat(config).items() if k not in NOT_THE_SETTING}
+        for run, config in configs.items()
     }
     found: dict[Path, str] = {}
     for name in dict.fromkeys(named.values()):
-        members = [run for run in runs if named[run] == name]
-        keys = {key for run in members for key in configs[run]}
-        differing = sorted(key for key in keys if len({configs[run].get(key) for run in members}) > 1)
+        members = [run for run in configs if named[run] == name]
+        keys = {key for run in members for key in leaves[run]}
+        differing = sorted(key for key in keys if len({leaves[run].get(key) for run in members}) > 1)
         for run in members:
-            shown = [f"{key}={configs[run].get(key, '–')}" for key in differing[:MOST_KEYS_SHOWN]]
+            shown = [f"{key}={leaves[run].get(key, '–')}" for key in differing[:MOST_KEYS_SHOWN]]
             more = ", …" if len(differing) > MOST_KEYS_SHOWN else ""
             found[run] = f"{name} ({', '.join(shown)}{more})" if differing else name
     return found
@@ -169,8 +169,7 @@ def rescore(run: Path, overrides: list[str], cache: Path | None = None) -> dict[
         stored = cache / f"{run.name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
         if stored.is_file():
             return json.loads(stored.read_text())
-    with exiting_for_user():
-        config, task, model = restore(load_checkpoint(checkpoint), overrides)
+    config, task, model = restore(load_checkpoint(checkpoint), overrides)
     metrics = task.evaluate(model, "test", config.train.eval_batch_size).metrics
     if stored is not None:
         stored.parent.mkdir(parents=True, exist_ok=True)
@@ -194,15 +193,14 @@ def main() -> None:
     if target:
         sign = "≥" if LOGGED[target[0]] else "≤"
         columns.append(("reached", f"first epoch with valid {target[0]} {sign} {target[1]:g}", 1))
-    runs = distinct(args.runs)
-    settings = labels(runs)  # refuses a run of another model before anything is printed
+    finished = {run: finished_run(run) for run in distinct(args.runs)}  # each run's summary and config
+    settings = labels({run: config for run, (_, config) in finished.items()})  # refuses another model
     if args.paired and len(set(settings.values())) != 2:
         found = "; ".join(sorted(set(settings.values())))
         exit_for_user(f"--paired compares two settings; these runs' settings are: {found}")
     groups: dict[str, list[Scores]] = {}
     rows = []
-    for run in runs:
-        summary, _ = finished_run(run)
+    for run, (summary, _) in finished.items():
         fresh = args.rescore or args.overrides
         metrics = dict(rescore(run, args.overrides, args.cache) if fresh else summary["test"]["metrics"])
         if target:
@@ -254,8 +252,8 @@ def check_pairs(first: tuple[str, list[Scores]], second: tuple[str, list[Scores]
 def print_paired(
     first: tuple[str, list[Scores]], second: tuple[str, list[Scores]], columns: list[Column]
 ) -> None:
-    """Per metric, ``first − second`` over the seeds both settings have a value for."""
-    check_pairs(first, second)
+    """Per metric, ``first − second`` over the seeds both settings have a value for (``check_pairs``
+    has refused what cannot be paired)."""
     print()
     print(f"[{first[0]}] − [{second[0]}], paired by seed; p values two-sided:")
     print()

@@ -24,7 +24,7 @@ import statistics
 from pathlib import Path
 
 from memtool.config import load_config
-from memtool.errors import exit_for_user, exiting_for_user, run_as_script
+from memtool.errors import exit_for_user, run_as_script
 from memtool.tasks.video.shapes import SYNONYMS, VideoSpec, plan_split
 
 
@@ -83,8 +83,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.videos < 1:
         exit_for_user(f"--videos {args.videos}: give a whole number of at least 1")
-    with exiting_for_user():
-        config = load_config(args.config, overrides=args.overrides)
+    config = load_config(args.config, overrides=args.overrides)
     if config.task.name != "shapes_captions":
         exit_for_user(f"{args.config}: a shapes_captions config is needed, not {config.task.name}")
     p = config.task.params

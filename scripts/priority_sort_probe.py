@@ -44,7 +44,7 @@ from torch import Tensor
 
 from memtool.build import restore
 from memtool.checkpoint import load_checkpoint
-from memtool.errors import exit_for_user, exiting_for_user, run_as_script
+from memtool.errors import exit_for_user, run_as_script
 from memtool.figures import require_matplotlib, save_png
 from memtool.tasks.algorithmic.priority_sort import (
     PrioritySortParams,
@@ -145,8 +145,7 @@ class Answers(NamedTuple):
 @torch.no_grad()
 def probe(run: Path, split: str, sequences: int) -> tuple[list[Head], Answers]:
     """Each write head's figures, and the answers' wrong bits by priority gap."""
-    with exiting_for_user():
-        config, task, model = restore(load_checkpoint(run / "best.pt" if run.is_dir() else run))
+    config, task, model = restore(load_checkpoint(run / "best.pt" if run.is_dir() else run))
     if config.task.name != "priority_sort" or config.model.name != "ntm":
         exit_for_user(
             f"{run}: an NTM on priority_sort is needed, this is {config.model.name} on {config.task.name}"
@@ -283,8 +282,7 @@ def main() -> None:
     if args.png:
         if args.png.suffix.lower() != ".png":
             exit_for_user(f"--png {args.png}: the figure is a PNG; give a path ending in .png")
-        with exiting_for_user():
-            require_matplotlib()
+        require_matplotlib()
     torch.set_num_threads(1)
     probed = [(run, *probe(run, args.split, args.sequences)) for run in args.runs]  # refusals come first
     print(

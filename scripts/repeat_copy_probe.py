@@ -23,7 +23,7 @@ from torch import Tensor
 
 from memtool.build import restore
 from memtool.checkpoint import load_checkpoint
-from memtool.errors import exit_for_user, exiting_for_user, run_as_script
+from memtool.errors import exit_for_user, run_as_script
 from memtool.tasks.algorithmic.repeat_copy import repeat_copy_sequences
 
 
@@ -62,8 +62,7 @@ def measure(model: Callable[[Tensor], Any], inputs: Tensor, targets: Tensor, rep
 
 
 def probe(run: Path, sizes: list[tuple[int, int]], sequences: int) -> list[str]:
-    with exiting_for_user():
-        config, task, model = restore(load_checkpoint(run / "best.pt" if run.is_dir() else run))
+    config, task, model = restore(load_checkpoint(run / "best.pt" if run.is_dir() else run))
     if config.task.name != "repeat_copy":
         exit_for_user(f"{run}: a repeat_copy run is needed, this is {config.task.name}")
     bits, (mean, std) = config.task.params.bits, task.repeats_scale

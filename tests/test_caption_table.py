@@ -46,41 +46,32 @@ def test_a_loss_is_reached_from_above_and_only_the_kept_restart_counts(
     assert stopped.value.code == 2
 
 
-def test_runs_of_another_layout_or_encoder_are_pooled_apart(table: ModuleType, tmp_path: Path) -> None:
-    def run(name: str, model: dict, task: dict) -> Path:
-        folder = tmp_path / name
-        folder.mkdir()
-        (folder / "summary.json").write_text("{}")
-        (folder / "config.yaml").write_text(json.dumps({"model": model, "task": task}))  # JSON is YAML
-        return folder
+def test_runs_of_another_layout_or_encoder_are_pooled_apart(table: ModuleType) -> None:
+    def setting(model: dict, task: dict) -> str:
+        return table.setting(Path("run"), {"model": model, "task": task})
 
     soft = {"name": "captioner", "attention": "soft", "reg_lambda": 1.0, "reg_tau": "auto"}
-    plain = table.setting(run("plain", soft, {"name": "shapes_captions"}))
-    slideshow = table.setting(run("slide", soft, {"name": "shapes_captions", "layout": "slideshow"}))
-    encoded = table.setting(run("bi", {**soft, "temporal_encoder": True}, {"name": "shapes_captions"}))
+    plain = setting(soft, {"name": "shapes_captions"})
+    slideshow = setting(soft, {"name": "shapes_captions", "layout": "slideshow"})
+    encoded = setting({**soft, "temporal_encoder": True}, {"name": "shapes_captions"})
     assert len({plain, slideshow, encoded}) == 3 and plain == "soft attention, λ = 1.0, τ = auto"
     with pytest.raises(SystemExit) as refused:
-        table.setting(run("babi", {"name": "memn2n"}, {"name": "babi"}))
+        setting({"name": "memn2n"}, {"name": "babi"})
     assert refused.value.code == 2
 
 
-def test_runs_that_differ_in_anything_but_seed_and_execution_are_labelled_apart(
-    table: ModuleType, tmp_path: Path
-) -> None:
-    def run(name: str, seed: int, frames: int, threads: int) -> Path:
-        folder = tmp_path / name
-        folder.mkdir()
-        (folder / "summary.json").write_text("{}")
+def test_runs_that_differ_in_anything_but_seed_and_execution_are_labelled_apart(table: ModuleType) -> None:
+    def config(seed: int, frames: int, threads: int) -> dict:
         model = {"name": "captioner", "attention": "soft", "reg_lambda": 1.0, "reg_tau": "auto"}
-        config = {"seed": seed, "model": model, "task": {"frames": frames}, "train": {"threads": threads}}
-        (folder / "config.yaml").write_text(json.dumps(config))
-        return folder
+        return {"seed": seed, "model": model, "task": {"frames": frames}, "train": {"threads": threads}}
 
-    runs = [run("a", 0, 8, 1), run("b", 1, 8, 2), run("c", 2, 12, 1)]
-    found = table.labels(runs)
+    runs = [Path("a"), Path("b"), Path("c")]
+    configs = dict(zip(runs, [config(0, 8, 1), config(1, 8, 2), config(2, 12, 1)], strict=True))
+    found = table.labels(configs)
     assert found[runs[0]] == found[runs[1]] == "soft attention, λ = 1.0, τ = auto (task.frames=8)"
     assert found[runs[2]] == "soft attention, λ = 1.0, τ = auto (task.frames=12)"
-    assert table.labels(runs[:2])[runs[0]] == "soft attention, λ = 1.0, τ = auto"  # alike: no keys named
+    alike = table.labels({run: configs[run] for run in runs[:2]})
+    assert alike[runs[0]] == "soft attention, λ = 1.0, τ = auto"  # alike: no keys named
 
 
 def test_two_settings_are_compared_seed_by_seed(
@@ -95,14 +86,13 @@ def test_two_settings_are_compared_seed_by_seed(
 
 
 def test_a_paired_comparison_refuses_what_it_cannot_pair(table: ModuleType) -> None:
-    column = [("bleu4", "BLEU-4", 3)]
     twice = [{"seed": 0, "bleu4": 0.5}, {"seed": 0, "bleu4": 0.9}]  # a run given twice, say
     for first, second in (
         (("λ = 1", twice), ("λ = 0", [{"seed": 0, "bleu4": 0.4}])),
         (("λ = 1", [{"seed": 0, "bleu4": 0.5}]), ("λ = 0", [{"seed": 1, "bleu4": 0.4}])),  # no shared seed
     ):
         with pytest.raises(SystemExit) as stopped:
-            table.print_paired(first, second, column)
+            table.check_pairs(first, second)
         assert stopped.value.code == 2
 
 
