@@ -259,6 +259,8 @@ class ParallelRestarts:
             steps=results[max(results)]["steps"],  # as a one-process run: the last restart's
             target=target,
             restarts=scored,
+            device=chosen.get("device", ""),
+            threads=chosen.get("threads", 0),
         )
 
 
@@ -278,6 +280,8 @@ def summary_from_dict(written: dict[str, Any], scoring: Any) -> Summary:
         target=written.get("target"),
         restarts=restart_scores(written.get("restarts", []), select),
         ddp_processes=written.get("ddp_processes", 1),
+        device=written.get("device", ""),
+        threads=written.get("threads", 0),
     )
 
 

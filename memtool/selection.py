@@ -11,6 +11,7 @@ import math
 from dataclasses import asdict
 from typing import Any
 
+import torch
 from torch import nn
 
 from memtool.build import model_from_checkpoint
@@ -201,6 +202,8 @@ class Selection:
             target=self._target_summary(state),
             restarts=state.scored,
             ddp_processes=self.ranks.world,
+            device=str(self.device),
+            threads=torch.get_num_threads(),
         )
         if write:
             self.files.write_summary(summary.to_dict())

@@ -74,6 +74,8 @@ class Summary:
     target: dict[str, Any] | None = None  # the task's target and when each restart reached it
     restarts: dict[str, dict[str, Any]] = field(default_factory=dict)  # TrainState.scored
     ddp_processes: int = 1  # the data-parallel processes (torchrun) of the command that finished it
+    device: str = ""  # where it trained ("cpu", "cuda:0"), so its train_seconds can be compared
+    threads: int = 0  # torch intra-op threads per process
 
     def to_dict(self) -> dict[str, Any]:
         """summary.json: the selection metric's best value under ``best_valid_<metric>``."""
@@ -87,6 +89,8 @@ class Summary:
             "train_seconds": self.train_seconds,
             "steps": self.steps,
             "ddp_processes": self.ddp_processes,
+            "device": self.device,
+            "threads": self.threads,
             **({"target": self.target} if self.target is not None else {}),
             "restarts": [
                 {

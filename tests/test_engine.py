@@ -75,6 +75,9 @@ def test_run_directory_holds_config_metrics_checkpoints_and_versions(tmp_path: P
     assert [r["epoch"] for r in records] == [1, 2]
     assert "torch" in json.loads((run / "versions.json").read_text())
     assert summary.test.metrics["examples"] == 50
+    # where and on how many threads it trained, so its train_seconds can be compared with another run's
+    written = json.loads((run / "summary.json").read_text())
+    assert (written["device"], written["threads"]) == ("cpu", torch.get_num_threads())
 
 
 def test_refuses_to_overwrite_a_run_or_resume_a_changed_config(tmp_path: Path) -> None:

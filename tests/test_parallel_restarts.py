@@ -55,6 +55,9 @@ def test_restarts_in_parallel_processes_equal_restarts_in_one(tmp_path: Path) ->
     side_by_side = ParallelRestarts(config, tmp_path / "parallel", 2, SilentObserver()).run(resume=False)
     assert side_by_side.best_restart == one.best_restart
     assert side_by_side.test.metrics == one.test.metrics
+    merged = json.loads((tmp_path / "parallel" / "summary.json").read_text())
+    share = config.train.threads or max(1, (os.cpu_count() or 1) // 2)  # each process's share of the cores
+    assert (merged["device"], merged["threads"]) == ("cpu", share)
     _assert_same_restarts(tmp_path / "parallel", tmp_path / "one")
     for restart in range(3):  # each restart is a whole run of its own, inspectable and resumable
         assert (tmp_path / "parallel" / "restarts" / str(restart) / "last.pt").is_file()
