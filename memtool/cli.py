@@ -124,7 +124,7 @@ def train(
     --out runs/quickstart --resume"""
     from memtool.config import load_config
     from memtool.engine import train as run_training
-    from memtool.interrupts import Interrupted
+    from memtool.interrupts import Interrupted, say_interrupted
     from memtool.run_dir import default_run_dir
 
     run_config = load_config(config, overrides or [], seed=seed, device=device.value if device else None)
@@ -165,12 +165,15 @@ def train(
             summary = ParallelRestarts(run_config, run_dir, parallel_restarts, observer).run(resume)
         else:
             summary = run_training(run_config, run_dir, resume=resume, observer=observer)
-    except Interrupted as stopped:
+    except (Interrupted, KeyboardInterrupt) as stopped:  # KeyboardInterrupt: a second Ctrl-C mid-save
         if not main_process() or os.environ.get(LAUNCHED_VARIABLE):  # `--nproc`'s launcher says it
             raise typer.Exit(130) from None
         world = int(os.environ.get("WORLD_SIZE", "1"))  # under torchrun: resume with as many processes
         hint = resume_hint(run_dir, world, parallel_restarts)
-        err.print(f"[yellow]{escape(str(stopped))}[/] · continue with: {escape(hint)}", soft_wrap=True)
+        if isinstance(stopped, Interrupted):
+            err.print(f"[yellow]{escape(str(stopped))}[/] · continue with: {escape(hint)}", soft_wrap=True)
+        else:
+            say_interrupted(run_dir, hint)
         raise typer.Exit(130) from None
     finally:
         observer.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,16 @@ class Interrupted(Exception):
     def __init__(self, run_dir: Path, saved: str | None = None) -> None:
         super().__init__(f"interrupted: saved {saved or RunDirectory(run_dir).last}")
         self.run_dir = run_dir
+
+
+def say_interrupted(run_dir: Path, resume_hint: str) -> None:
+    """After a stop that skipped the usual report (a second Ctrl-C, torchrun stopping its processes):
+    whether a saved state exists, and the command that continues from it."""
+    last = RunDirectory(run_dir).last
+    if last.exists():  # written atomically: whichever save it is, the run resumes from it
+        print(f"interrupted: the last saved state is {last} · continue with: {resume_hint}", file=sys.stderr)
+    else:
+        print("interrupted before anything was saved", file=sys.stderr)
 
 
 @contextmanager

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 
 from memtool.console import LAUNCHED_VARIABLE
 from memtool.errors import UserError
-from memtool.run_dir import RunDirectory
+from memtool.interrupts import say_interrupted
 
 
 def launch(arguments: list[str], processes: int, device: str, run_dir: Path, resume_hint: str) -> int:
@@ -46,17 +45,9 @@ def launch(arguments: list[str], processes: int, device: str, run_dir: Path, res
         chosen += [code for _, code in sorted(codes.items()) if code > 0]
         code = chosen[0] if chosen else 1
         if code == 130:  # the processes were stopped (SIGTERM) and saved
-            _say_interrupted(run_dir, resume_hint)
+            say_interrupted(run_dir, resume_hint)
         return code
     except SignalException:  # Ctrl-C: torchrun stops the processes, which save if they were training
-        _say_interrupted(run_dir, resume_hint)
+        say_interrupted(run_dir, resume_hint)
         return 130
     return 0
-
-
-def _say_interrupted(run_dir: Path, resume_hint: str) -> None:
-    last = RunDirectory(run_dir).last
-    if last.exists():  # written atomically: whichever save it is, the run resumes from it
-        print(f"interrupted: the last saved state is {last} · continue with: {resume_hint}", file=sys.stderr)
-    else:
-        print("interrupted before anything was saved", file=sys.stderr)

@@ -294,24 +294,38 @@ def test_usage_errors_are_one_line_with_exit_2(capsys: pytest.CaptureFixture[str
         assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], lines
 
 
-def test_ctrl_c_before_a_run_can_save_is_one_line_and_exit_130(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("saved", [False, True])
+def test_a_ctrl_c_the_engine_could_not_report_is_one_line_and_exit_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], saved: bool
 ) -> None:
-    """A Ctrl-C while the data are prepared (the engine's own handler not yet installed): typer would
-    turn the KeyboardInterrupt into a silent exit 130."""
+    """A Ctrl-C while the data are prepared (the engine's own handler not yet installed), or a second one
+    while the first one's save runs: typer would turn the KeyboardInterrupt into a silent exit 130. The
+    line says whether a saved state exists and, if so, how to continue from it."""
     import memtool.engine
     from memtool.cli import main
 
+    run = tmp_path / "run"
+
     def interrupted(*args: object, **kwargs: object) -> None:
+        if saved:  # the state saved before the second Ctrl-C
+            run.mkdir()
+            (run / "last.pt").write_bytes(b"saved")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(memtool.engine, "train", interrupted)
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(tiny_config()))
     with pytest.raises(SystemExit) as stopped:
-        main(["train", str(config), "--out", str(tmp_path / "run")])
+        main(["train", str(config), "--out", str(run)])
     assert stopped.value.code == 130
-    assert [line for line in capsys.readouterr().err.splitlines() if line.strip()] == ["interrupted"]
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    if saved:
+        assert len(lines) == 1 and lines[0].startswith(
+            f"interrupted: the last saved state is {run / 'last.pt'}"
+        )
+        assert lines[0].endswith(f"train {run / 'config.yaml'} --out {run} --resume")
+    else:
+        assert lines == ["interrupted before anything was saved"]
 
 
 def test_eval_refuses_to_change_what_the_model_was_trained_with(trained_run: Path) -> None:
