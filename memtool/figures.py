@@ -93,6 +93,12 @@ def _draw_heatmap(figure: Figure, axes: Axes, panel: Heatmap) -> None:
     if len(panel.columns) > 12 or max((len(c) for c in panel.columns), default=0) > 4:
         axes.tick_params(axis="x", labelrotation=90)
     figure.colorbar(image, ax=axes, fraction=0.04, pad=0.02, shrink=0.9)
+    if panel.show_values:
+        low, high = image.get_clim()
+        for (r, c), value in np.ndenumerate(values):  # white on the dark half of the scale
+            dark = high > low and (value - low) / (high - low) > 0.5
+            color = "white" if dark else "black"
+            axes.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=7, color=color)
     if panel.marks is None:
         return
     flagged = [(r, c) for r, row in enumerate(panel.marks) for c, mark in enumerate(row) if mark]

@@ -31,6 +31,7 @@ class Heatmap:
     values: list[list[float]]  # (rows, columns)
     marks: list[list[bool]] | None = None  # cells to flag (e.g. wrong output bits), same shape as values
     value_range: tuple[float, float] | None = None  # colour scale; None: the values' own min and max
+    show_values: bool = False  # write each value in its cell in pictures too (for a few cells to compare)
 
 
 @dataclass

@@ -62,6 +62,22 @@ def test_heatmap_view_png(tmp_path: Path) -> None:
     assert height > width / 2  # two panels stacked
 
 
+def test_a_panel_that_shows_its_values_writes_each_in_its_cell_readable_on_its_shade() -> None:
+    coverage = Heatmap(
+        title="Σ_t α against τ",
+        rows=["Σ_t α", "τ"],
+        columns=["frame 1", "frame 2"],
+        values=[[0.25, 1.75], [1.0, 1.0]],
+        value_range=(0.0, 2.0),
+        show_values=True,
+    )
+    figure = view_figure(HeatmapView(title="t", panels=[coverage]))
+    texts = {(text.get_text(), text.get_color()) for axes in figure.axes for text in axes.texts}
+    assert {("0.25", "black"), ("1.75", "white"), ("1.00", "black")} <= texts
+    plain = view_figure(heatmap_view())
+    assert not any(text.get_text() == "1.00" for axes in plain.axes for text in axes.texts)
+
+
 def test_view_figure_unknown_view() -> None:
     with pytest.raises(UserError, match="no figure for a str"):
         view_figure("not a view")

@@ -141,7 +141,8 @@ def test_inspect_says_where_a_repeated_word_and_its_earlier_mention_looked() -> 
     view = caption_view(model, torch.zeros(4, 3, 8, 8), references, "t", vocabulary, CaptionEval())
     (repeat,) = view.facts["repeats"]
     assert view.facts["repeated_words"] == ["square"]  # the ✗ marks: the same words as the repeats
-    assert [row[0] for row in view.panels[0].marks] == [i == 10 for i in range(12)]
+    marked = [(r, c) for r, row in enumerate(view.panels[0].marks) for c, mark in enumerate(row) if mark]
+    assert marked == [(10, 2)]  # one ✗: the repeat, on the frame it looked at
     assert repeat == {"word": "square", "position": 10, "frame": 2, "earlier_position": 6, "earlier_frame": 2}
     assert (
         "repeat: 'square' (word 11) read frame 3, its earlier mention (word 7) frame 3: the same frame"

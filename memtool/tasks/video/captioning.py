@@ -324,6 +324,7 @@ def caption_view(
     repeats = [again for again in said_again(shown, references, synonyms) if again.repeat and references]
     repeat_positions = {again.position for again in repeats}
     repeated = [position in repeat_positions for position in range(length)]
+    looked = alpha.argmax(-1).tolist() if length else []  # a repeat is marked where it looked most
     written = torch.ones(1, length, dtype=torch.bool)
     reg_lambda, reg_tau = regularizer_settings(model)
     penalty, error = attention_penalty(alpha.unsqueeze(0), frame_mask.cpu(), written, reg_tau)
@@ -331,14 +332,21 @@ def caption_view(
     regularizer = reg_lambda * penalty.item()  # the caption's term before the loss's per-word mean
     coverage = alpha.sum(0).tolist()
     columns = [f"frame {i + 1}" for i in range(count)]
-    flag_note = "; ✗: a word said more often than any reference says it" if references else ""
+    flag_note = (
+        "; ✗: a word said more often than any reference says it, on the frame it looked at most"
+        if references
+        else ""
+    )
     panels = [
         Heatmap(
             f"attention α_t^i (words × frames{flag_note})",
             shown,
             columns,
             alpha.tolist(),
-            [[flag] * count for flag in repeated],
+            [
+                [flag and frame == peak for frame in range(count)]
+                for flag, peak in zip(repeated, looked, strict=True)
+            ],
             (0.0, 1.0),
         ),
         Heatmap(  # from 0, so near-uniform coverage looks near uniform
@@ -347,6 +355,7 @@ def caption_view(
             columns,
             [coverage, [tau] * count],
             value_range=(0.0, max(2 * tau, *coverage)),
+            show_values=True,
         ),
     ]
     notes = [
