@@ -93,8 +93,12 @@ def best_seconds(run: Callable[[], None], rounds: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "babi" / "en"))
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--data",
+        default=str(ROOT.parent / "shared" / "data" / "babi" / "en"),
+        help="bAbI en/ directory (memtool data download babi)",
+    )
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument(
         "--factor", type=int, default=10, help="the larger batch: this many times the config's"
     )

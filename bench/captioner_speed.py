@@ -89,7 +89,7 @@ def decoding_model(run: str | None) -> tuple[Task, nn.Module, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", help="a trained captioner run (or checkpoint) to decode with")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--quick", action="store_true", help="fewer steps, videos and rounds: about a minute")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

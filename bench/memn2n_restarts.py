@@ -100,13 +100,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     local = ROOT / "data" / "babi" / "en"
     default = local if local.is_dir() else ROOT.parent / "shared" / "data" / "babi" / "en"
-    parser.add_argument("--data", default=str(default))
-    parser.add_argument("--config", default=str(ROOT / "configs" / "memn2n_babi_1k_joint.yaml"))
-    parser.add_argument("--replicas", type=int, default=10)
+    parser.add_argument(
+        "--data", default=str(default), help="bAbI en/ directory (memtool data download babi)"
+    )
+    parser.add_argument(
+        "--config",
+        default=str(ROOT / "configs" / "memn2n_babi_1k_joint.yaml"),
+        help="the MemN2N config every replica trains",
+    )
+    parser.add_argument("--replicas", type=int, default=10, help="restarts stacked into one model")
     parser.add_argument("--steps", type=int, default=20, help="steps of every replica")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
     parser.add_argument("--buckets", type=int, default=0, help="data.length_buckets of every replica")
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="at most 5 steps: a rough figure in seconds")
     parser.add_argument(
         "--aligned",
         action="store_true",

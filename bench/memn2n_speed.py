@@ -89,8 +89,8 @@ def main() -> None:
     parser.add_argument(
         "--data", default=str(default), help="bAbI en/ directory (memtool data download babi)"
     )
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--steps", type=int, default=300, help="timed training steps per variant and round")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
     parser.add_argument("--buckets", type=int, default=50, help="batches per length-sorted pool")
     parser.add_argument(
         "--rounds", type=int, default=3, help="each variant timed this many times, interleaved"

@@ -125,8 +125,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="about a minute in all (3 s per figure)")
     parser.add_argument("--seconds", type=float, default=None, help="timed seconds per figure (default 15)")
     parser.add_argument("--compile", action="store_true", help="also time memtool with train.compile")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--external", type=Path, default=ROOT / "bench" / ".external" / "pytorch-ntm")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
+    parser.add_argument(
+        "--external",
+        type=Path,
+        default=ROOT / "bench" / ".external" / "pytorch-ntm",
+        help="a checkout of loudinthecloud/pytorch-ntm to time beside memtool (skipped if absent)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     seconds = args.seconds or (3.0 if args.quick else 15.0)

@@ -70,9 +70,9 @@ def speed(model: nn.Module, batches: list[tuple[Tensor, Tensor]], seconds: float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per round and form")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="each form timed this many times, interleaved")
     parser.add_argument("--quick", action="store_true", help="one round of 2 s per form: under a minute")
     args = parser.parse_args()
     if args.quick:

@@ -102,9 +102,13 @@ def _errors(summary: dict) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "babi" / "en"))
-    parser.add_argument("--restarts", type=int, default=10)
-    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument(
+        "--data",
+        default=str(ROOT.parent / "shared" / "data" / "babi" / "en"),
+        help="bAbI en/ directory (memtool data download babi)",
+    )
+    parser.add_argument("--restarts", type=int, default=10, help="restarts of task 1 (the paper: 10)")
+    parser.add_argument("--processes", type=int, default=2, help="restarts trained side by side")
     parser.add_argument("--threads", type=int, default=2, help="cores to use in all")
     parser.add_argument("--public", default=os.environ.get("MEMN2N_PUBLIC"), help="nmhkahn/MemN2N-pytorch")
     parser.add_argument("--quick", action="store_true", help="2 restarts of 10 epochs: about a minute")

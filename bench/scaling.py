@@ -154,10 +154,10 @@ SWEEPS: dict[str, list[tuple[str, Callable[..., Any], list[tuple[int, int]]]]] =
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--family", choices=[*SWEEPS, "all"], default="all")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--family", choices=[*SWEEPS, "all"], default="all", help="the family to sweep")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--steps", type=int, default=10, help="timed training steps per size")
     parser.add_argument("--quick", action="store_true", help="3 steps per size: a rough figure")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

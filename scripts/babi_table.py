@@ -84,7 +84,9 @@ def per_task_errors(path: Path) -> dict[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", type=Path, nargs="+", help="run directories or `memtool eval --json` files")
-    parser.add_argument("--paper", choices=sorted(PAPER), required=True)
+    parser.add_argument(
+        "--paper", choices=sorted(PAPER), required=True, help="the paper's column to print beside the runs"
+    )
     parser.add_argument("--names", help="comma-separated column names (default: the paths' names)")
     args = parser.parse_args()
     columns = [per_task_errors(path) for path in distinct(args.runs)]

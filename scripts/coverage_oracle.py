@@ -77,9 +77,16 @@ def oracle_coverage(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("config", type=Path)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--videos", type=int, default=2000)
+    parser.add_argument("config", type=Path, help="a captioner config (its task settings make the videos)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, as memtool train --set",
+    )
+    parser.add_argument("--videos", type=int, default=2000, help="generated videos to score the oracle on")
     args = parser.parse_args()
     if args.videos < 1:
         exit_for_user(f"--videos {args.videos}: give a whole number of at least 1")

@@ -83,9 +83,16 @@ def probe(run: Path, sizes: list[tuple[int, int]], sequences: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path)
-    parser.add_argument("--sizes", nargs="+", type=size, default=[(10, 10), (10, 14), (10, 20), (20, 10)])
-    parser.add_argument("--sequences", type=int, default=64)
+    parser.add_argument("runs", nargs="+", type=Path, help="repeat-copy run directories or checkpoints")
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        type=size,
+        default=[(10, 10), (10, 14), (10, 20), (20, 10)],
+        metavar="LENGTHxREPEATS",
+        help="sequence length and repeats to score (default 10x10 10x14 10x20 20x10)",
+    )
+    parser.add_argument("--sequences", type=int, default=64, help="generated sequences per size")
     args = parser.parse_args()
     if args.sequences < 1:
         exit_for_user("--sequences takes a whole number of at least 1")

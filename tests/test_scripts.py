@@ -1,6 +1,7 @@
 """How the scripts beside the CLI (``scripts/``, ``bench/``) end: through ``memtool.errors.run_as_script``,
 so bad input is one line and exit code 2, and a reader that stops early is no traceback."""
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,15 @@ def test_every_script_ends_through_run_as_script(script: Path) -> None:
     assert text.rstrip().endswith('if __name__ == "__main__":\n    run_as_script(main)')
     # --help describes the script with its docstring's first paragraph, not a line cut mid-sentence
     assert 'argparse.ArgumentParser(description=__doc__.split("\\n\\n")[0])' in text
+    # and every argument it takes says what it is for
+    arguments = [
+        node
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument"
+    ]
+    assert arguments and all(any(k.arg == "help" for k in node.keywords) for node in arguments), [
+        ast.unparse(node) for node in arguments if not any(k.arg == "help" for k in node.keywords)
+    ]
 
 
 def test_a_reader_that_stops_early_ends_the_script_quietly() -> None:
