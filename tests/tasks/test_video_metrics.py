@@ -10,7 +10,7 @@ import pytest
 from memtool.tasks.video.metrics import (
     caption_scores,
     excess_words,
-    repeat_attention,
+    repeat_metrics,
     repeat_rate,
     repeats_a_word,
 )
@@ -56,6 +56,10 @@ def test_a_repeat_counts_only_beyond_what_the_references_say() -> None:
     assert not repeats_a_word("a red square and a blue square", ["a red square and a blue square"])
     assert not repeats_a_word("the square and the circle", ["a square"])  # "the" is no content word
     assert repeat_rate(["a red red square", "a red square"], [["a red square"], ["a red square"]]) == 50.0
+    captions = [["a", "red", "red", "square"], ["a", "red", "square"], ["a", "square", "a", "square"]]
+    flat = [[None] * len(words) for words in captions]  # the rate does not depend on where words looked
+    refs = [["a red square"]] * 3
+    assert repeat_metrics(captions, refs, flat)["repeat_rate"] == pytest.approx(200 / 3)
     flags = excess_words(["a", "red", "red", "square", "a", "square"], ["a red square"])
     assert flags == [False, False, True, False, False, True]  # the second "red" and the second "square"
 
@@ -85,7 +89,7 @@ def test_the_shape_references_never_repeat_against_each_other_when_paraphrases_c
     assert word_by_word > 0 and canonical == 0  # the references' own "repeats" were paraphrase alone
 
 
-def test_repeat_attention_tells_a_repeat_read_from_the_same_frame_from_a_re_mention_read_later() -> None:
+def test_repeat_metrics_tells_a_repeat_read_from_the_same_frame_from_a_re_mention_read_later() -> None:
     references = [["a red square appears then the red square moves left"]]
     # "red" again is allowed (the reference says it twice), "square" said a third time is a repeat
     caption = [
@@ -104,26 +108,26 @@ def test_repeat_attention_tells_a_repeat_read_from_the_same_frame_from_a_re_ment
     ]
     peaks = [[0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 0, 4]]
     # position 11 ("square", the repeat) peaks on frame 4, as its previous mention at 7 did
-    shares = repeat_attention([caption], references, peaks)
+    shares = repeat_metrics([caption], references, peaks)
     assert shares["repeat_same_frame"] == 100.0
     assert shares["mention_same_frame"] == 0.0  # "red" and "square" again, read at frame 4, not 0
 
     stared = [[0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 0, 0]]  # the second mention stays on the first event's frame
-    shares = repeat_attention([caption], references, stared)
+    shares = repeat_metrics([caption], references, stared)
     assert shares["mention_same_frame"] == 100.0
     assert shares["repeat_same_frame"] == 100.0
     moved = [[0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 0, 6]]
-    assert repeat_attention([caption], references, moved)["repeat_same_frame"] == 0.0
+    assert repeat_metrics([caption], references, moved)["repeat_same_frame"] == 0.0
 
 
-def test_repeat_attention_is_nan_without_repeats() -> None:
-    shares = repeat_attention([["a", "red", "square"]], [["a red square"]], [[0, 1, 1]])
+def test_repeat_metrics_is_nan_without_repeats() -> None:
+    shares = repeat_metrics([["a", "red", "square"]], [["a red square"]], [[0, 1, 1]])
     assert math.isnan(shares["repeat_same_frame"]) and math.isnan(shares["mention_same_frame"])
 
 
-def test_repeat_attention_leaves_out_words_without_a_peak() -> None:
+def test_repeat_metrics_leaves_out_words_without_a_peak() -> None:
     references = [["a red square appears"]]
     caption = ["a", "red", "square", "appears", "the", "square"]
-    assert repeat_attention([caption], references, [[0, 0, 1, 1, 0, 1]])["repeat_same_frame"] == 100.0
-    unplaced = repeat_attention([caption], references, [[0, 0, 1, 1, 0, None]])
+    assert repeat_metrics([caption], references, [[0, 0, 1, 1, 0, 1]])["repeat_same_frame"] == 100.0
+    unplaced = repeat_metrics([caption], references, [[0, 0, 1, 1, 0, None]])
     assert math.isnan(unplaced["repeat_same_frame"])

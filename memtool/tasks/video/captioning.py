@@ -36,8 +36,7 @@ from memtool.tasks.video.data import CaptionSplit, Vocabulary, read_array, real_
 from memtool.tasks.video.metrics import (
     caption_scorers,
     caption_scores,
-    repeat_attention,
-    repeat_rate,
+    repeat_metrics,
     said_again,
 )
 from memtool.views import Heatmap, HeatmapView, ImageStrip, InspectRequest
@@ -262,10 +261,9 @@ class CaptionTask(ShardedEvaluation, TaskDefaults):
         frame_mask = data.frame_mask.cpu()
         metrics = {"loss": total / max(words, 1.0), "examples": len(data)}
         metrics.update(caption_scores(texts, data.references))
-        metrics["repeat_rate"] = repeat_rate(texts, data.references, self.synonyms)
         peaks = attention_peaks(attention, frame_mask)
         captions = [text.split() for text in texts]
-        metrics.update(repeat_attention(captions, data.references, peaks, self.synonyms))
+        metrics.update(repeat_metrics(captions, data.references, peaks, self.synonyms))
         written = ids != PAD  # each caption's words and its <eos>
         _, error = attention_penalty(attention, frame_mask, written, parts[0]["tau"])
         metrics["coverage_error"] = error.mean().item()

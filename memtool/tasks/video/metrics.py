@@ -181,23 +181,28 @@ def said_again(
     return found
 
 
-def repeat_attention(
+def repeat_metrics(
     captions: Sequence[Sequence[str]],
     references: Sequence[Sequence[str]],
     peaks: Sequence[Sequence[int | None]],
     synonyms: Mapping[str, str] | None = None,
 ) -> dict[str, float]:
-    """Whether a word said again was read from the frame its earlier mention was: the "stares at one
-    frame" failure the attention regularizer targets. ``peaks[i][t]`` is the frame of caption i's word t
-    with the most attention, None where no frame stands out (flat attention: then it is left out).
-    Of the repeats ``excess_words`` flags, ``repeat_same_frame`` is the % whose peak frame is their
-    previous mention's; ``mention_same_frame`` is the same % for the content words said again as a
+    """The repeated-word rate and whether a word said again was read from the frame its earlier mention
+    was: the "stares at one frame" failure the attention regularizer targets, in one pass over each
+    caption. ``peaks[i][t]`` is the frame of caption i's word t with the most attention, None where no
+    frame stands out (flat attention: then it is left out of the frame shares).
+    ``repeat_rate``: % of captions with a repeat (as ``repeat_rate``; a repeat always has an earlier
+    mention). Of the repeats ``excess_words`` flags, ``repeat_same_frame`` is the % whose peak frame is
+    their previous mention's; ``mention_same_frame`` is the same % for the content words said again as a
     reference does too ("the red square ... the red square moves"), the contrast: a re-mention of an
     object in a later event should read a later frame. NaN where there is none."""
     same = {True: 0, False: 0}
     total = {True: 0, False: 0}
+    repeating = 0
     for words, refs, caption_peaks in zip(captions, references, peaks, strict=True):
-        for again in said_again(words, refs, synonyms):
+        found = said_again(words, refs, synonyms)
+        repeating += any(again.repeat for again in found)
+        for again in found:
             if caption_peaks[again.position] is None or caption_peaks[again.earlier] is None:
                 continue
             total[again.repeat] += 1
@@ -206,4 +211,5 @@ def repeat_attention(
     def share(repeat: bool) -> float:
         return 100.0 * same[repeat] / total[repeat] if total[repeat] else float("nan")
 
-    return {"repeat_same_frame": share(True), "mention_same_frame": share(False)}
+    rate = 100.0 * repeating / len(captions) if captions else float("nan")
+    return {"repeat_rate": rate, "repeat_same_frame": share(True), "mention_same_frame": share(False)}
