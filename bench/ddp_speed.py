@@ -23,10 +23,16 @@ from pathlib import Path
 from memtool.errors import run_as_script
 
 ROOT = Path(__file__).resolve().parent.parent
-FAMILIES = {  # family → (config, training steps per figure, what drives a step's cost)
-    "memn2n": ("configs/quickstart.yaml", 600, "per-op overhead (a small model, batch 32)"),
-    "ntm": ("configs/ntm_copy.yaml", 120, "per-op overhead (an op per time step, batch 16)"),
-    "captioner": ("configs/captioner_shapes.yaml", 60, "arithmetic (a CNN over frames, batch 64)"),
+FAMILIES = {  # family → (config, training steps per figure, what drives a step's cost, its examples)
+    "memn2n": ("configs/quickstart.yaml", 600, "per-op overhead (a small model, batch 32)", "questions"),
+    "ntm": ("configs/ntm_copy.yaml", 120, "per-op overhead (an op per time step, batch 16)", "sequences"),
+    # an example is a (video, reference caption) pair, as captioner_speed's captions/s
+    "captioner": (
+        "configs/captioner_shapes.yaml",
+        60,
+        "arithmetic (a CNN over frames, batch 64)",
+        "captions",
+    ),
 }
 SETTINGS = {  # name → (processes, threads per process)
     "1 process, 1 thread": (1, 1),
@@ -57,7 +63,7 @@ def main() -> None:
     print("|---|---|---|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as scratch:
         for family in args.family or list(FAMILIES):
-            config, steps, bound = FAMILIES[family]
+            config, steps, bound, unit = FAMILIES[family]
             steps = max(5, round(steps * scale))
             rates: dict[str, float] = {}
             for name, (processes, threads) in SETTINGS.items():
@@ -65,7 +71,7 @@ def main() -> None:
                 rates[name] = training_speed(config, steps, processes, threads, out)
                 ratio = rates[name] / rates["1 process, 1 thread"]
                 print(
-                    f"| {family} | {bound} | {name} | {steps} | {rates[name]:.1f} | {ratio:.2f}× |",
+                    f"| {family} | {bound} | {name} | {steps} | {rates[name]:.1f} {unit}/s | {ratio:.2f}× |",
                     flush=True,
                 )
             figures[family] = rates
