@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 MAX_TICK_LABELS = 40
+MAX_VALUE_COLUMNS = 40  # a panel's numbers are written in its cells up to this many columns; more overlap
 
 
 def require_matplotlib() -> Any:
@@ -93,7 +94,7 @@ def _draw_heatmap(figure: Figure, axes: Axes, panel: Heatmap) -> None:
     if len(panel.columns) > 12 or max((len(c) for c in panel.columns), default=0) > 4:
         axes.tick_params(axis="x", labelrotation=90)
     figure.colorbar(image, ax=axes, fraction=0.04, pad=0.02, shrink=0.9)
-    if panel.show_values:
+    if panel.show_values and len(panel.columns) <= MAX_VALUE_COLUMNS:
         low, high = image.get_clim()
         for (r, c), value in np.ndenumerate(values):  # white on the dark half of the scale
             dark = high > low and (value - low) / (high - low) > 0.5

@@ -74,6 +74,9 @@ def test_a_panel_that_shows_its_values_writes_each_in_its_cell_readable_on_its_s
     figure = view_figure(HeatmapView(title="t", panels=[coverage]))
     texts = {(text.get_text(), text.get_color()) for axes in figure.axes for text in axes.texts}
     assert {("0.25", "black"), ("1.75", "white"), ("1.00", "black")} <= texts
+    # a feature run's hundreds of frames: numbers would overlap, so the colours alone show them
+    wide = Heatmap("Σ_t α", ["Σ_t α"], [str(i) for i in range(300)], [[1.0] * 300], show_values=True)
+    assert not any(axes.texts for axes in view_figure(HeatmapView(title="t", panels=[wide])).axes)
     plain = view_figure(heatmap_view())
     assert not any(text.get_text() == "1.00" for axes in plain.axes for text in axes.texts)
 

@@ -56,10 +56,16 @@ def test_a_repeat_counts_only_beyond_what_the_references_say() -> None:
     assert not repeats_a_word("a red square and a blue square", ["a red square and a blue square"])
     assert not repeats_a_word("the square and the circle", ["a square"])  # "the" is no content word
     assert repeat_rate(["a red red square", "a red square"], [["a red square"], ["a red square"]]) == 50.0
-    captions = [["a", "red", "red", "square"], ["a", "red", "square"], ["a", "square", "a", "square"]]
-    flat = [[None] * len(words) for words in captions]  # the rate does not depend on where words looked
+    # a caption counts once, however many words it repeats; where words looked does not matter
+    captions = [
+        ["a", "red", "red", "square", "square"],
+        ["a", "red", "square"],
+        ["a", "square", "a", "square"],
+    ]
+    peaks = [[0, 1, 1, 2, 2], [0, 1, 2], [None] * 4]
     refs = [["a red square"]] * 3
-    assert repeat_metrics(captions, refs, flat)["repeat_rate"] == pytest.approx(200 / 3)
+    assert repeat_metrics(captions, refs, peaks)["repeat_rate"] == pytest.approx(200 / 3)
+    assert repeat_rate([" ".join(words) for words in captions], refs) == pytest.approx(200 / 3)
     flags = excess_words(["a", "red", "red", "square", "a", "square"], ["a red square"])
     assert flags == [False, False, True, False, False, True]  # the second "red" and the second "square"
 

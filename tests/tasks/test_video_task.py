@@ -188,6 +188,16 @@ def test_flat_attention_places_no_word_and_a_clip_without_references_has_no_repe
         in (view.notes)
     )
 
+    # with flat attention (mean pooling's) no frame stands out: the ✗ runs along the repeat's row, as its
+    # note says "no one frame", not on whichever frame an argmax tie picks
+    model.alphas = torch.full_like(model.alphas, 0.25)
+    view = caption_view(
+        model, torch.zeros(4, 3, 8, 8), ["a red square appears"], "t", vocabulary, CaptionEval()
+    )
+    marks = view.panels[0].marks
+    assert marks is not None and marks[7] == [True] * 4 and not any(marks[2])
+    assert any("repeat: 'square' (word 8) read no one frame" in note for note in view.notes)
+
 
 def test_inspect_measures_coverage_against_the_runs_own_tau_and_weighs_the_penalty_by_lambda() -> None:
     from memtool.tasks.video.captioning import CaptionEval, caption_view

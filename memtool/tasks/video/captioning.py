@@ -322,7 +322,6 @@ def caption_view(
     repeats = [again for again in said_again(shown, references, synonyms) if again.repeat and references]
     repeat_positions = {again.position for again in repeats}
     repeated = [position in repeat_positions for position in range(length)]
-    looked = alpha.argmax(-1).tolist() if length else []  # a repeat is marked where it looked most
     written = torch.ones(1, length, dtype=torch.bool)
     reg_lambda, reg_tau = regularizer_settings(model)
     penalty, error = attention_penalty(alpha.unsqueeze(0), frame_mask.cpu(), written, reg_tau)
@@ -332,6 +331,7 @@ def caption_view(
     columns = [f"frame {i + 1}" for i in range(count)]
     flag_note = (
         "; ✗: a word said more often than any reference says it, on the frame it looked at most"
+        " (along its row where no frame stands out)"
         if references
         else ""
     )
@@ -341,9 +341,10 @@ def caption_view(
             shown,
             columns,
             alpha.tolist(),
+            # a repeat is marked on its peak frame, or along its row where no frame stands out
             [
-                [flag and frame == peak for frame in range(count)]
-                for flag, peak in zip(repeated, looked, strict=True)
+                [flag and peak in (frame, None) for frame in range(count)]
+                for flag, peak in zip(repeated, peaks, strict=True)
             ],
             (0.0, 1.0),
         ),

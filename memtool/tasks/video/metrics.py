@@ -148,11 +148,11 @@ def repeat_rate(
     references: Sequence[Sequence[str]],
     synonyms: Mapping[str, str] | None = None,
 ) -> float:
-    """% of captions that repeat a content word beyond what their references do."""
-    if not hypotheses:
-        return float("nan")
-    flagged = sum(repeats_a_word(h, refs, synonyms) for h, refs in zip(hypotheses, references, strict=True))
-    return 100.0 * flagged / len(hypotheses)
+    """% of captions that repeat a content word beyond what their references do (``repeat_metrics``'s
+    rate, for captions without attention)."""
+    captions = [hypothesis.split() for hypothesis in hypotheses]
+    unplaced = [[None] * len(words) for words in captions]
+    return repeat_metrics(captions, references, unplaced, synonyms)["repeat_rate"]
 
 
 class SaidAgain(NamedTuple):
