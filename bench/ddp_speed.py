@@ -59,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     scale = args.steps_scale * (0.1 if args.quick else 1.0)
     figures: dict[str, dict[str, float]] = {}
-    print("| family | what bounds a step | setting | steps | examples/s | against 1 process, 1 thread |")
+    print("| family | what bounds a step | setting | steps | training speed | against 1 process, 1 thread |")
     print("|---|---|---|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as scratch:
         for family in args.family or list(FAMILIES):

@@ -165,7 +165,8 @@ def train(
             summary = ParallelRestarts(run_config, run_dir, parallel_restarts, observer).run(resume)
         else:
             summary = run_training(run_config, run_dir, resume=resume, observer=observer)
-    except (Interrupted, KeyboardInterrupt) as stopped:  # KeyboardInterrupt: a second Ctrl-C mid-save
+    # KeyboardInterrupt: a Ctrl-C the engine could not turn into a save (data preparation, a second one)
+    except (Interrupted, KeyboardInterrupt) as stopped:
         if not main_process() or os.environ.get(LAUNCHED_VARIABLE):  # `--nproc`'s launcher says it
             raise typer.Exit(130) from None
         world = int(os.environ.get("WORLD_SIZE", "1"))  # under torchrun: resume with as many processes

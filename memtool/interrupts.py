@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from memtool.checkpoint import RESTARTS_FOLDER
 from memtool.run_dir import RunDirectory
 
 
@@ -29,6 +30,11 @@ def say_interrupted(run_dir: Path, resume_hint: str) -> None:
     last = RunDirectory(run_dir).last
     if last.exists():  # written atomically: whichever save it is, the run resumes from it
         print(f"interrupted: the last saved state is {last} · continue with: {resume_hint}", file=sys.stderr)
+    elif any((run_dir / RESTARTS_FOLDER).glob("*/last.pt")):  # restarts in their own processes
+        saved = f"each restart's last.pt in {run_dir / RESTARTS_FOLDER}"
+        print(
+            f"interrupted: the last saved states are {saved} · continue with: {resume_hint}", file=sys.stderr
+        )
     else:
         print("interrupted before anything was saved", file=sys.stderr)
 

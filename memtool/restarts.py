@@ -70,6 +70,8 @@ def _worker(
         answers.put((restart, "user", str(error)))
     except TrainingDiverged as error:
         answers.put((restart, "diverged", str(error)))
+    except KeyboardInterrupt:  # a second SIGTERM from the parent (a second Ctrl-C): stopped at once
+        answers.put((restart, "done", {"interrupted": True}))
     except BaseException as error:  # anything else: the parent says which restart failed, and how
         answers.put((restart, "failed", f"{type(error).__name__}: {error}"))
 

@@ -252,7 +252,7 @@ def print_floor(rows: list[int], inputs: list[int], lists: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="*", type=Path, help="priority-sort NTM run directories")
+    parser.add_argument("runs", nargs="*", type=Path, help="priority-sort NTM run directories or checkpoints")
     parser.add_argument("--split", default="valid", help="the split whose sequences are probed")
     parser.add_argument("--sequences", type=int, default=64, help="the split's first this many sequences")
     parser.add_argument("--png", type=Path, help="draw priority against row for each run's best head")

@@ -180,3 +180,37 @@ def test_a_restarts_model_check_names_the_set_that_broke_it(tmp_path: Path) -> N
     with pytest.raises(UserError) as caught:
         _train_one(raw, origin, str(tmp_path / "0"), 0, False)
     assert str(caught.value).startswith("ntm-copy.yaml with --set model.shift_range=9: model: shift_range 9")
+
+
+def test_a_second_ctrl_c_stops_a_restart_as_interrupted_not_as_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The parent passes each Ctrl-C on as SIGTERM; the second makes the worker's training raise
+    KeyboardInterrupt at once, which must reach the parent as an interruption (exit 130, the resume
+    command), not as a failed restart (a RuntimeError and a traceback)."""
+    import queue
+
+    import memtool.restarts
+
+    def stopped_at_once(*args: object) -> dict:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(memtool.restarts.os, "setpgrp", lambda: None)  # the test's own process group stays
+    monkeypatch.setattr(memtool.restarts, "_train_one", stopped_at_once)
+    answers: queue.Queue = queue.Queue()
+    memtool.restarts._worker(answers, {}, ("config.yaml", []), "run/restarts/0", 0, False)
+    assert answers.get_nowait() == (0, "done", {"interrupted": True})
+
+
+def test_an_interruption_the_restarts_could_not_report_points_at_their_saved_states(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from memtool.interrupts import say_interrupted
+
+    for restart in range(2):  # what the restarts' processes saved; the run's own last.pt never exists
+        (tmp_path / "restarts" / str(restart)).mkdir(parents=True)
+        (tmp_path / "restarts" / str(restart) / "last.pt").write_bytes(b"saved")
+    say_interrupted(tmp_path, "memtool train ... --resume --parallel-restarts 2")
+    said = capsys.readouterr().err
+    assert said.startswith(f"interrupted: the last saved states are each restart's last.pt in {tmp_path}")
+    assert said.rstrip().endswith("--resume --parallel-restarts 2")
