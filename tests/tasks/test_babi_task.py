@@ -4,15 +4,8 @@ import pytest
 import torch
 
 from memtool.errors import UserError
-from memtool.tasks.babi.task import (
-    BabiData,
-    BabiParams,
-    BabiTask,
-    Vocabulary,
-    batch_from_split,
-    padding_sizes,
-    tensorise,
-)
+from memtool.tasks.babi.task import BabiData, BabiParams, BabiTask
+from memtool.tasks.babi.tensors import Vocabulary, batch_from_split, padding_sizes, tensorise
 from memtool.tasks.babi.text import parse_lines
 
 LINES = """1 Mary moved to the bathroom.

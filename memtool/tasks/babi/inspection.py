@@ -6,15 +6,8 @@ import torch
 from torch import nn
 
 from memtool.errors import UserError
-from memtool.tasks.babi.task import (
-    NIL,
-    BabiInspectOptions,
-    BabiTask,
-    Split,
-    Vocabulary,
-    batch_from_split,
-    tensorise,
-)
+from memtool.tasks.babi.task import BabiInspectOptions, BabiTask
+from memtool.tasks.babi.tensors import NIL, Split, Vocabulary, batch_from_split, tensorise
 from memtool.tasks.babi.text import LINE_ID, Question, Story, tokenize
 from memtool.tasks.babi.view import AttentionView
 from memtool.views import InspectRequest
