@@ -47,6 +47,20 @@ def paired(first: list[float], second: list[float]) -> Paired:
     )
 
 
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of p values tested together (the family-wise error stays under the
+    level without assuming the tests independent): the i-th smallest is multiplied by (m − i), then each
+    is raised to the largest adjusted value before it and capped at 1. NaN stays NaN and counts for
+    nothing."""
+    tested = sorted((p, index) for index, p in enumerate(p_values) if not math.isnan(p))
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, (p, index) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))
+        adjusted[index] = running
+    return adjusted
+
+
 def sign_flip_p(differences: list[float]) -> float:
     """The share of sign patterns whose mean is at least as far from 0 as the observed one: no
     assumption about the differences' distribution; exact up to ``EXACT_SEEDS`` seeds, sampled beyond."""

@@ -14,7 +14,9 @@ run's ``metrics.jsonl``, the kept restart's records; at most the value for ``los
 per metric the mean difference (the first run's setting minus the other), in how many seeds it is
 higher and lower, the paired t and two p values (Student's t; a sign-flip test, which assumes nothing
 about the differences' distribution: exact up to 16 seeds, sampled beyond, and never below 2^(1 − seeds),
-so three seeds cannot show p < 0.05 however large the difference). ``--cache DIR`` keeps rescored
+so three seeds cannot show p < 0.05 however large the difference). ``--holm bleu4,cider,repeat_rate``
+adds those metrics' p values after Holm's adjustment for testing them together (each p alone
+overstates the evidence when several scores are tested for one claim). ``--cache DIR`` keeps rescored
 metrics in DIR, read back while a run's ``best.pt`` and the ``--set`` are unchanged.
 """
 
@@ -29,7 +31,7 @@ from statistics import mean, stdev
 
 from memtool.errors import exit_for_user, run_as_script
 from memtool.run_files import distinct, finished_run
-from memtool.stats import paired
+from memtool.stats import Paired, holm, paired
 
 Column = tuple[str, str, int]  # metric, label, digits
 Scores = dict[str, float]  # a run's test metrics and its seed
@@ -185,9 +187,22 @@ def main() -> None:
     parser.add_argument("--reached", metavar="METRIC=VALUE", help="first epoch at this validation score")
     parser.add_argument("--paired", action="store_true", help="compare two settings seed by seed")
     parser.add_argument(
+        "--holm",
+        metavar="METRIC,...",
+        help="with --paired: the metrics tested together (e.g. bleu4,cider,repeat_rate); adds their p "
+        "values after Holm's adjustment for testing them together",
+    )
+    parser.add_argument(
         "--cache", type=Path, help="a folder to keep rescored metrics in, read back next time"
     )
     args = parser.parse_args()
+    family = args.holm.split(",") if args.holm else []
+    known = [name for name, _, _ in METRICS]
+    if family and not args.paired:
+        exit_for_user("--holm adjusts --paired's p values: add --paired")
+    for name in family:
+        if name not in known:
+            exit_for_user(f"--holm: {name!r} is no metric of the table; these are: {', '.join(known)}")
     target = reached_target(args.reached) if args.reached else None
     columns = list(METRICS)
     if target:
@@ -235,7 +250,7 @@ def main() -> None:
             cells.append((f"{mean(values):.{digits}f}{spread}" if values else "–") + missing)
         print(f"| {name} | {len(scores)} | " + " | ".join(cells) + " |")
     if args.paired:
-        print_paired(*groups.items(), columns)
+        print_paired(*groups.items(), columns, family)
 
 
 def check_pairs(first: tuple[str, list[Scores]], second: tuple[str, list[Scores]]) -> None:
@@ -250,27 +265,46 @@ def check_pairs(first: tuple[str, list[Scores]], second: tuple[str, list[Scores]
 
 
 def print_paired(
-    first: tuple[str, list[Scores]], second: tuple[str, list[Scores]], columns: list[Column]
+    first: tuple[str, list[Scores]],
+    second: tuple[str, list[Scores]],
+    columns: list[Column],
+    family: list[str] | None = None,
 ) -> None:
     """Per metric, ``first − second`` over the seeds both settings have a value for (``check_pairs``
-    has refused what cannot be paired)."""
-    print()
-    print(f"[{first[0]}] − [{second[0]}], paired by seed; p values two-sided:")
-    print()
-    print("| metric | seeds | mean difference | higher in | lower in | paired t | p (t) | p (sign flip) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for metric, label, digits in columns:
+    has refused what cannot be paired); for the metrics of ``family``, the p values after Holm's
+    adjustment for testing them together."""
+    found: dict[str, tuple[str, Paired]] = {}
+    for metric, label, _ in columns:
         ours = {r["seed"]: r[metric] for r in first[1] if present(r.get(metric))}
         theirs = {r["seed"]: r[metric] for r in second[1] if present(r.get(metric))}
         seeds = sorted(ours.keys() & theirs.keys())
-        if not seeds:
-            continue
-        found = paired([ours[s] for s in seeds], [theirs[s] for s in seeds])
-        rounded = round(found.mean_difference, digits + 1)
-        difference = f"{rounded:+.{digits + 1}f}" if rounded else f"{0:.{digits + 1}f}"  # no "-0.0000"
+        if seeds:
+            found[metric] = (label, paired([ours[s] for s in seeds], [theirs[s] for s in seeds]))
+    tested = [metric for metric in family or [] if metric in found]
+    adjusted = {
+        kind: dict(zip(tested, holm([getattr(found[m][1], kind) for m in tested]), strict=True))
+        for kind in ("p_t", "p_sign_flip")
+    }
+    holm_header = " | Holm p (t) | Holm p (sign flip)" if family else ""
+    print()
+    print(f"[{first[0]}] − [{second[0]}], paired by seed; p values two-sided:")
+    print()
+    header = "| metric | seeds | mean difference | higher in | lower in | paired t | p (t) | p (sign flip)"
+    print(f"{header}{holm_header} |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if family else ""))
+    digits = {metric: places for metric, _, places in columns}
+    for metric, (label, result) in found.items():
+        rounded = round(result.mean_difference, digits[metric] + 1)
+        places = digits[metric] + 1
+        difference = f"{rounded:+.{places}f}" if rounded else f"{0:.{places}f}"  # no "-0.0000"
+        holm_cells = ""
+        if family:
+            holm_cells = " | " + " | ".join(
+                cell(adjusted[kind][metric], 3) if metric in tested else "" for kind in ("p_t", "p_sign_flip")
+            )
         print(
-            f"| {label} | {found.seeds} | {difference} | {found.higher} | {found.lower} | "
-            f"{cell(found.t, 2)} | {cell(found.p_t, 3)} | {cell(found.p_sign_flip, 3)} |"
+            f"| {label} | {result.seeds} | {difference} | {result.higher} | {result.lower} | "
+            f"{cell(result.t, 2)} | {cell(result.p_t, 3)} | {cell(result.p_sign_flip, 3)}{holm_cells} |"
         )
 
 

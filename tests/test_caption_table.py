@@ -85,6 +85,25 @@ def test_two_settings_are_compared_seed_by_seed(
     assert row == "| BLEU-4 | 3 | +0.0333 | 2 | 1 | 0.50 | 0.667 | 1.000 |", row
 
 
+def test_holm_adjusts_the_named_metrics_together_and_leaves_the_others_blank(
+    table: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = [{"seed": s, "bleu4": 0.5 + 0.01 * s, "cider": 5.0 + s, "coverage_error": 1.0} for s in range(6)]
+    second = [{"seed": s, "bleu4": 0.5, "cider": 5.0 - s, "coverage_error": 2.0 + s} for s in range(6)]
+    columns = [("bleu4", "BLEU-4", 3), ("cider", "CIDEr-D", 3), ("coverage_error", "coverage error", 3)]
+    table.print_paired(("λ = 1", first), ("λ = 0", second), columns, ["bleu4", "cider"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-5].endswith("| p (sign flip) | Holm p (t) | Holm p (sign flip) |")
+    cells = [[cell.strip() for cell in line.split("|")[1:-1]] for line in lines[-3:]]
+    rows = {row[0]: row for row in cells}
+    # BLEU-4's and CIDEr-D's differences are 0, 0.01, …, 0.05 and 0, 2, …, 10: the same t and p, so
+    # Holm doubles the smaller and raises the other to it: both twice their own p
+    for name in ("BLEU-4", "CIDEr-D"):
+        assert float(rows[name][8]) == pytest.approx(min(1.0, 2 * float(rows[name][6])), abs=2e-3)
+        assert float(rows[name][9]) == pytest.approx(min(1.0, 2 * float(rows[name][7])), abs=2e-3)
+    assert rows["coverage error"][8:] == ["", ""]  # not one of the claim's metrics
+
+
 def test_a_paired_comparison_refuses_what_it_cannot_pair(table: ModuleType) -> None:
     twice = [{"seed": 0, "bleu4": 0.5}, {"seed": 0, "bleu4": 0.9}]  # a run given twice, say
     for first, second in (

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from memtool.stats import paired, regularized_beta, sign_flip_p, student_t_two_sided
+from memtool.stats import holm, paired, regularized_beta, sign_flip_p, student_t_two_sided
 
 
 @pytest.mark.parametrize(
@@ -45,3 +45,15 @@ def test_a_paired_comparison_of_two_settings() -> None:
     assert math.isnan(paired([1.0], [0.0]).t)
     alike = paired([0.9, 0.8, 0.7, 0.3], [0.8, 0.7, 0.6, 0.2])  # 0.1 each, up to rounding: no spread
     assert math.isnan(alike.t) and math.isnan(alike.p_t) and alike.p_sign_flip == pytest.approx(2 / 16)
+
+
+def test_holm_multiplies_the_ith_smallest_by_the_tests_left_and_keeps_the_order() -> None:
+    # sorted 0.01, 0.02, 0.03, 0.5: × 4, 3, 2, 1 = 0.04, 0.06, 0.06, 0.5 (the third raised to the second's)
+    adjusted = holm([0.03, 0.5, 0.01, 0.02])
+    assert adjusted == pytest.approx([0.06, 0.5, 0.04, 0.06])
+    assert holm([0.4, 0.9]) == pytest.approx([0.8, 0.9])  # capped at 1, never below an earlier one
+    assert holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])
+    nan_kept = holm([0.01, math.nan, 0.04])  # an untestable metric is no test: two tests, not three
+    assert (
+        nan_kept[0] == pytest.approx(0.02) and math.isnan(nan_kept[1]) and nan_kept[2] == pytest.approx(0.04)
+    )
