@@ -84,8 +84,13 @@ def _draw_heatmap(figure: Figure, axes: Axes, panel: Heatmap) -> None:
     import numpy as np
 
     values = np.array(panel.values, dtype=float).reshape(len(panel.rows), len(panel.columns))
-    vmin, vmax = panel.value_range if panel.value_range is not None else (None, None)
-    image = axes.imshow(values, cmap="Blues", aspect="auto", interpolation="nearest", vmin=vmin, vmax=vmax)
+    own = (float(np.nanmin(values)), float(np.nanmax(values))) if np.isfinite(values).any() else (0.0, 1.0)
+    low, high = panel.value_range if panel.value_range is not None else own
+    colours = "Blues"
+    if low < 0 < high:  # signed values (memory, add vectors, a priority): white at 0, red and blue apart
+        reach = max(-low, high)
+        low, high, colours = -reach, reach, "RdBu_r"
+    image = axes.imshow(values, cmap=colours, aspect="auto", interpolation="nearest", vmin=low, vmax=high)
     axes.set_title(_wrapped(figure, panel.title), fontsize=10, loc="left")
     rows, columns = tick_positions(len(panel.rows)), tick_positions(len(panel.columns))
     axes.set_yticks(rows, [panel.rows[i] for i in rows], fontsize=7)
@@ -95,9 +100,9 @@ def _draw_heatmap(figure: Figure, axes: Axes, panel: Heatmap) -> None:
         axes.tick_params(axis="x", labelrotation=90)
     figure.colorbar(image, ax=axes, fraction=0.04, pad=0.02, shrink=0.9)
     if panel.show_values and len(panel.columns) <= MAX_VALUE_COLUMNS:
-        low, high = image.get_clim()
-        for (r, c), value in np.ndenumerate(values):  # white on the dark half of the scale
-            dark = high > low and (value - low) / (high - low) > 0.5
+        for (r, c), value in np.ndenumerate(values):  # white on the dark part of the scale
+            share = (value - low) / (high - low) if high > low else 0.0
+            dark = abs(share - 0.5) > 0.3 if colours == "RdBu_r" else share > 0.5
             color = "white" if dark else "black"
             axes.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=7, color=color)
     if panel.marks is None:

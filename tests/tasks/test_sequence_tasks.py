@@ -186,6 +186,23 @@ def test_inspection_shows_a_sequence_of_the_chosen_split_and_refuses_bad_positio
     with pytest.raises(UserError, match="--example: the test set has 4 sequences"):
         task.inspect(model, InspectRequest("test", 4, options))
 
+    # the memory panel keeps the rows a write head weighted ≥ 0.05 in the input phase, as the weighting
+    # panels do, and says how many it left out; a signed scale, 0 in its middle
+    (memory,) = [p for p in test.panels if p.title.startswith("memory after the input phase")]
+    output = model(inputs=task._fixed_set("test", (3,))[0][1:2], trace_memory=True)
+    written = output.trace["write_weights"][0, :4].amax((0, 1))  # 3 inputs and the delimiter
+    assert memory.rows == [f"row {r}" for r in range(8) if written[r] >= 0.05]
+    assert memory.value_range is not None and memory.value_range[0] == -memory.value_range[1]
+    if len(memory.rows) < 8:
+        assert any(note.startswith(f"memory: {8 - len(memory.rows)} row") for note in test.notes)
+
+    # a model without write heads has no erase and add: --step is refused, not ignored
+    lstm = build_config(yaml.safe_load((SMOKE / "lstm-copy.yaml").read_text()))
+    baseline = create_model(lstm.model.name, model_arguments(lstm, build_task(lstm)))
+    with pytest.raises(UserError, match="--step: this model has no write heads"):
+        build_task(lstm).inspect(baseline, InspectRequest("test", 0, options))
+    build_task(lstm).inspect(baseline, InspectRequest("test", 0, task.InspectOptions(length=3)))  # no --step
+
 
 def test_a_repeat_copy_size_that_is_not_a_pair_is_named_with_its_position() -> None:
     from memtool.errors import UserError

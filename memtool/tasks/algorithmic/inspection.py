@@ -84,17 +84,29 @@ def inspect_sequence(
                 notes.append(f"{kind} head {head + 1}: {unused} never weighted ≥ {USED}, left out")
     if "memory" in trace:
         memory = trace["memory"][0, input_steps - 1].cpu()  # after the input phase (and the delimiter)
-        used = torch.nonzero(memory.abs().max(1).values > 1e-3).squeeze(1).tolist() or [0]
+        if "write_weights" in trace:  # the rows written with weight ≥ USED, as the weighting panels keep
+            written = trace["write_weights"][0, :input_steps].amax((0, 1)).cpu()
+            used = torch.nonzero(written >= USED).squeeze(1).tolist() or [0]
+        else:
+            used = torch.nonzero(memory.abs().max(1).values > 1e-3).squeeze(1).tolist() or [0]
+        reach = float(memory[used].abs().max()) or 1.0
         panels.append(
             Heatmap(
-                f"memory after the input phase (step {input_steps}; rows in use)",
+                f"memory after the input phase (step {input_steps}; rows written)",
                 [f"row {r}" for r in used],
                 [str(c + 1) for c in range(memory.shape[1])],
                 _matrix(memory[used]),
+                None,
+                (-reach, reach),  # signed: 0 in the middle of the scale
             )
         )
+        if len(used) < memory.shape[0]:
+            unused = plural(memory.shape[0] - len(used), "row")
+            notes.append(f"memory: {unused} not written with weight ≥ {USED} in the input phase, left out")
     if "write_weights" not in trace:
         notes.append("this model has no external memory: no weightings, memory or erase and add to show")
+    if step is not None and "erase" not in trace:
+        raise UserError(f"--step: this model has no write heads, so no erase and add at step {step} to show")
     if "erase" in trace:
         at = input_steps // 2 if step is None else step - 1  # --step counts from 1, as the columns do
         if not 0 <= at < steps:
