@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from memtool.config import RunConfig, build_config, echo_override, set_override
+from memtool.config import RunConfig, build_config, echo_override, override_key, set_override
 from memtool.errors import UserError
 from memtool.models.base import STACKED_REPLICAS, data_dims
 from memtool.registry import MODELS, TASKS, load_all
@@ -108,29 +109,51 @@ def restore(
     asked = copy.deepcopy(payload["config"])  # first what the user asked to change, as written
     for assignment in overrides:
         set_override(asked, assignment)
-    _refuse_fixed(changed_keys(payload["config"], asked), changeable)
+    _refuse_fixed(changed_keys(payload["config"], asked), changeable, payload["config"], overrides)
     try:
         config = build_config(payload["config"], overrides, source=source, device=device)
     except UserError as error:  # the trained config is valid: an override made it wrong
-        if not overrides:
+        if not overrides or str(error).startswith(f"{source} with --set"):  # already says which --set
             raise
         problems = str(error).removeprefix(f"{source}: ")
         given = " ".join(echo_override(item) for item in overrides)
         raise UserError(f"{source} with --set {given}: {problems}") from None
-    _refuse_fixed(changed_keys(trained.to_dict(), config.to_dict()), changeable)
+    _refuse_fixed(changed_keys(trained.to_dict(), config.to_dict()), changeable, payload["config"], overrides)
     task = build_task(config, payload["task_state"])
     device = resolve_device(config.device)
     task.to(device)
     return config, task, model_from_checkpoint(payload, device)
 
 
-def _refuse_fixed(changed: list[str], changeable: tuple[str, ...]) -> None:
+def _refuse_fixed(
+    changed: list[str], changeable: tuple[str, ...], config: dict[str, Any], overrides: Sequence[str]
+) -> None:
     fixed = [key for key in changed if not key.startswith(changeable)]
-    if fixed:
-        raise UserError(
-            f"--set {fixed[0]}: fixed by the trained checkpoint; at eval time only "
-            f"{', '.join(dict.fromkeys(k.rstrip('.') for k in changeable))} can change"
-        )
+    if not fixed:
+        return
+    for assignment in overrides:  # a key the run never had is no change to what training fixed
+        _refuse_unknown(config, override_key(assignment))
+    raise UserError(
+        f"--set {fixed[0]}: fixed by the trained checkpoint; at eval time only "
+        f"{', '.join(dict.fromkeys(k.rstrip('.') for k in changeable))} can change"
+    )
+
+
+def _refuse_unknown(config: dict[str, Any], key: str) -> None:
+    """A ``--set`` key that the run's resolved config (every key, defaults included) does not have, named
+    as such, with the likely key."""
+    node: Any = config
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        if not isinstance(node, dict):  # under a value (a null curriculum, say): validation decides
+            return
+        if part not in node:
+            where = ".".join(parts[:depth])
+            close = difflib.get_close_matches(part, [str(k) for k in node], n=1, cutoff=0.75)
+            guess = f"; did you mean {'.'.join([*parts[:depth], close[0]])}?" if close else ""
+            under = f" under {where!r}" if where else ""
+            raise UserError(f"--set {key}: this run's config has no key {part!r}{under}{guess}")
+        node = node[part]
 
 
 def resume_refusal(where: str, saved: dict[str, Any], current: dict[str, Any], changed: list[str]) -> str:

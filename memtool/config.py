@@ -8,6 +8,7 @@ against the task's own schemas.
 from __future__ import annotations
 
 import copy
+import difflib
 import inspect
 import re
 import reprlib
@@ -426,13 +427,17 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _with_suggestion(problem: str, fields: dict[str, set[str]]) -> str:
-    """``model.memory_size: Extra inputs ...`` → ``...; did you mean task.memory_size?``"""
+    """``model.memory_size: Extra inputs ...`` → ``...; did you mean task.memory_size?`` (the key in
+    another section), or ``model.controler_size`` → ``model.controller_size`` (a typo of its own)"""
     location, _, message = problem.partition(": ")
     section, _, key = location.partition(".")
     if not message.startswith("Extra inputs") or "." in key:
         return problem
-    homes = [name for name, names in fields.items() if name != section and key in names]
-    return f"{problem}; did you mean {' or '.join(f'{home}.{key}' for home in homes)}?" if homes else problem
+    guesses = [f"{home}.{key}" for home, names in fields.items() if home != section and key in names]
+    if not guesses:  # a typo of one of its own section's keys: controler_size
+        close = difflib.get_close_matches(key, sorted(fields.get(section, ())), n=2, cutoff=0.75)
+        guesses = [f"{section}.{name}" for name in close]
+    return f"{problem}; did you mean {' or '.join(guesses)}?" if guesses else problem
 
 
 def load_config(path: Path, overrides: Sequence[str] = (), **top_level: Any) -> RunConfig:
@@ -517,7 +522,11 @@ def build_config(
             fields["model"] = set(constructor_schema(MODELS.get(top.model["name"])).model_fields)
         if isinstance(top.task.get("name"), str) and top.task["name"] in TASKS:
             task_class = TASKS.get(top.task["name"])
-            fields |= {"task": set(task_class.Params.model_fields), "data": set(task_class.Data.model_fields)}
+            fields |= {
+                "task": set(task_class.Params.model_fields),
+                "data": set(task_class.Data.model_fields),
+                "eval": set(task_class.Eval.model_fields),
+            }
         told = _from_set(problems, overrides)
         raise UserError(f"{source}{told}: " + "; ".join(_with_suggestion(p, fields) for p in problems))
     return RunConfig(

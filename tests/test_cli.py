@@ -333,6 +333,13 @@ def test_eval_refuses_to_change_what_the_model_was_trained_with(trained_run: Pat
         invoke("eval", trained_run, "--set", "model.hops=5"), "--set model.hops", "fixed by the trained"
     )
     _one_line_error(invoke("eval", trained_run, "--set", "task.memory_size=200"), "task.memory_size")
+    # a key the run never had is named as unknown (with the likely one), not as a change training fixed
+    _one_line_error(invoke("eval", trained_run, "--set", "foo.bar=1"), "--set foo.bar", "no key 'foo'")
+    _one_line_error(
+        invoke("eval", trained_run, "--set", "train.thread=1"),
+        "no key 'thread' under 'train'",
+        "train.threads?",
+    )
     result = invoke("eval", trained_run, "--set", "train.eval_batch_size=7", "--json")
     assert result.exit_code == 0, result.output
 

@@ -60,6 +60,10 @@ def test_set_overrides_parse_yaml_values() -> None:
         ({"model": {"name": "memn2n", "hops": 0}}, r"model\.hops: .*greater than or equal to 1"),
         ({"model": {"name": "memn2n", "match": "euclid"}}, r"model\.match: .*'dot', 'cosine' or 'mlp'"),
         ({"model": {"name": "memn2n", "vocab_size": 3}}, r"model\.vocab_size: Extra inputs"),
+        (  # a typo of one of the section's own keys gets its likely name
+            {"model": {"name": "memn2n", "embeding_dim": 3}},
+            r"model\.embeding_dim: Extra inputs.*; did you mean model\.embedding_dim\?",
+        ),
         ({"data": {"source": "files", "path": None}}, r"data.path is required"),
         ({"seed": "x"}, r"seed: .*got 'x'"),
     ],
