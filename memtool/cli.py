@@ -266,6 +266,8 @@ def evaluate(
         payload_out: dict[str, Any] = {"checkpoint": payload["path"], "metrics": result.metrics}
         if result.groups:
             payload_out[result.group_label] = result.groups
+        if result.note:
+            payload_out["note"] = result.note
         sys.stdout.write(jsonio.dumps(payload_out) + "\n")
         return
     out.print(render.metrics_table(result, f"{split} · {payload['path']}", task.scoring))

@@ -57,7 +57,12 @@ def metrics_table(result: EvalResult, title: str, scoring: Scoring) -> Renderabl
     overall.add_column("value", justify="right")
     for name, value in result.metrics.items():
         overall.add_row(_label(name, scoring), number(value))
-    return Group(overall, group_table(result, scoring)) if result.groups else overall
+    parts: list[RenderableType] = [overall]
+    if result.note:
+        parts.append(Text(result.note, style="dim"))
+    if result.groups:
+        parts.append(group_table(result, scoring))
+    return Group(*parts) if len(parts) > 1 else overall
 
 
 def group_table(result: EvalResult, scoring: Scoring) -> Table:

@@ -120,6 +120,7 @@ class EvalResult:
     metrics: dict[str, float]
     groups: dict[str, dict[str, float]] = field(default_factory=dict)
     group_label: str = "groups"  # the JSON key the groups are written under
+    note: str = ""  # what the headline metrics average, where it is not plain (e.g. the trained sizes only)
 
 
 @dataclass(frozen=True)

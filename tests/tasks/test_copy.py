@@ -82,6 +82,9 @@ def test_a_perfect_model_scores_zero_wrong_bits_and_a_blind_one_half_of_them() -
     assert perfect.groups["120"]["bit_errors"] == 0 and perfect.groups["120"]["examples"] == 50
     blind = task.evaluate(Oracle(0.0), "test", 16)  # p = 0.5 everywhere: 1 bit of cost per bit
     assert blind.groups["3"]["cost_bits"] == pytest.approx(3 * 4)
+    # the headline averages the trained lengths only, and says so
+    assert blind.metrics["cost_bits"] == pytest.approx(blind.groups["3"]["cost_bits"])
+    assert blind.note == "cost, wrong bits and loss: the mean over the sizes trained on (3); per length below"
 
 
 @pytest.mark.slow

@@ -301,7 +301,12 @@ class SequenceTask(ShardedEvaluation, TaskDefaults):
             for name in ("cost_bits", "bit_errors", "loss")
         }
         metrics["examples"] = sum(g["examples"] for g in groups.values())
-        return EvalResult(metrics, groups, self.scoring.group_key)
+        label = self.scoring.group_label
+        averaged = (
+            f"the sizes trained on ({', '.join(trained)})" if trained else "every size (none trained on)"
+        )
+        note = f"cost, wrong bits and loss: the mean over {averaged}; per {label} below"
+        return EvalResult(metrics, groups, self.scoring.group_key, note)
 
     # -- inspection -------------------------------------------------------------------------------------
     def inspect_size(self, options: Any) -> Size:
