@@ -306,7 +306,7 @@ def restarts_table(summary: Summary, scoring: Scoring) -> Table:
     """Every restart's best model: its validation and test scores, the kept one marked."""
     select = scoring.select
     table = Table(title="restarts (each one's best validation)", header_style="bold")
-    for header in ("restart", "seed", f"valid {select.label}", f"test {select.label}", ""):
+    for header in ("restart", "seed", f"valid {select.label}", f"test {select.label}", "kept"):
         table.add_column(header, justify="right")
     for restart, scores in sorted(summary.restarts.items(), key=lambda item: int(item[0])):
         kept = int(restart) == summary.best_restart
@@ -315,7 +315,7 @@ def restarts_table(summary: Summary, scoring: Scoring) -> Table:
             str(summary.seed + int(restart)),
             number(scores["best_valid"]),
             number(scores["test"]["metrics"].get(select.name)),
-            "kept" if kept else "",
+            "✓" if kept else "",  # best.pt: eval and inspect-memory read it
             style="bold" if kept else None,
         )
     return table
