@@ -230,3 +230,16 @@ def test_settings_that_leave_no_training_videos_to_draw_are_one_user_error() -> 
     raw.setdefault("data", {}).update(train_videos=5)
     with pytest.raises(UserError, match="task: train split: could not draw 5 videos"):
         build_task(build_config(raw))
+
+
+def test_a_caption_cut_by_the_length_limit_says_so() -> None:
+    from memtool.tasks.video.captioning import CaptionEval, caption_view
+    from memtool.tasks.video.data import EOS, Vocabulary
+
+    vocabulary = Vocabulary.build(["a red square appears"])
+    cut = _FixedCaptioner(vocabulary.encode("a red square"), [0, 1, 2], frames=4)  # no <eos>: the limit hit
+    view = caption_view(cut, torch.zeros(4, 3, 8, 8), [], "t", vocabulary, CaptionEval(max_words=3))
+    assert view.notes[0] == "caption: a red square (stopped at eval.max_words = 3, before <eos>)"
+    ended = _FixedCaptioner([*vocabulary.encode("a red square"), EOS], [0, 1, 2, 3], frames=4)
+    view = caption_view(ended, torch.zeros(4, 3, 8, 8), [], "t", vocabulary, CaptionEval())
+    assert view.notes[0] == "caption: a red square"

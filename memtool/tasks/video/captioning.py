@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from memtool.errors import UserError
 from memtool.models.base import ModelOutput
-from memtool.models.captioner import PAD, attention_penalty
+from memtool.models.captioner import EOS, PAD, attention_penalty
 from memtool.schema import Strict
 from memtool.tasks.base import (
     Batch,
@@ -357,8 +357,10 @@ def caption_view(
             show_values=True,
         ),
     ]
+    unfinished = length > 0 and words[0, length - 1].item() != EOS  # cut by the length limit
     notes = [
-        f"caption: {caption or '(empty)'}",
+        f"caption: {caption or '(empty)'}"
+        + (f" (stopped at eval.max_words = {evaluation.max_words}, before <eos>)" if unfinished else ""),
         *(f"reference: {r}" for r in references),
         f"regularizer λ Σ_i (τ − Σ_t α_t^i)² = {reg_lambda:g} × {penalty.item():.3f} = {regularizer:.3f}; "
         f"coverage error Σ_i |τ − Σ_t α| = {error.item():.3f}",
