@@ -38,16 +38,52 @@ def component_tables(config_dirs: Iterable[Path]) -> list[Table]:
     table = Table(title="configs", header_style="bold")
     table.add_column("path")
     table.add_column("model · task")
+    table.add_column("apart from the others of its model and task")
     seen: set[Path] = set()
+    paths = []
     for directory in config_dirs:
         for path in sorted(directory.glob("*.yaml")) if directory.is_dir() else []:
-            if path.resolve() in seen:
-                continue
-            seen.add(path.resolve())
-            shown = Path(path).relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
-            table.add_row(str(shown), config_summary(path))
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                paths.append(path)
+    summaries = {path: config_summary(path) for path in paths}
+    for path, differences in settings_apart(paths, summaries).items():
+        shown = Path(path).relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+        table.add_row(str(shown), summaries[path], differences)
     tables.append(table)
     return tables
+
+
+def settings_apart(paths: list[Path], summaries: dict[Path, str]) -> dict[Path, str]:
+    """Per config, the settings in which it differs from the other configs of the same model and task
+    (``model.reg_lambda=0.0``), so that configs of one pair are told apart; "" for one of its kind."""
+    from memtool.config import read_yaml
+
+    def flat(values: object, prefix: str = "") -> dict[str, str]:
+        if not isinstance(values, dict):
+            return {prefix.rstrip("."): str(values)}
+        return {k: v for key, value in values.items() for k, v in flat(value, f"{prefix}{key}.").items()}
+
+    read: dict[Path, dict[str, str]] = {}
+    for path in paths:
+        try:
+            read[path] = flat(read_yaml(path))
+        except UserError:  # config_summary already says why it is unreadable
+            read[path] = {}
+    apart: dict[Path, str] = {}
+    for path in paths:
+        kin = [other for other in paths if other != path and summaries[other] == summaries[path]]
+        keys = sorted(
+            {
+                key
+                for other in kin
+                for key in read[path].keys() | read[other].keys()
+                if read[path].get(key) != read[other].get(key)
+            }
+        )
+        shown = [f"{key}={read[path][key]}" for key in keys if key in read[path]][:3]
+        apart[path] = escape(", ".join(shown))
+    return apart
 
 
 def config_summary(path: Path) -> str:

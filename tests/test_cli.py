@@ -101,6 +101,23 @@ def test_list_shows_models_tasks_and_configs() -> None:
         assert text in result.output
 
 
+def test_list_tells_configs_of_one_model_and_task_apart(tmp_path: Path) -> None:
+    from memtool.listing import config_summary, settings_apart
+
+    model = {"name": "captioner", "attention": "soft", "reg_lambda": 1.0}
+    files = {
+        "reg.yaml": {"model": model, "task": {"name": "shapes_captions"}},
+        "noreg.yaml": {"model": {**model, "reg_lambda": 0.0}, "task": {"name": "shapes_captions"}},
+        "copy.yaml": {"model": {"name": "ntm"}, "task": {"name": "copy"}},
+    }
+    paths = []
+    for name, raw in files.items():
+        (tmp_path / name).write_text(yaml.safe_dump(raw))
+        paths.append(tmp_path / name)
+    apart = settings_apart(paths, {path: config_summary(path) for path in paths})
+    assert apart == {paths[0]: "model.reg_lambda=1.0", paths[1]: "model.reg_lambda=0.0", paths[2]: ""}
+
+
 def test_list_and_data_load_a_plugin_named_with_import() -> None:
     from tests.helpers import memtool_process
 
