@@ -270,7 +270,12 @@ def evaluate(
             payload_out["note"] = result.note
         sys.stdout.write(jsonio.dumps(payload_out) + "\n")
         return
-    out.print(render.metrics_table(result, f"{split} · {payload['path']}", task.scoring))
+    changed = "".join(f" --set {item}" for item in extra)  # what the scores were made with: a seed, data
+    out.print(
+        render.metrics_table(
+            result, f"{split} · {payload['path']}{' ·' + changed if changed else ''}", task.scoring
+        )
+    )
 
 
 @app.command("inspect-memory", context_settings=TASK_OPTIONS)

@@ -359,6 +359,8 @@ def test_eval_refuses_to_change_what_the_model_was_trained_with(trained_run: Pat
     )
     result = invoke("eval", trained_run, "--set", "train.eval_batch_size=7", "--json")
     assert result.exit_code == 0, result.output
+    result = invoke("eval", trained_run, "--set", "seed=5")  # another data seed: the title says so
+    assert result.exit_code == 0 and "· --set seed=5" in result.output, result.output
 
 
 def test_eval_needs_only_test_files(trained_run: Path, tmp_path: Path) -> None:
