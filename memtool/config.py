@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 import inspect
+import json
 import re
 import reprlib
 from collections.abc import Sequence
@@ -293,6 +294,18 @@ def _spellings(value: str) -> set[str]:
         if float(number).is_integer():
             spellings.add(str(int(number)))
     return spellings
+
+
+def config_leaves(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"task.frames": "8", "model.attention": '"soft"', ...}``: every leaf of a nested config by its
+    dotted key, each value as JSON, so configs can be compared and their differences named."""
+    found: dict[str, str] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            found.update(config_leaves(value, f"{prefix}{key}."))
+        else:
+            found[f"{prefix}{key}"] = json.dumps(value)
+    return found
 
 
 def override_key(assignment: str) -> str:

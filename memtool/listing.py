@@ -57,17 +57,12 @@ def component_tables(config_dirs: Iterable[Path]) -> list[Table]:
 def settings_apart(paths: list[Path], summaries: dict[Path, str]) -> dict[Path, str]:
     """Per config, the settings in which it differs from the other configs of the same model and task
     (``model.reg_lambda=0.0``), so that configs of one pair are told apart; "" for one of its kind."""
-    from memtool.config import read_yaml
-
-    def flat(values: object, prefix: str = "") -> dict[str, str]:
-        if not isinstance(values, dict):
-            return {prefix.rstrip("."): str(values)}
-        return {k: v for key, value in values.items() for k, v in flat(value, f"{prefix}{key}.").items()}
+    from memtool.config import config_leaves, read_yaml
 
     read: dict[Path, dict[str, str]] = {}
     for path in paths:
         try:
-            read[path] = flat(read_yaml(path))
+            read[path] = config_leaves(read_yaml(path))
         except UserError:  # config_summary already says why it is unreadable
             read[path] = {}
     apart: dict[Path, str] = {}

@@ -29,6 +29,7 @@ import math
 from pathlib import Path
 from statistics import mean, stdev
 
+from memtool.config import config_leaves
 from memtool.errors import exit_for_user, run_as_script
 from memtool.run_files import distinct, finished_run
 from memtool.stats import Paired, holm, paired
@@ -91,24 +92,13 @@ NOT_THE_SETTING = (
 MOST_KEYS_SHOWN = 3
 
 
-def flat(config: dict, prefix: str = "") -> dict[str, str]:
-    """``{"task.frames": "8", ...}``: every leaf of a config."""
-    found: dict[str, str] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            found.update(flat(value, f"{prefix}{key}."))
-        else:
-            found[f"{prefix}{key}"] = json.dumps(value)
-    return found
-
-
 def labels(configs: dict[Path, dict]) -> dict[Path, str]:
     """Each run's row label, from its config: runs with the same ``setting`` and the same config but for
     ``NOT_THE_SETTING`` share one; runs whose configs differ otherwise are never pooled, and their
     label names the keys that differ (``task.frames=12``), so that unlike runs are never averaged."""
     named = {run: setting(run, config) for run, config in configs.items()}
     leaves = {
-        run: {k: v for k, v in flat(config).items() if k not in NOT_THE_SETTING}
+        run: {k: v for k, v in config_leaves(config).items() if k not in NOT_THE_SETTING}
         for run, config in configs.items()
     }
     found: dict[Path, str] = {}
